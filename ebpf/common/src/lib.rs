@@ -1,0 +1,239 @@
+//! Layouts shared by the eBPF probes (kernel side) and the agent (user side).
+//!
+//! Every type here is `#[repr(C)]`, `Copy` and free of pointers, so the probes can write it into
+//! the ring buffer or read it from a map and the agent can reinterpret the same bytes. A test at the
+//! bottom pins each size: changing a layout is a deliberate act on both sides at once.
+#![no_std]
+
+/// Offset value meaning "this field does not exist in this binary" (e.g. `Request.Pattern`
+/// before Go 1.23). Probes skip reads whose offset is `ABSENT`.
+pub const ABSENT: u64 = u64::MAX;
+
+pub const METHOD_CAP: usize = 16;
+pub const PATH_CAP: usize = 512;
+pub const QUERY_CAP: usize = 256;
+pub const HOST_CAP: usize = 128;
+pub const REMOTE_ADDR_CAP: usize = 64;
+pub const USER_AGENT_CAP: usize = 256;
+pub const ROUTE_CAP: usize = 128;
+
+/// A Go string copied out of the traced process, at most `N` bytes of it.
+///
+/// `len` is the length of the string in the process, so `len > N` means the copy was truncated:
+/// the agent marks such values instead of silently shortening them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BoundedStr<const N: usize> {
+    pub len: u64,
+    pub bytes: [u8; N],
+}
+
+impl<const N: usize> BoundedStr<N> {
+    /// The bytes that were copied: the first `min(len, N)` bytes.
+    pub fn copied(&self) -> &[u8] {
+        let n = if self.len > N as u64 { N } else { self.len as usize };
+        &self.bytes[..n]
+    }
+
+    pub fn is_truncated(&self) -> bool {
+        self.len > N as u64
+    }
+}
+
+/// `HttpServerEvent::flags` bits.
+pub mod flags {
+    /// `Request.TLS` was set: the request came over HTTPS.
+    pub const TLS: u8 = 1;
+    /// The ResponseWriter was the HTTP/2 one (`*http2responseWriter`).
+    pub const HTTP2: u8 = 2;
+    /// The handler panicked: the goroutine called `runtime.gopanic` before returning.
+    pub const PANICKED: u8 = 4;
+    /// The ResponseWriter was of a type the probe does not know; status and size are unknown.
+    pub const UNKNOWN_WRITER: u8 = 8;
+}
+
+/// One served HTTP request, written by the return probe of `net/http.serverHandler.ServeHTTP`.
+///
+/// Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC); the agent converts them to wall-clock time
+/// with one offset measured at start.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HttpServerEvent {
+    pub start_monotonic_ns: u64,
+    pub end_monotonic_ns: u64,
+    pub goroutine_id: u64,
+    /// `Request.ContentLength`: -1 when unknown (chunked), 0 with no body.
+    pub request_content_length: i64,
+    /// Response body bytes written by the handler; -1 when unknown.
+    pub response_body_bytes: i64,
+    pub pid: u32,
+    /// HTTP status code; 0 when the handler wrote nothing (Go then sends 200).
+    pub status: u16,
+    /// Local TCP port of the connection; 0 when unknown.
+    pub server_port: u16,
+    pub proto_major: u8,
+    pub proto_minor: u8,
+    pub flags: u8,
+    pub _pad: [u8; 5],
+    pub method: BoundedStr<METHOD_CAP>,
+    pub path: BoundedStr<PATH_CAP>,
+    pub query: BoundedStr<QUERY_CAP>,
+    pub host: BoundedStr<HOST_CAP>,
+    pub remote_addr: BoundedStr<REMOTE_ADDR_CAP>,
+    pub user_agent: BoundedStr<USER_AGENT_CAP>,
+    /// `Request.Pattern` (Go 1.23+): the ServeMux pattern that matched, e.g. `GET /users/{id}`.
+    pub route: BoundedStr<ROUTE_CAP>,
+}
+
+/// How a Go map stores its entries; decides how the probe searches `Request.Header`.
+pub mod map_layout {
+    /// Go <= 1.23: `runtime.hmap` with 8-slot buckets.
+    pub const BUCKETS: u64 = 0;
+    /// Go >= 1.24: `internal/runtime/maps.Map` (Swiss tables).
+    pub const SWISS: u64 = 1;
+}
+
+/// Struct field offsets and type addresses of one traced process, found by the agent from the
+/// binary's DWARF and symbols and stored in a map keyed by the process id.
+///
+/// Every offset is in bytes from the start of the struct named in its field name; `ABSENT` where the
+/// binary has no such field. Addresses (`*_itab`) are run-time addresses in the process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoOffsets {
+    pub g_goid: u64,
+
+    pub request_method: u64,
+    pub request_url: u64,
+    pub request_proto_major: u64,
+    pub request_proto_minor: u64,
+    pub request_header: u64,
+    pub request_content_length: u64,
+    pub request_host: u64,
+    pub request_remote_addr: u64,
+    pub request_tls: u64,
+    pub request_pattern: u64,
+    pub url_path: u64,
+    pub url_raw_query: u64,
+
+    /// Address of the itab `*net/http.response` as `net/http.ResponseWriter` (HTTP/1.x).
+    pub response_itab: u64,
+    pub response_status: u64,
+    pub response_written: u64,
+    pub response_conn: u64,
+    pub conn_rwc: u64,
+
+    /// Address of the itab `*net/http.http2responseWriter` as `net/http.ResponseWriter`.
+    pub h2_writer_itab: u64,
+    pub h2_writer_rws: u64,
+    pub h2_rws_status: u64,
+    pub h2_rws_wrote_bytes: u64,
+    pub h2_rws_stream: u64,
+    pub h2_stream_sc: u64,
+    pub h2_server_conn_conn: u64,
+
+    /// Address of the itab `*crypto/tls.Conn` as `net.Conn`.
+    pub tls_conn_itab: u64,
+    pub tls_conn_conn: u64,
+    /// Address of the itab `*net.TCPConn` as `net.Conn`.
+    pub tcp_conn_itab: u64,
+    /// Offset of `fd *netFD` inside `net.TCPConn` (through its embedded `net.conn`).
+    pub tcp_conn_fd: u64,
+    pub net_fd_laddr: u64,
+    pub tcp_addr_port: u64,
+
+    /// One of `map_layout::*`.
+    pub map_layout: u64,
+    /// Go <= 1.23: `hmap.B` and `hmap.buckets`.
+    pub hmap_b: u64,
+    pub hmap_buckets: u64,
+    /// Go >= 1.24: `Map.dirPtr`, `Map.dirLen`, `table.groups` (its `data` pointer) and
+    /// `groupsReference.lengthMask`.
+    pub swiss_dir_ptr: u64,
+    pub swiss_dir_len: u64,
+    pub swiss_table_groups: u64,
+    pub swiss_groups_length_mask: u64,
+}
+
+/// Indexes into the per-CPU `COUNTERS` array. The agent sums them across CPUs and exports them.
+pub mod counter {
+    /// Entry probe hits, in any process the probe is attached to.
+    pub const ENTRY_HITS: u32 = 0;
+    /// Return probe hits.
+    pub const RETURN_HITS: u32 = 1;
+    /// Events written to the ring buffer.
+    pub const EVENTS_SUBMITTED: u32 = 2;
+    /// Events lost because the ring buffer was full.
+    pub const EVENTS_LOST: u32 = 3;
+    /// Returns with no recorded entry (entry evicted from the in-flight map, or attached mid-call).
+    pub const RETURNS_WITHOUT_ENTRY: u32 = 4;
+    /// Hits in a process that has no offsets registered (attach/detach races).
+    pub const UNCONFIGURED_HITS: u32 = 5;
+    /// Panics seen while a request was in flight on the panicking goroutine.
+    pub const PANICS: u32 = 6;
+    pub const COUNT: u32 = 8;
+}
+
+/// Key of the in-flight request map: a goroutine of a process. `g` pointers are reused by the Go
+/// runtime, so a key is valid only between one entry and its return; the map is an LRU so entries
+/// of handlers that never return (panics) are evicted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoroutineKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub g: u64,
+}
+
+/// What the entry probe remembers for the return probe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct InFlightRequest {
+    pub start_monotonic_ns: u64,
+    pub request: u64,
+    pub writer_itab: u64,
+    pub writer_data: u64,
+    pub goroutine_id: u64,
+    pub flags: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `repr(C)` data with no padding-dependent invariants; any bit pattern is valid.
+    unsafe impl aya::Pod for super::GoOffsets {}
+    unsafe impl aya::Pod for super::GoroutineKey {}
+    unsafe impl aya::Pod for super::InFlightRequest {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_are_pinned() {
+        assert_eq!(
+            size_of::<HttpServerEvent>(),
+            56 + 8 * 7 + METHOD_CAP + PATH_CAP + QUERY_CAP + HOST_CAP + REMOTE_ADDR_CAP
+                + USER_AGENT_CAP
+                + ROUTE_CAP
+        );
+        assert_eq!(size_of::<HttpServerEvent>(), 1472);
+        assert_eq!(size_of::<GoOffsets>(), 39 * 8);
+        assert_eq!(size_of::<GoroutineKey>(), 16);
+        assert_eq!(size_of::<InFlightRequest>(), 48);
+    }
+
+    #[test]
+    fn bounded_str_reports_truncation() {
+        let mut s = BoundedStr::<4> {
+            len: 6,
+            bytes: *b"abcd",
+        };
+        assert!(s.is_truncated());
+        assert_eq!(s.copied(), b"abcd");
+        s.len = 2;
+        assert!(!s.is_truncated());
+        assert_eq!(s.copied(), b"ab");
+    }
+}

