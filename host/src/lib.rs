@@ -2,6 +2,13 @@
 //!
 //! The modules follow the data, in the order it flows:
 //! `discover` (which processes) -> `inspect` (what their binaries look like) -> `attach` (uprobes)
-//! -> `capture` (ring buffer) -> `decode` (events to requests) -> `span` -> `plugins` -> `export`.
+//! -> `capture` (ring buffer) -> `decode` (events to requests) -> `span` -> `export`.
 //! `pipeline` wires them together.
+pub mod attach;
+pub mod capture;
+pub mod decode;
+pub mod discover;
+pub mod export;
+pub mod inspect;
+pub mod pipeline;
 pub mod span;

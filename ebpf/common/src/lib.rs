@@ -203,6 +203,7 @@ mod pod {
     unsafe impl aya::Pod for super::GoOffsets {}
     unsafe impl aya::Pod for super::GoroutineKey {}
     unsafe impl aya::Pod for super::InFlightRequest {}
+    unsafe impl aya::Pod for super::HttpServerEvent {}
 }
 
 #[cfg(test)]

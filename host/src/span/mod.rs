@@ -1,4 +1,14 @@
-//! Spans: the agent's own model (`model`) and how a decoded request becomes one.
+//! Spans: the agent's own model, the clock that dates them, the resource of a traced process, and
+//! how a decoded request becomes a span.
+mod build;
+mod clock;
 mod model;
+mod resource;
 
+pub use build::{route_of_pattern, server_span, TRUNCATED_ATTRIBUTE, TRUNCATION_MARK};
+pub use clock::WallClock;
 pub use model::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
+pub use resource::{
+    host_name, parse_environ, parse_resource_attributes, process_resource, ProcessFacts,
+    AGENT_NAME, AGENT_VERSION,
+};

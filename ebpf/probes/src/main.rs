@@ -1,0 +1,259 @@
+//! Uprobes on Go's `net/http.serverHandler.ServeHTTP`: one hit at entry, one at its RET, and
+//! nothing else on the request path.
+//!
+//! The entry probe remembers the request per goroutine; the return probe reads the request and the
+//! response writer (still alive at that point) into one fixed-size event in the ring buffer. A
+//! probe on `runtime.gopanic` only fires when a program panics, so it costs normal requests nothing:
+//! it keeps a copy of the event of a handler that panics, which the agent emits if the handler
+//! never returns.
+#![no_std]
+#![no_main]
+
+mod go;
+mod header;
+
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{map, uprobe},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::ProbeContext,
+};
+use http_autoinstrument_common::{
+    counter, flags, GoOffsets, GoroutineKey, HttpServerEvent, InFlightRequest, ABSENT,
+};
+
+use go::{read_go_string, read_u64};
+
+/// Offsets per traced process, written by the agent before it attaches the probes.
+#[map]
+static OFFSETS: HashMap<u32, GoOffsets> = HashMap::with_max_entries(4096, 0);
+
+/// Requests between entry and return. Shared by all processes and bounded: an LRU, so entries of
+/// handlers that never return are evicted rather than filling the map.
+#[map]
+static IN_FLIGHT: LruHashMap<GoroutineKey, InFlightRequest> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// Events of handlers that panicked, kept until the handler returns (the panic was recovered:
+/// the entry is dropped) or the agent sweeps it (the panic killed the request).
+#[map]
+static PANICKED: LruHashMap<GoroutineKey, HttpServerEvent> = LruHashMap::with_max_entries(1024, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Scratch space for building a panicked request's event: too large for the 512-byte BPF stack.
+#[map]
+static SCRATCH: PerCpuArray<HttpServerEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
+/// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
+#[no_mangle]
+static WAKEUP_BYTES: u64 = 64 * core::mem::size_of::<HttpServerEvent>() as u64;
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn current_pid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// Go's ABIInternal keeps the running goroutine's `g` in R14.
+#[inline(always)]
+fn goroutine_key(ctx: &ProbeContext, pid: u32) -> GoroutineKey {
+    GoroutineKey {
+        pid,
+        _pad: 0,
+        g: unsafe { (*ctx.regs).r14 },
+    }
+}
+
+#[uprobe]
+pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
+    bump(counter::ENTRY_HITS);
+    let pid = current_pid();
+    let Some(offsets) = (unsafe { OFFSETS.get(&pid) }) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    let key = goroutine_key(&ctx, pid);
+    let regs = unsafe { &*ctx.regs };
+    // ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request): rw is an interface (itab in
+    // RBX, data in RCX), req is in RDI.
+    let request = regs.rdi;
+    if let Some(existing) = unsafe { IN_FLIGHT.get(&key) } {
+        // Go's stack-growth path re-enters the function from the top for the same call: keep the
+        // first start time.
+        if existing.request == request && existing.flags & flags::PANICKED as u64 == 0 {
+            return 0;
+        }
+    }
+    let in_flight = InFlightRequest {
+        start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
+        request,
+        writer_itab: regs.rbx,
+        writer_data: regs.rcx,
+        goroutine_id: read_u64(key.g, offsets.g_goid).unwrap_or(0),
+        flags: 0,
+    };
+    let _ = IN_FLIGHT.insert(&key, &in_flight, 0);
+    0
+}
+
+#[uprobe]
+pub fn serve_http_return(ctx: ProbeContext) -> u32 {
+    bump(counter::RETURN_HITS);
+    let pid = current_pid();
+    let Some(offsets) = (unsafe { OFFSETS.get(&pid) }) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    let key = goroutine_key(&ctx, pid);
+    let Some(in_flight) = (unsafe { IN_FLIGHT.get(&key) }).copied() else {
+        bump(counter::RETURNS_WITHOUT_ENTRY);
+        return 0;
+    };
+    let _ = IN_FLIGHT.remove(&key);
+    if in_flight.flags & flags::PANICKED as u64 != 0 {
+        // The handler panicked and recovered by itself: the request completes normally.
+        let _ = PANICKED.remove(&key);
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<HttpServerEvent>(0) else {
+        bump(counter::EVENTS_LOST);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    unsafe { fill_event(&mut *event, &in_flight, offsets, pid, 0) };
+    let unread = EVENTS.query(0 /* BPF_RB_AVAIL_DATA */);
+    let wakeup = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+    entry.submit(if unread >= wakeup {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    });
+    bump(counter::EVENTS_SUBMITTED);
+    0
+}
+
+/// Fires only when the program panics. If the panicking goroutine is serving a request, keep that
+/// request's event as it is now: after a panic the handler may never reach its RET.
+#[uprobe]
+pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
+    let pid = current_pid();
+    let Some(offsets) = (unsafe { OFFSETS.get(&pid) }) else {
+        return 0;
+    };
+    let key = goroutine_key(&ctx, pid);
+    let Some(in_flight) = IN_FLIGHT.get_ptr_mut(&key) else {
+        return 0;
+    };
+    bump(counter::PANICS);
+    let in_flight = unsafe {
+        (*in_flight).flags |= flags::PANICKED as u64;
+        *in_flight
+    };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    unsafe {
+        fill_event(&mut *scratch, &in_flight, offsets, pid, flags::PANICKED);
+        let _ = PANICKED.insert(&key, &*scratch, 0);
+    }
+    0
+}
+
+/// The floor for overhead measurements: a bare counting probe pair on the same entry and RET
+/// offsets (`--probe-mode count`). Whatever the full probes cost above this is the agent's own.
+#[uprobe]
+pub fn count_entry(_ctx: ProbeContext) -> u32 {
+    bump(counter::ENTRY_HITS);
+    0
+}
+
+#[uprobe]
+pub fn count_return(_ctx: ProbeContext) -> u32 {
+    bump(counter::RETURN_HITS);
+    0
+}
+
+/// Reads the request and the response writer into `event`. Every field is written, so no stale
+/// bytes of an earlier event survive in a reused ring-buffer slot.
+#[inline(always)]
+fn fill_event(
+    event: &mut HttpServerEvent,
+    in_flight: &InFlightRequest,
+    offsets: &GoOffsets,
+    pid: u32,
+    extra_flags: u8,
+) {
+    let request = in_flight.request;
+    event.start_monotonic_ns = in_flight.start_monotonic_ns;
+    event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
+    event.goroutine_id = in_flight.goroutine_id;
+    event.pid = pid;
+    event._pad = [0; 5];
+    event.request_content_length =
+        read_u64(request, offsets.request_content_length).unwrap_or(u64::MAX) as i64;
+    event.proto_major = read_u64(request, offsets.request_proto_major).unwrap_or(0) as u8;
+    event.proto_minor = read_u64(request, offsets.request_proto_minor).unwrap_or(0) as u8;
+
+    let mut event_flags = extra_flags;
+    if read_u64(request, offsets.request_tls).unwrap_or(0) != 0 {
+        event_flags |= flags::TLS;
+    }
+
+    read_go_string(&mut event.method, request, offsets.request_method);
+    let url = read_u64(request, offsets.request_url).unwrap_or(0);
+    read_go_string(&mut event.path, url, offsets.url_path);
+    read_go_string(&mut event.query, url, offsets.url_raw_query);
+    read_go_string(&mut event.host, request, offsets.request_host);
+    read_go_string(&mut event.remote_addr, request, offsets.request_remote_addr);
+    read_go_string(&mut event.route, request, offsets.request_pattern);
+    event.user_agent.len = 0;
+    let header = read_u64(request, offsets.request_header).unwrap_or(0);
+    header::find_user_agent(&mut event.user_agent, header, offsets);
+
+    let writer = in_flight.writer_data;
+    event.status = 0;
+    event.response_body_bytes = -1;
+    event.server_port = 0;
+    if in_flight.writer_itab == offsets.response_itab {
+        // HTTP/1.x: *http.response.
+        event.status = read_u64(writer, offsets.response_status).unwrap_or(0) as u16;
+        event.response_body_bytes = read_u64(writer, offsets.response_written).unwrap_or(u64::MAX) as i64;
+        let conn = read_u64(writer, offsets.response_conn).unwrap_or(0);
+        event.server_port = go::local_port(conn, offsets.conn_rwc, offsets);
+    } else if offsets.h2_writer_itab != ABSENT && in_flight.writer_itab == offsets.h2_writer_itab {
+        // HTTP/2: *http2responseWriter -> *http2responseWriterState.
+        event_flags |= flags::HTTP2;
+        let state = read_u64(writer, offsets.h2_writer_rws).unwrap_or(0);
+        event.status = read_u64(state, offsets.h2_rws_status).unwrap_or(0) as u16;
+        event.response_body_bytes = read_u64(state, offsets.h2_rws_wrote_bytes).unwrap_or(u64::MAX) as i64;
+        let stream = read_u64(state, offsets.h2_rws_stream).unwrap_or(0);
+        let server_conn = read_u64(stream, offsets.h2_stream_sc).unwrap_or(0);
+        event.server_port = go::local_port(server_conn, offsets.h2_server_conn_conn, offsets);
+    } else {
+        event_flags |= flags::UNKNOWN_WRITER;
+    }
+    event.flags = event_flags;
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,310 @@
+//! Loading the eBPF object and attaching its uprobes to traced processes.
+//!
+//! One object is loaded once; its programs are attached per process (scoped to that pid, at the
+//! file offsets `inspect` found), and the process's struct offsets go into the `OFFSETS` map
+//! first, so a probe never fires without knowing where to read.
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
+use aya::programs::UProbe;
+use aya::{Ebpf, EbpfLoader};
+use http_autoinstrument_common::{
+    counter, GoOffsets, GoroutineKey, HttpServerEvent, ABSENT,
+};
+
+use crate::inspect::GoBinary;
+
+static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(
+    env!("OUT_DIR"),
+    "/http-autoinstrument-probes"
+));
+
+/// Which programs go on ServeHTTP's entry and returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeMode {
+    /// The real probes: spans for every request.
+    Full,
+    /// A bare counting probe pair on the same offsets, and no spans: the floor that overhead
+    /// measurements compare the full probes with.
+    Count,
+}
+
+impl ProbeMode {
+    fn programs(self) -> (&'static str, &'static str) {
+        match self {
+            ProbeMode::Full => ("serve_http_entry", "serve_http_return"),
+            ProbeMode::Count => ("count_entry", "count_return"),
+        }
+    }
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub entry_hits: u64,
+    pub return_hits: u64,
+    pub events_submitted: u64,
+    pub events_lost: u64,
+    pub returns_without_entry: u64,
+    pub unconfigured_hits: u64,
+    pub panics: u64,
+}
+
+struct Attached {
+    links: Vec<(&'static str, UProbeLinkId)>,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    mode: ProbeMode,
+    offsets: BpfHashMap<MapData, u32, GoOffsets>,
+    panicked: BpfHashMap<MapData, GoroutineKey, HttpServerEvent>,
+    counters: PerCpuArray<MapData, u64>,
+    attached: HashMap<u32, Attached>,
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (before 5.11).
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct; failure only matters on old kernels.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+    }
+}
+
+impl Probes {
+    /// Loads the eBPF object and its programs into the kernel.
+    ///
+    /// `wakeup_bytes`: unread ring-buffer bytes at which a probe wakes the agent.
+    pub fn load(mode: ProbeMode, wakeup_bytes: u64) -> Result<Self> {
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+            .load(PROBES_OBJECT)
+            .context(
+                "loading the eBPF probes failed: the agent needs root or CAP_BPF + CAP_PERFMON \
+                 (+ CAP_SYS_RESOURCE on kernels < 5.11) and a kernel with BPF ring buffers (>= 5.8)",
+            )?;
+        let (entry, ret) = mode.programs();
+        for name in [entry, ret, "gopanic_entry"] {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+                .try_into()?;
+            program
+                .load()
+                .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
+        }
+        let offsets = BpfHashMap::try_from(ebpf.take_map("OFFSETS").context("map OFFSETS")?)?;
+        let panicked = BpfHashMap::try_from(ebpf.take_map("PANICKED").context("map PANICKED")?)?;
+        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+        Ok(Probes {
+            ebpf,
+            mode,
+            offsets,
+            panicked,
+            counters,
+            attached: HashMap::new(),
+        })
+    }
+
+    /// The ring buffer of request events; can be taken once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").context("the events ring buffer was already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    pub fn is_attached(&self, pid: u32) -> bool {
+        self.attached.contains_key(&pid)
+    }
+
+    pub fn attached_pids(&self) -> Vec<u32> {
+        self.attached.keys().copied().collect()
+    }
+
+    /// Attaches the probes to process `pid`, which runs `binary`. `load_bias` is what the
+    /// process added to the binary's link-time addresses (0 unless it is a PIE).
+    pub fn attach(&mut self, pid: u32, binary: &GoBinary, load_bias: u64) -> Result<()> {
+        let target = PathBuf::from(format!("/proc/{pid}/exe"));
+        let offsets = relocate(binary.offsets, load_bias);
+        self.offsets
+            .insert(pid, offsets, 0)
+            .with_context(|| format!("storing offsets of pid {pid}"))?;
+        let scope = UProbeScope::OneProcess(
+            NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?,
+        );
+        let (entry, ret) = self.mode.programs();
+        let function = &binary.serve_http;
+        let mut points: Vec<(&'static str, u64)> = vec![(entry, function.file_offset)];
+        points.extend(
+            function
+                .return_offsets
+                .iter()
+                .map(|off| (ret, function.file_offset + off)),
+        );
+        if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
+            points.push(("gopanic_entry", gopanic.file_offset));
+        }
+        let mut links = Vec::with_capacity(points.len());
+        for (program, file_offset) in points {
+            match self.attach_one(program, file_offset, &target, scope) {
+                Ok(link) => links.push((program, link)),
+                Err(e) => {
+                    self.detach_links(links);
+                    let _ = self.offsets.remove(&pid);
+                    return Err(e.context(format!(
+                        "attaching {program} to pid {pid} ({}) at file offset {file_offset:#x}",
+                        binary.path.display()
+                    )));
+                }
+            }
+        }
+        self.attached.insert(pid, Attached { links });
+        Ok(())
+    }
+
+    fn attach_one(
+        &mut self,
+        program: &str,
+        file_offset: u64,
+        target: &Path,
+        scope: UProbeScope,
+    ) -> Result<UProbeLinkId> {
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("no program {program}"))?
+            .try_into()?;
+        Ok(program.attach(UProbeAttachLocation::AbsoluteOffset(file_offset), target, scope)?)
+    }
+
+    fn detach_links(&mut self, links: Vec<(&'static str, UProbeLinkId)>) {
+        for (program, link) in links {
+            if let Some(Ok(p)) = self.ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
+                if let Err(e) = p.detach(link) {
+                    tracing::debug!("detaching {program}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Detaches the probes of `pid` and forgets its offsets. Safe to call for unknown pids.
+    pub fn detach(&mut self, pid: u32) {
+        if let Some(attached) = self.attached.remove(&pid) {
+            self.detach_links(attached.links);
+        }
+        let _ = self.offsets.remove(&pid);
+    }
+
+    pub fn counters(&self) -> KernelCounters {
+        let sum = |index: u32| -> u64 {
+            self.counters
+                .get(&index, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            entry_hits: sum(counter::ENTRY_HITS),
+            return_hits: sum(counter::RETURN_HITS),
+            events_submitted: sum(counter::EVENTS_SUBMITTED),
+            events_lost: sum(counter::EVENTS_LOST),
+            returns_without_entry: sum(counter::RETURNS_WITHOUT_ENTRY),
+            unconfigured_hits: sum(counter::UNCONFIGURED_HITS),
+            panics: sum(counter::PANICS),
+        }
+    }
+
+    /// Removes and returns the events of handlers that panicked and have not returned for
+    /// `grace_ns` (the panic ended the request), plus those of processes no longer attached.
+    pub fn take_abandoned_panics(&mut self, now_monotonic_ns: u64, grace_ns: u64) -> Vec<HttpServerEvent> {
+        let mut expired = Vec::new();
+        for item in self.panicked.iter() {
+            let Ok((key, event)) = item else { break };
+            let abandoned = !self.attached.contains_key(&key.pid)
+                || now_monotonic_ns.saturating_sub(event.end_monotonic_ns) >= grace_ns;
+            if abandoned {
+                expired.push((key, event));
+            }
+        }
+        expired
+            .into_iter()
+            .filter_map(|(key, event)| self.panicked.remove(&key).ok().map(|_| event))
+            .collect()
+    }
+}
+
+/// Adds the load bias to the run-time addresses in `offsets` (itabs); offsets stay as they are.
+fn relocate(mut offsets: GoOffsets, load_bias: u64) -> GoOffsets {
+    for itab in [
+        &mut offsets.response_itab,
+        &mut offsets.h2_writer_itab,
+        &mut offsets.tls_conn_itab,
+        &mut offsets.tcp_conn_itab,
+    ] {
+        if *itab != ABSENT && *itab != 0 {
+            *itab += load_bias;
+        }
+    }
+    offsets
+}
+
+/// The load bias of a PIE executable in process `pid`: where its first mapping (file offset 0)
+/// starts. 0 for a fixed-address executable.
+pub fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
+    if !binary.is_pie {
+        return Ok(0);
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("reading /proc/{pid}/maps"))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    parse_load_bias(&maps, &exe).ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", exe.display()))
+}
+
+fn parse_load_bias(maps: &str, exe: &Path) -> Option<u64> {
+    let exe = exe.to_str()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let _perms = fields.next()?;
+        let offset = fields.next()?;
+        let path = fields.nth(2)?;
+        (path == exe && u64::from_str_radix(offset, 16).ok()? == 0)
+            .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_mapping_of_the_executable() {
+        let maps = "\
+55d0c0000000-55d0c0200000 r--p 00000000 fd:00 123 /srv/app
+55d0c0200000-55d0c0400000 r-xp 00200000 fd:00 123 /srv/app
+7f0000000000-7f0000001000 r--p 00000000 fd:00 9 /usr/lib/libc.so.6
+";
+        assert_eq!(parse_load_bias(maps, Path::new("/srv/app")), Some(0x55d0c0000000));
+        assert_eq!(parse_load_bias(maps, Path::new("/srv/other")), None);
+    }
+
+    #[test]
+    fn relocation_moves_itabs_only() {
+        let mut o: GoOffsets = unsafe { std::mem::zeroed() };
+        o.response_itab = 0x1000;
+        o.h2_writer_itab = ABSENT;
+        o.request_url = 0x10;
+        let r = relocate(o, 0x5000);
+        assert_eq!(r.response_itab, 0x6000);
+        assert_eq!(r.h2_writer_itab, ABSENT);
+        assert_eq!(r.request_url, 0x10);
+    }
+}

@@ -1,0 +1,94 @@
+//! Reading request events out of the BPF ring buffer.
+//!
+//! Probes wake the agent only when a batch worth of bytes is waiting; otherwise the reader polls
+//! on a short timer. Either way it drains everything available in one go and hands the events on
+//! as one batch.
+use std::time::Duration;
+
+use anyhow::Result;
+use aya::maps::{MapData, RingBuf};
+use http_autoinstrument_common::HttpServerEvent;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::decode::decode_event;
+
+/// Most events handed on in one batch; the rest wait for the next drain.
+pub const MAX_BATCH: usize = 4096;
+
+pub struct RingReader {
+    ring: AsyncFd<RingBuf<MapData>>,
+    poll_interval: Duration,
+}
+
+/// Outcome of one drain.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub events: usize,
+    pub malformed: usize,
+}
+
+impl RingReader {
+    pub fn new(ring: RingBuf<MapData>, poll_interval: Duration) -> Result<Self> {
+        // SAFETY: the ring buffer owns its fd for as long as it lives, and the AsyncFd owns the
+        // ring buffer, so the fd stays open and the same until the AsyncFd is dropped.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)? };
+        Ok(RingReader {
+            ring,
+            poll_interval,
+        })
+    }
+
+    /// Reads until `shutdown` turns true, calling `on_batch` with each non-empty batch. Drains
+    /// once more after shutdown so nothing already written is lost.
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut on_batch: impl FnMut(&[HttpServerEvent], Drained),
+    ) -> Result<()> {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut tick = tokio::time::interval(self.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stop = tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    guard?.clear_ready();
+                    false
+                }
+                _ = tick.tick() => false,
+                _ = shutdown.changed() => true,
+            };
+            loop {
+                let drained = drain(self.ring.get_mut(), &mut batch);
+                if !batch.is_empty() || drained.malformed > 0 {
+                    on_batch(&batch, drained);
+                }
+                if batch.len() < MAX_BATCH {
+                    break;
+                }
+            }
+            if stop || *shutdown.borrow() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<HttpServerEvent>) -> Drained {
+    batch.clear();
+    let mut drained = Drained::default();
+    while batch.len() < MAX_BATCH {
+        let Some(item) = ring.next() else { break };
+        match decode_event(&item) {
+            Ok(event) => {
+                batch.push(event);
+                drained.events += 1;
+            }
+            Err(e) => {
+                drained.malformed += 1;
+                tracing::warn!("dropping a malformed event: {e}");
+            }
+        }
+    }
+    drained
+}

@@ -1,0 +1,207 @@
+//! Ring-buffer records to requests: checks the size, copies the fixed-size event out and exposes
+//! its strings as text. Nothing here trusts the record: a short record is an error, lengths are
+//! bounded by the layout, and bytes that are not UTF-8 are replaced, not rejected.
+use std::borrow::Cow;
+
+use http_autoinstrument_common::{flags, BoundedStr, HttpServerEvent};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("event of {got} bytes, expected {expected}: the agent and its eBPF probes disagree on the layout (rebuild both)")]
+    WrongSize { got: usize, expected: usize },
+}
+
+/// Copies an event out of a ring-buffer record.
+pub fn decode_event(record: &[u8]) -> Result<HttpServerEvent, DecodeError> {
+    let expected = std::mem::size_of::<HttpServerEvent>();
+    if record.len() != expected {
+        return Err(DecodeError::WrongSize {
+            got: record.len(),
+            expected,
+        });
+    }
+    // SAFETY: the length was checked; HttpServerEvent is plain repr(C) data valid for any bytes.
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<HttpServerEvent>()) })
+}
+
+/// A text field of a request, with whether the probe had to cut it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a> {
+    pub value: Cow<'a, str>,
+    pub truncated: bool,
+}
+
+impl<'a> Text<'a> {
+    fn of<const N: usize>(s: &'a BoundedStr<N>) -> Self {
+        Text {
+            value: String::from_utf8_lossy(s.copied()),
+            truncated: s.is_truncated(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+/// One served request, borrowing its text from the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRequest<'a> {
+    pub pid: u32,
+    pub goroutine_id: u64,
+    pub start_monotonic_ns: u64,
+    pub end_monotonic_ns: u64,
+    pub method: Text<'a>,
+    pub path: Text<'a>,
+    pub query: Text<'a>,
+    pub host: Text<'a>,
+    pub remote_addr: Text<'a>,
+    pub user_agent: Text<'a>,
+    /// `Request.Pattern` as Go wrote it (`[METHOD ][HOST]/PATH`); empty when unknown.
+    pub pattern: Text<'a>,
+    /// HTTP status; `None` when the probe could not read it.
+    pub status: Option<u16>,
+    pub request_content_length: Option<u64>,
+    pub response_body_bytes: Option<u64>,
+    pub server_port: Option<u16>,
+    pub proto_major: u8,
+    pub proto_minor: u8,
+    pub tls: bool,
+    pub http2: bool,
+    pub panicked: bool,
+}
+
+impl<'a> ServerRequest<'a> {
+    pub fn from_event(event: &'a HttpServerEvent) -> Self {
+        let unknown_writer = event.flags & flags::UNKNOWN_WRITER != 0;
+        let panicked = event.flags & flags::PANICKED != 0;
+        let status = match event.status {
+            // Go sends 200 for a handler that wrote nothing, after ServeHTTP returns.
+            0 if !unknown_writer && !panicked => Some(200),
+            100..=999 if !unknown_writer => Some(event.status),
+            _ => None,
+        };
+        ServerRequest {
+            pid: event.pid,
+            goroutine_id: event.goroutine_id,
+            start_monotonic_ns: event.start_monotonic_ns,
+            end_monotonic_ns: event.end_monotonic_ns.max(event.start_monotonic_ns),
+            method: Text::of(&event.method),
+            path: Text::of(&event.path),
+            query: Text::of(&event.query),
+            host: Text::of(&event.host),
+            remote_addr: Text::of(&event.remote_addr),
+            user_agent: Text::of(&event.user_agent),
+            pattern: Text::of(&event.route),
+            status,
+            request_content_length: u64::try_from(event.request_content_length).ok(),
+            response_body_bytes: u64::try_from(event.response_body_bytes).ok(),
+            server_port: (event.server_port != 0).then_some(event.server_port),
+            proto_major: event.proto_major,
+            proto_minor: event.proto_minor,
+            tls: event.flags & flags::TLS != 0,
+            http2: event.flags & flags::HTTP2 != 0,
+            panicked,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An all-zero event with the given strings set, as the probes would write it.
+    pub(crate) fn event() -> HttpServerEvent {
+        // SAFETY: all-zero bytes are a valid HttpServerEvent.
+        unsafe { std::mem::zeroed() }
+    }
+
+    pub(crate) fn set<const N: usize>(field: &mut BoundedStr<N>, value: &[u8]) {
+        field.len = value.len() as u64;
+        let n = value.len().min(N);
+        field.bytes[..n].copy_from_slice(&value[..n]);
+    }
+
+    fn as_bytes(e: &HttpServerEvent) -> &[u8] {
+        // SAFETY: reading the bytes of a plain repr(C) value.
+        unsafe {
+            std::slice::from_raw_parts(
+                (e as *const HttpServerEvent).cast::<u8>(),
+                std::mem::size_of::<HttpServerEvent>(),
+            )
+        }
+    }
+
+    #[test]
+    fn round_trips_a_record() {
+        let mut e = event();
+        e.pid = 42;
+        e.status = 404;
+        e.flags = flags::TLS | flags::HTTP2;
+        e.request_content_length = -1;
+        e.response_body_bytes = 12;
+        e.proto_major = 2;
+        set(&mut e.method, b"GET");
+        set(&mut e.path, b"/users/7");
+        let decoded = decode_event(as_bytes(&e)).unwrap();
+        let r = ServerRequest::from_event(&decoded);
+        assert_eq!(r.pid, 42);
+        assert_eq!(r.status, Some(404));
+        assert_eq!(r.method.value, "GET");
+        assert_eq!(r.path.value, "/users/7");
+        assert!(r.tls && r.http2 && !r.panicked);
+        assert_eq!(r.request_content_length, None);
+        assert_eq!(r.response_body_bytes, Some(12));
+    }
+
+    #[test]
+    fn rejects_records_of_the_wrong_size() {
+        let e = event();
+        let bytes = as_bytes(&e);
+        assert_eq!(
+            decode_event(&bytes[..100]).err(),
+            Some(DecodeError::WrongSize {
+                got: 100,
+                expected: bytes.len()
+            })
+        );
+        assert!(decode_event(&[]).is_err());
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(decode_event(&longer).is_err());
+    }
+
+    #[test]
+    fn malformed_strings_are_bounded_and_replaced() {
+        let mut e = event();
+        // A length far beyond the buffer (a torn read in the kernel) must not overrun.
+        e.path.len = u64::MAX;
+        e.path.bytes.fill(b'a');
+        set(&mut e.method, &[0xff, 0xfe, b'G']);
+        let r = ServerRequest::from_event(&e);
+        assert!(r.path.truncated);
+        assert_eq!(r.path.value.len(), e.path.bytes.len());
+        assert_eq!(r.method.value, "\u{fffd}\u{fffd}G");
+    }
+
+    #[test]
+    fn status_zero_means_go_sent_200_unless_unknown() {
+        let mut e = event();
+        assert_eq!(ServerRequest::from_event(&e).status, Some(200));
+        e.flags = flags::UNKNOWN_WRITER;
+        assert_eq!(ServerRequest::from_event(&e).status, None);
+        e.flags = flags::PANICKED;
+        assert_eq!(ServerRequest::from_event(&e).status, None);
+        e.flags = 0;
+        e.status = 42; // not an HTTP status: a bad read
+        assert_eq!(ServerRequest::from_event(&e).status, None);
+    }
+
+    #[test]
+    fn end_before_start_is_clamped() {
+        let mut e = event();
+        e.start_monotonic_ns = 10;
+        e.end_monotonic_ns = 5;
+        assert_eq!(ServerRequest::from_event(&e).end_monotonic_ns, 10);
+    }
+}

@@ -1,0 +1,153 @@
+//! Wires the stages together: discover/inspect/attach (the tracker thread) -> capture (ring
+//! buffer) -> decode -> span -> export. This is the one place that knows the whole flow.
+mod processes;
+mod stats;
+mod tracker;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use http_autoinstrument_common::HttpServerEvent;
+use tokio::sync::{mpsc, watch};
+
+pub use processes::ProcessTable;
+pub use stats::AgentStats;
+use tracker::Tracker;
+
+use crate::attach::{ProbeMode, Probes};
+use crate::capture::RingReader;
+use crate::decode::ServerRequest;
+use crate::discover::Selector;
+use crate::export::{ExportConfig, ExportLimits, Exporter};
+use crate::span::{server_span, Span, WallClock};
+
+pub struct AgentOptions {
+    pub selector: Selector,
+    pub probe_mode: ProbeMode,
+    pub scan_interval: Duration,
+    /// How often the ring buffer is read when no wakeup came.
+    pub poll_interval: Duration,
+    /// Events waiting in the ring buffer that wake the agent at once.
+    pub wakeup_events: u64,
+    pub stats_interval: Option<Duration>,
+    pub export: ExportConfig,
+}
+
+/// Turns event batches into spans and hands them to the exporter.
+struct SpanStage {
+    clock: WallClock,
+    processes: ProcessTable,
+    stats: Arc<AgentStats>,
+    exporter: Arc<Exporter>,
+}
+
+impl SpanStage {
+    fn handle(&self, events: &[HttpServerEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let spans: Vec<Span> = events
+            .iter()
+            .map(|event| {
+                let request = ServerRequest::from_event(event);
+                server_span(&request, self.processes.resource(event.pid), &self.clock)
+            })
+            .collect();
+        AgentStats::add(&self.stats.spans_built, spans.len() as u64);
+        self.exporter.submit(spans);
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn run(options: AgentOptions) -> Result<()> {
+    let clock = WallClock::measure();
+    let event_size = std::mem::size_of::<HttpServerEvent>() as u64;
+    let mut probes = Probes::load(options.probe_mode, options.wakeup_events.max(1) * event_size)?;
+    let ring = probes.take_events()?;
+    let processes = ProcessTable::default();
+    let stats = Arc::new(AgentStats::default());
+    let exporter = Arc::new(Exporter::start(options.export, ExportLimits::default()));
+    let stage = Arc::new(SpanStage {
+        clock,
+        processes: processes.clone(),
+        stats: stats.clone(),
+        exporter: exporter.clone(),
+    });
+
+    let (panicked_tx, mut panicked_rx) = mpsc::channel::<HttpServerEvent>(1024);
+    let stop_tracker = Arc::new(AtomicBool::new(false));
+    let tracker = {
+        let tracker = Tracker::new(probes, options.selector, processes, stats.clone(), panicked_tx);
+        let stop = stop_tracker.clone();
+        let interval = options.scan_interval;
+        std::thread::Builder::new()
+            .name("tracker".into())
+            .spawn(move || tracker.run(interval, &stop))
+            .context("starting the tracker thread")?
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let reader = {
+        let stage = stage.clone();
+        let stats = stats.clone();
+        let reader = RingReader::new(ring, options.poll_interval)?;
+        tokio::spawn(reader.run(shutdown_rx, move |events, drained| {
+            AgentStats::add(&stats.events_read, drained.events as u64);
+            AgentStats::add(&stats.events_malformed, drained.malformed as u64);
+            stage.handle(events);
+        }))
+    };
+    let panics = {
+        let stage = stage.clone();
+        tokio::spawn(async move {
+            while let Some(event) = panicked_rx.recv().await {
+                stage.handle(&[event]);
+            }
+        })
+    };
+    let reporter = options.stats_interval.map(|every| {
+        let stats = stats.clone();
+        let exporter = exporter.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                tracing::info!("stats: {} {}", stats.summary(), exporter.stats());
+            }
+        })
+    });
+
+    tracing::info!("agent running; stop with Ctrl-C or SIGTERM");
+    shutdown_signal().await;
+    tracing::info!("stopping");
+
+    stop_tracker.store(true, Relaxed);
+    let _ = tokio::task::spawn_blocking(move || tracker.join()).await;
+    let _ = shutdown_tx.send(true);
+    reader.await??;
+    // The tracker has stopped, so the panicked-events channel is closed: this ends.
+    panics.await?;
+    if let Some(reporter) = reporter {
+        reporter.abort();
+        let _ = reporter.await;
+    }
+    drop(stage);
+    let exporter = Arc::try_unwrap(exporter)
+        .map_err(|_| anyhow::anyhow!("exporter still shared at shutdown"))?;
+    let export_stats = exporter.stats();
+    exporter.shutdown().await;
+    // One machine-readable line with the final counters, also for scripts and tests.
+    println!("final stats: {} {}", stats.summary(), export_stats);
+    Ok(())
+}

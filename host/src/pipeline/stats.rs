@@ -1,0 +1,41 @@
+//! The agent's own counters, shared between its tasks.
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use crate::attach::KernelCounters;
+
+#[derive(Default)]
+pub struct AgentStats {
+    pub events_read: AtomicU64,
+    pub events_malformed: AtomicU64,
+    pub spans_built: AtomicU64,
+    pub processes_attached: AtomicU64,
+    pub attach_failures: AtomicU64,
+    pub kernel: Mutex<KernelCounters>,
+}
+
+impl AgentStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn summary(&self) -> String {
+        let k = *self.kernel.lock().unwrap();
+        format!(
+            "processes_attached={} attach_failures={} probe_entry_hits={} probe_return_hits={} \
+             events_submitted={} events_lost={} events_read={} events_malformed={} \
+             returns_without_entry={} panics={} spans_built={}",
+            self.processes_attached.load(Relaxed),
+            self.attach_failures.load(Relaxed),
+            k.entry_hits,
+            k.return_hits,
+            k.events_submitted,
+            k.events_lost,
+            self.events_read.load(Relaxed),
+            self.events_malformed.load(Relaxed),
+            k.returns_without_entry,
+            k.panics,
+            self.spans_built.load(Relaxed),
+        )
+    }
+}

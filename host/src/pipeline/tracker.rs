@@ -1,0 +1,191 @@
+//! Keeps the probes attached to exactly the selected processes: scans /proc, inspects new
+//! executables (once per file), attaches, detaches from exited processes, and hands on the
+//! events of handlers that panicked and never returned.
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_autoinstrument_common::HttpServerEvent;
+use tokio::sync::mpsc;
+
+use super::processes::ProcessTable;
+use super::stats::AgentStats;
+use crate::attach::{load_bias, Probes};
+use crate::discover::{listening_ports_by_pid, scan_processes, Process, ProcessWatcher, Selector};
+use crate::inspect::{inspect_binary, GoBinary, InspectError};
+use crate::span::{parse_environ, process_resource, ProcessFacts, WallClock};
+
+/// A handler that panicked and has not returned after this long is taken to have ended.
+const PANIC_GRACE: Duration = Duration::from_secs(1);
+
+/// Identity of an executable file: inspected once, whatever number of processes run it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+}
+
+pub struct Tracker {
+    probes: Probes,
+    selector: Selector,
+    watcher: ProcessWatcher,
+    binaries: HashMap<FileId, Result<Arc<GoBinary>, Arc<InspectError>>>,
+    processes: ProcessTable,
+    stats: Arc<AgentStats>,
+    host_name: String,
+    panicked_events: mpsc::Sender<HttpServerEvent>,
+}
+
+/// Errors that only mean "not a target": not worth a warning when every process is scanned.
+fn is_not_a_target(e: &InspectError) -> bool {
+    matches!(
+        e,
+        InspectError::NotElf { .. } | InspectError::NotGo { .. } | InspectError::NoNetHttp { .. }
+    )
+}
+
+impl Tracker {
+    pub fn new(
+        probes: Probes,
+        selector: Selector,
+        processes: ProcessTable,
+        stats: Arc<AgentStats>,
+        panicked_events: mpsc::Sender<HttpServerEvent>,
+    ) -> Self {
+        Tracker {
+            probes,
+            selector,
+            watcher: ProcessWatcher::default(),
+            binaries: HashMap::new(),
+            processes,
+            stats,
+            host_name: crate::span::host_name(),
+            panicked_events,
+        }
+    }
+
+    /// Runs scans every `interval` until `stop` is set, then detaches everything.
+    pub fn run(mut self, interval: Duration, stop: &AtomicBool) {
+        while !stop.load(Relaxed) {
+            let started = Instant::now();
+            self.scan();
+            self.forward_abandoned_panics();
+            *self.stats.kernel.lock().unwrap() = self.probes.counters();
+            std::thread::sleep(interval.saturating_sub(started.elapsed()));
+        }
+        self.forward_abandoned_panics();
+        *self.stats.kernel.lock().unwrap() = self.probes.counters();
+        for pid in self.probes.attached_pids() {
+            self.probes.detach(pid);
+        }
+    }
+
+    fn scan(&mut self) {
+        let diff = self.watcher.update(scan_processes());
+        for exited in diff.exited {
+            if self.probes.is_attached(exited.pid) {
+                self.probes.detach(exited.pid);
+                tracing::info!(pid = exited.pid, "process exited; probes detached");
+            }
+            self.processes.mark_exited(exited.pid);
+        }
+        if diff.started.is_empty() {
+            return;
+        }
+        let ports = if self.selector.needs_ports() {
+            let pids: Vec<u32> = diff.started.iter().map(|p| p.id.pid).collect();
+            listening_ports_by_pid(&pids)
+        } else {
+            HashMap::new()
+        };
+        for process in diff.started {
+            if self.selector.matches(&process, ports.get(&process.id.pid)) {
+                self.track(&process);
+            }
+        }
+    }
+
+    fn binary_of(&mut self, pid: u32) -> Option<Result<Arc<GoBinary>, Arc<InspectError>>> {
+        let exe = format!("/proc/{pid}/exe");
+        let meta = std::fs::metadata(&exe).ok()?;
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        };
+        let entry = self
+            .binaries
+            .entry(id)
+            .or_insert_with(|| inspect_binary(Path::new(&exe)).map(Arc::new).map_err(Arc::new));
+        Some(entry.clone())
+    }
+
+    fn track(&mut self, process: &Process) {
+        let pid = process.id.pid;
+        let started = Instant::now();
+        let binary = match self.binary_of(pid) {
+            None => return, // exited meanwhile
+            Some(Ok(binary)) => binary,
+            Some(Err(e)) => {
+                if self.selector.selects_all() && is_not_a_target(&e) {
+                    tracing::debug!(pid, "not traced: {e}");
+                } else {
+                    tracing::warn!(pid, executable = %process.executable.display(), "not traced: {e}");
+                }
+                return;
+            }
+        };
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .map(|raw| parse_environ(&raw))
+            .unwrap_or_default();
+        let go_version = binary.go_version.to_string();
+        let resource = process_resource(&ProcessFacts {
+            pid,
+            executable: &process.executable,
+            go_version: &go_version,
+            host_name: &self.host_name,
+            environ: &environ,
+        });
+        let service = resource.service_name().to_owned();
+        self.processes.insert(pid, resource);
+        let attached = load_bias(pid, &binary).and_then(|bias| self.probes.attach(pid, &binary, bias));
+        match attached {
+            Ok(()) => {
+                AgentStats::add(&self.stats.processes_attached, 1);
+                tracing::info!(
+                    pid,
+                    service = %service,
+                    executable = %process.executable.display(),
+                    go = %go_version,
+                    return_probes = binary.serve_http.return_offsets.len(),
+                    attach_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "tracing"
+                );
+            }
+            Err(e) => {
+                AgentStats::add(&self.stats.attach_failures, 1);
+                self.processes.mark_exited(pid);
+                tracing::error!(pid, executable = %process.executable.display(), "could not attach: {e:#}");
+            }
+        }
+    }
+
+    fn forward_abandoned_panics(&mut self) {
+        let now = WallClock::now_monotonic_ns();
+        for event in self
+            .probes
+            .take_abandoned_panics(now, PANIC_GRACE.as_nanos() as u64)
+        {
+            if self.panicked_events.try_send(event).is_err() {
+                tracing::warn!("span stage is not keeping up; dropped a panicked request's span");
+            }
+        }
+    }
+}

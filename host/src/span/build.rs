@@ -1,0 +1,295 @@
+//! A served request to a SERVER span, per the OTel HTTP semantic conventions.
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus, WallClock};
+use crate::decode::{ServerRequest, Text};
+
+/// Appended to a value the probe had to cut, so nobody mistakes it for the whole value.
+pub const TRUNCATION_MARK: &str = "…";
+/// Lists the attributes whose values were cut (comma separated).
+pub const TRUNCATED_ATTRIBUTE: &str = "http_autoinstrument.truncated";
+
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The route template of a Go ServeMux pattern (`[METHOD ][HOST]/PATH`): `GET /users/{id}` and
+/// `example.com/users/{id}` both give `/users/{id}`.
+pub fn route_of_pattern(pattern: &str) -> Option<&str> {
+    let pattern = pattern.trim();
+    let without_method = match pattern.split_once(' ') {
+        Some((_, rest)) => rest.trim_start(),
+        None => pattern,
+    };
+    let slash = without_method.find('/')?;
+    Some(&without_method[slash..])
+}
+
+/// Splits `host[:port]` / `[v6]:port`.
+fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            return (host, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host, Some(port)),
+            Err(_) => (s, None),
+        },
+        _ => (s, None),
+    }
+}
+
+fn protocol_version(major: u8, minor: u8) -> String {
+    match (major, minor) {
+        (2, 0) => "2".into(),
+        (3, 0) => "3".into(),
+        (major, minor) => format!("{major}.{minor}"),
+    }
+}
+
+pub fn random_ids() -> ([u8; 16], [u8; 8]) {
+    let mut rng = rand::rng();
+    let mut trace_id = [0u8; 16];
+    let mut span_id = [0u8; 8];
+    // All-zero ids are invalid in W3C trace context: redraw (practically never happens).
+    while trace_id == [0; 16] {
+        rng.fill(&mut trace_id);
+    }
+    while span_id == [0; 8] {
+        rng.fill(&mut span_id);
+    }
+    (trace_id, span_id)
+}
+
+/// Collects attributes, marking truncated text values.
+struct Attributes {
+    list: Vec<Attribute>,
+    truncated: Vec<&'static str>,
+}
+
+impl Attributes {
+    fn text(&mut self, key: &'static str, text: &Text<'_>) {
+        if text.is_empty() {
+            return;
+        }
+        let mut value = text.value.clone().into_owned();
+        if text.truncated {
+            value.push_str(TRUNCATION_MARK);
+            self.truncated.push(key);
+        }
+        self.list.push(Attribute::new(key, value));
+    }
+
+    fn add(&mut self, key: &'static str, value: impl Into<AttributeValue>) {
+        self.list.push(Attribute::new(key, value));
+    }
+}
+
+pub fn server_span(request: &ServerRequest<'_>, resource: Arc<Resource>, clock: &WallClock) -> Span {
+    let mut attrs = Attributes {
+        list: Vec::with_capacity(16),
+        truncated: Vec::new(),
+    };
+    let method = request.method.value.as_ref();
+    let known_method = KNOWN_METHODS.contains(&method);
+    if known_method {
+        attrs.add("http.request.method", method);
+    } else {
+        attrs.add("http.request.method", "_OTHER");
+        attrs.text("http.request.method_original", &request.method);
+    }
+    attrs.text("url.path", &request.path);
+    attrs.text("url.query", &request.query);
+    attrs.add("url.scheme", if request.tls { "https" } else { "http" });
+    let route = route_of_pattern(&request.pattern.value).map(str::to_owned);
+    if let Some(route) = &route {
+        attrs.add("http.route", route.as_str());
+    }
+    if let Some(status) = request.status {
+        attrs.add("http.response.status_code", i64::from(status));
+    }
+    attrs.add(
+        "network.protocol.version",
+        protocol_version(request.proto_major, request.proto_minor),
+    );
+    let (host, host_port) = split_host_port(&request.host.value);
+    if !host.is_empty() {
+        attrs.add("server.address", host);
+    }
+    if let Some(port) = host_port.or(request.server_port) {
+        attrs.add("server.port", i64::from(port));
+    }
+    let (client, client_port) = split_host_port(&request.remote_addr.value);
+    if !client.is_empty() {
+        attrs.add("client.address", client);
+    }
+    if let Some(port) = client_port {
+        attrs.add("client.port", i64::from(port));
+    }
+    attrs.text("user_agent.original", &request.user_agent);
+    if let Some(n) = request.request_content_length {
+        attrs.add("http.request.body.size", n as i64);
+    }
+    if let Some(n) = request.response_body_bytes {
+        attrs.add("http.response.body.size", n as i64);
+    }
+    attrs.add("go.goroutine.id", request.goroutine_id as i64);
+    if !attrs.truncated.is_empty() {
+        attrs.add(TRUNCATED_ATTRIBUTE, attrs.truncated.join(","));
+    }
+
+    let status = if request.panicked {
+        attrs.add("error.type", "panic");
+        SpanStatus::Error {
+            description: "handler panicked".into(),
+        }
+    } else {
+        match request.status {
+            Some(code @ 500..=599) => {
+                attrs.add("error.type", code.to_string());
+                SpanStatus::Error {
+                    description: String::new(),
+                }
+            }
+            _ => SpanStatus::Unset,
+        }
+    };
+    let method_for_name = if known_method { method } else { "HTTP" };
+    let name = match &route {
+        Some(route) => format!("{method_for_name} {route}"),
+        None => method_for_name.to_owned(),
+    };
+    let (trace_id, span_id) = random_ids();
+    Span {
+        trace_id,
+        span_id,
+        parent_span_id: None,
+        name,
+        kind: SpanKind::Server,
+        start_unix_nanos: clock.to_unix_nanos(request.start_monotonic_ns),
+        end_unix_nanos: clock.to_unix_nanos(request.end_monotonic_ns),
+        status,
+        attributes: attrs.list,
+        resource,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::tests::{event, set};
+    use http_autoinstrument_common::flags;
+
+    fn span_of(e: &http_autoinstrument_common::HttpServerEvent) -> Span {
+        let request = ServerRequest::from_event(e);
+        server_span(&request, Arc::new(Resource::default()), &WallClock::measure())
+    }
+
+    #[test]
+    fn route_of_pattern_strips_method_and_host() {
+        assert_eq!(route_of_pattern("GET /users/{id}"), Some("/users/{id}"));
+        assert_eq!(route_of_pattern("/health"), Some("/health"));
+        assert_eq!(route_of_pattern("example.com/a/"), Some("/a/"));
+        assert_eq!(route_of_pattern("POST example.com/x"), Some("/x"));
+        assert_eq!(route_of_pattern(""), None);
+    }
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("127.0.0.1:8080"), ("127.0.0.1", Some(8080)));
+        assert_eq!(split_host_port("[::1]:443"), ("::1", Some(443)));
+        assert_eq!(split_host_port("example.com"), ("example.com", None));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+    }
+
+    #[test]
+    fn builds_semconv_attributes() {
+        let mut e = event();
+        set(&mut e.method, b"GET");
+        set(&mut e.path, b"/users/7");
+        set(&mut e.query, b"a=1");
+        set(&mut e.host, b"localhost:8443");
+        set(&mut e.remote_addr, b"127.0.0.1:50000");
+        set(&mut e.user_agent, b"curl/8.0");
+        set(&mut e.route, b"GET /users/{id}");
+        e.status = 201;
+        e.proto_major = 2;
+        e.flags = flags::TLS | flags::HTTP2;
+        e.request_content_length = 0;
+        e.response_body_bytes = 5;
+        e.server_port = 9999;
+        let s = span_of(&e);
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.kind, SpanKind::Server);
+        assert_eq!(s.status, SpanStatus::Unset);
+        let a = |k: &str| s.attribute(k).cloned();
+        assert_eq!(a("http.request.method"), Some("GET".into()));
+        assert_eq!(a("url.path"), Some("/users/7".into()));
+        assert_eq!(a("url.query"), Some("a=1".into()));
+        assert_eq!(a("url.scheme"), Some("https".into()));
+        assert_eq!(a("http.route"), Some("/users/{id}".into()));
+        assert_eq!(a("http.response.status_code"), Some(201i64.into()));
+        assert_eq!(a("network.protocol.version"), Some("2".into()));
+        assert_eq!(a("server.address"), Some("localhost".into()));
+        assert_eq!(a("server.port"), Some(8443i64.into()), "Host header port wins");
+        assert_eq!(a("client.address"), Some("127.0.0.1".into()));
+        assert_eq!(a("client.port"), Some(50000i64.into()));
+        assert_eq!(a("user_agent.original"), Some("curl/8.0".into()));
+        assert_eq!(a("http.response.body.size"), Some(5i64.into()));
+        assert_eq!(a(TRUNCATED_ATTRIBUTE), None);
+    }
+
+    #[test]
+    fn server_errors_and_panics_are_errors_but_client_errors_are_not() {
+        let mut e = event();
+        set(&mut e.method, b"POST");
+        e.status = 503;
+        let s = span_of(&e);
+        assert!(matches!(s.status, SpanStatus::Error { .. }));
+        assert_eq!(s.attribute("error.type"), Some(&"503".into()));
+        assert_eq!(s.name, "POST");
+        e.status = 404;
+        assert_eq!(span_of(&e).status, SpanStatus::Unset);
+        e.flags = flags::PANICKED;
+        let s = span_of(&e);
+        assert!(matches!(s.status, SpanStatus::Error { .. }));
+        assert_eq!(s.attribute("http.response.status_code"), None);
+    }
+
+    #[test]
+    fn truncated_values_are_marked() {
+        let mut e = event();
+        set(&mut e.method, b"GET");
+        let long = vec![b'x'; 4096];
+        set(&mut e.path, &long);
+        let s = span_of(&e);
+        let Some(AttributeValue::Str(path)) = s.attribute("url.path") else {
+            panic!("no url.path");
+        };
+        assert!(path.ends_with(TRUNCATION_MARK));
+        assert_eq!(s.attribute(TRUNCATED_ATTRIBUTE), Some(&"url.path".into()));
+    }
+
+    #[test]
+    fn unknown_methods_use_other() {
+        let mut e = event();
+        set(&mut e.method, b"PROPFIND");
+        let s = span_of(&e);
+        assert_eq!(s.name, "HTTP");
+        assert_eq!(s.attribute("http.request.method"), Some(&"_OTHER".into()));
+        assert_eq!(s.attribute("http.request.method_original"), Some(&"PROPFIND".into()));
+    }
+
+    #[test]
+    fn ids_are_random_and_valid() {
+        let (t1, s1) = random_ids();
+        let (t2, s2) = random_ids();
+        assert_ne!(t1, t2);
+        assert_ne!(s1, s2);
+        assert_ne!(t1, [0; 16]);
+    }
+}

@@ -1,0 +1,498 @@
+//! End to end, as root, with real eBPF: Go fixture servers traced by the agent binary, requests
+//! over HTTP/1.1, HTTPS and HTTP/2, spans checked at a real OTLP receiver.
+//!
+//! Not root: skipped with a note, except under CI=true where it is a failure.
+mod support;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::go_fixtures::{build_go_server, go_versions, GoServer, Variant};
+use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_http-autoinstrument");
+const SPAN_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// True when this test can use eBPF; panics under CI when it cannot.
+fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if in_ci() {
+        panic!("end-to-end tests need root (real eBPF) and CI=true forbids skipping them");
+    }
+    eprintln!("note: skipping an end-to-end test: not root");
+    false
+}
+
+/// The agent binary, running until dropped (SIGTERM, then wait).
+struct Agent {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    fn start(args: &[String], env: &[(&str, String)]) -> Agent {
+        let mut cmd = Command::new(AGENT);
+        cmd.args(args)
+            .args(["--scan-interval-ms", "100", "--stats-interval-secs", "0"])
+            .env("HTTP_AUTOINSTRUMENT_LOG", "info")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting the agent");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        Agent { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a log line containing every one of `needles`.
+    fn wait_for_log(&mut self, needles: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("agent exited ({status}) before logging {needles:?}:\n{}", self.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!("agent did not log {needles:?} within {timeout:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_until_tracing(&mut self, pid: u32) -> Duration {
+        let started = Instant::now();
+        self.wait_for_log(&["tracing", &format!("pid={pid}")], Duration::from_secs(20));
+        started.elapsed()
+    }
+
+    /// Stops the agent and returns its final counters line.
+    fn stop(mut self) -> String {
+        // SAFETY: kill with a pid we own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("waiting for the agent");
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log_text();
+        assert!(status.success(), "agent failed at shutdown: {status}\n{log}");
+        log.lines()
+            .find(|l| l.contains("final stats:"))
+            .unwrap_or_else(|| panic!("no final stats line:\n{log}"))
+            .to_owned()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn otlp_env(receiver: &OtlpReceiver, grpc: bool) -> Vec<(&'static str, String)> {
+    if grpc {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ]
+    } else {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+        ]
+    }
+}
+
+/// One scripted request: curl arguments and what the span must say.
+struct Scripted {
+    args: Vec<String>,
+    method: &'static str,
+    path: String,
+    query: Option<&'static str>,
+    scheme: &'static str,
+    protocol: &'static str,
+    status: i64,
+    route: Option<&'static str>,
+    user_agent: String,
+    server_port: u16,
+}
+
+fn curl(args: &[String]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "-k", "-o", "/dev/null", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("running curl")
+}
+
+fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
+    let http = server.http_port;
+    let https = server.https_port;
+    let users_route = if go_minor >= 23 { Some("/users/{id}") } else { None };
+    let status_route = if go_minor >= 23 { Some("/status/{code}") } else { None };
+    let mut out = Vec::new();
+    for (i, (scheme, port, proto_flag, protocol)) in [
+        ("http", http, "--http1.1", "1.1"),
+        ("https", https, "--http1.1", "1.1"),
+        ("https", https, "--http2", "2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ua = format!("e2e-agent/{i} ({protocol})");
+        let base = format!("{scheme}://127.0.0.1:{port}");
+        out.push(Scripted {
+            args: vec![
+                proto_flag.into(),
+                "-A".into(),
+                ua.clone(),
+                format!("{base}/users/{}?token=abc&page=2", 40 + i),
+            ],
+            method: "GET",
+            path: format!("/users/{}", 40 + i),
+            query: Some("token=abc&page=2"),
+            scheme,
+            protocol,
+            status: 200,
+            route: users_route,
+            user_agent: ua.clone(),
+            server_port: port,
+        });
+        out.push(Scripted {
+            args: vec![
+                proto_flag.into(),
+                "-A".into(),
+                ua.clone(),
+                "-X".into(),
+                "POST".into(),
+                "--data-binary".into(),
+                "0123456789".into(),
+                format!("{base}/echo"),
+            ],
+            method: "POST",
+            path: "/echo".into(),
+            query: None,
+            scheme,
+            protocol,
+            status: 200,
+            route: if go_minor >= 23 { Some("/echo") } else { None },
+            user_agent: ua.clone(),
+            server_port: port,
+        });
+        out.push(Scripted {
+            args: vec![
+                proto_flag.into(),
+                "-A".into(),
+                ua.clone(),
+                format!("{base}/status/503"),
+            ],
+            method: "GET",
+            path: "/status/503".into(),
+            query: None,
+            scheme,
+            protocol,
+            status: 503,
+            route: status_route,
+            user_agent: ua,
+            server_port: port,
+        });
+    }
+    out
+}
+
+fn find_span<'a>(spans: &'a [ReceivedSpan], s: &Scripted) -> &'a ReceivedSpan {
+    spans
+        .iter()
+        .find(|span| {
+            span.attr_str("url.path") == Some(s.path.as_str())
+                && span.attr_str("url.scheme") == Some(s.scheme)
+                && span.attr_str("network.protocol.version") == Some(s.protocol)
+                && span.attr_str("http.request.method") == Some(s.method)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no span for {} {}://..{} over {}; got:\n{spans:#?}",
+                s.method, s.scheme, s.path, s.protocol
+            )
+        })
+}
+
+fn check_span(span: &ReceivedSpan, s: &Scripted, server: &GoServer, service: &str) {
+    let ctx = format!("{} {} {} {}", s.method, s.scheme, s.protocol, s.path);
+    assert_eq!(span.kind, "server", "{ctx}");
+    assert_eq!(span.attr_int("http.response.status_code"), Some(s.status), "{ctx}");
+    assert_eq!(span.attr_str("url.query"), s.query, "{ctx}");
+    assert_eq!(span.attr_str("http.route"), s.route, "{ctx}");
+    let expected_name = match s.route {
+        Some(route) => format!("{} {route}", s.method),
+        None => s.method.to_owned(),
+    };
+    assert_eq!(span.name, expected_name, "{ctx}");
+    assert_eq!(span.attr_str("server.address"), Some("127.0.0.1"), "{ctx}");
+    assert_eq!(span.attr_int("server.port"), Some(i64::from(s.server_port)), "{ctx}");
+    assert_eq!(span.attr_str("client.address"), Some("127.0.0.1"), "{ctx}");
+    let client_port = span.attr_int("client.port").unwrap_or(0);
+    assert!(client_port > 0 && client_port < 65536, "{ctx}: client.port {client_port}");
+    assert_eq!(span.attr_str("user_agent.original"), Some(s.user_agent.as_str()), "{ctx}");
+    assert_eq!(span.is_error(), s.status >= 500, "{ctx}: status {:?}", span.status_code);
+    if s.method == "POST" {
+        assert_eq!(span.attr_int("http.request.body.size"), Some(10), "{ctx}");
+        assert_eq!(span.attr_int("http.response.body.size"), Some(10), "{ctx}");
+    }
+    // Wall-clock timestamps: within the last minute, end after start, a sane duration.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(span.start_unix_nanos <= span.end_unix_nanos, "{ctx}");
+    assert!(now - span.start_unix_nanos < 60_000_000_000, "{ctx}: start too old or in the future");
+    assert!(span.end_unix_nanos - span.start_unix_nanos < 5_000_000_000, "{ctx}");
+    assert_eq!(span.resource_str("service.name"), Some(service), "{ctx}");
+    assert_eq!(span.resource_int("process.pid"), Some(i64::from(server.pid)), "{ctx}");
+    assert_eq!(span.resource_str("telemetry.sdk.name"), Some("http-autoinstrument"), "{ctx}");
+    assert!(span.resource_str("host.name").is_some(), "{ctx}");
+    assert!(span.resource_str("process.executable.path").is_some(), "{ctx}");
+}
+
+/// N scripted requests over HTTP/1.1, HTTPS and HTTP/2 -> exactly N spans, each checked.
+fn scripted_requests_become_spans(go: &str, grpc: bool) {
+    if !require_root() {
+        return;
+    }
+    let Some(binary) = build_go_server(go, Variant::Default) else {
+        return;
+    };
+    let minor: u32 = go.split('.').nth(1).unwrap().parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let server = GoServer::start_with_env(&binary, &[("OTEL_SERVICE_NAME", "e2e-shop")]);
+    let mut agent = Agent::start(&["--pid".into(), server.pid.to_string()], &otlp_env(&receiver, grpc));
+    let attach_time = agent.wait_until_tracing(server.pid);
+    eprintln!("go{go}: attached in {attach_time:?}");
+
+    let script = script(&server, minor);
+    for s in &script {
+        let out = curl(&s.args);
+        assert!(out.status.success(), "curl {:?}: {}", s.args, String::from_utf8_lossy(&out.stderr));
+    }
+    let spans = rt.block_on(receiver.wait_for_spans(script.len(), SPAN_TIMEOUT));
+    // Exactly N: nothing more arrives after a further flush interval.
+    std::thread::sleep(Duration::from_millis(1500));
+    let all = receiver.spans();
+    assert_eq!(all.len(), script.len(), "expected exactly {} spans:\n{all:#?}", script.len());
+    for s in &script {
+        check_span(find_span(&spans, s), s, &server, "e2e-shop");
+    }
+    let stats = agent.stop();
+    assert!(stats.contains("events_lost=0"), "{stats}");
+    // At most 2 probe hits per request (entry + one RET).
+    let hits = |key: &str| -> u64 {
+        stats
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {stats}"))
+    };
+    let per_request = (hits("probe_entry_hits") + hits("probe_return_hits")) as f64 / script.len() as f64;
+    eprintln!("go{go}: {per_request} probe hits per request; {stats}");
+    assert!(per_request <= 2.0, "{per_request} probe hits per request: {stats}");
+}
+
+fn newest_go() -> Option<String> {
+    go_versions().last().map(|g| g.version.clone())
+}
+
+#[test]
+fn go_1_21_over_grpc() {
+    scripted_requests_become_spans("1.21", true);
+}
+
+#[test]
+fn go_1_23_over_http_protobuf() {
+    scripted_requests_become_spans("1.23", false);
+}
+
+#[test]
+fn newest_go_over_grpc() {
+    let Some(newest) = newest_go() else {
+        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        return;
+    };
+    scripted_requests_become_spans(&newest, true);
+}
+
+/// A target started after the agent, then restarted with a new pid: both traced, by exe glob.
+#[test]
+fn late_and_restarted_targets_are_traced() {
+    if !require_root() {
+        return;
+    }
+    let Some(newest) = newest_go() else {
+        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        return;
+    };
+    let Some(binary) = build_go_server(&newest, Variant::Default) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let glob = binary.to_str().unwrap().to_owned();
+    let mut agent = Agent::start(&["--exe".into(), glob], &otlp_env(&receiver, false));
+    agent.wait_for_log(&["agent running"], Duration::from_secs(20));
+
+    let mut pids = HashSet::new();
+    for round in 0..2 {
+        let server = GoServer::start(&binary);
+        let started = Instant::now();
+        agent.wait_until_tracing(server.pid);
+        eprintln!("round {round}: traced {:?} after start", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(2), "new target noticed too late");
+        pids.insert(server.pid);
+        let out = curl(&[format!("http://127.0.0.1:{}/users/{round}", server.http_port)]);
+        assert!(out.status.success());
+        let spans = rt.block_on(receiver.wait_for_spans(round + 1, SPAN_TIMEOUT));
+        let last = spans
+            .iter()
+            .find(|s| s.attr_str("url.path") == Some(&format!("/users/{round}")))
+            .expect("span of the new process");
+        assert_eq!(last.resource_int("process.pid"), Some(i64::from(server.pid)));
+        drop(server); // killed: the next round is the restarted service
+        agent.wait_for_log(&["exited", &format!("pid={}", last.resource_int("process.pid").unwrap())], Duration::from_secs(5));
+    }
+    assert_eq!(pids.len(), 2);
+    agent.stop();
+}
+
+/// A handler that panics gives an error span; the goroutine's state expires and later requests
+/// on the same server are traced correctly. A 4 KiB path is cut and marked, nothing overruns.
+#[test]
+fn panics_and_long_paths() {
+    if !require_root() {
+        return;
+    }
+    let Some(newest) = newest_go() else {
+        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        return;
+    };
+    let Some(binary) = build_go_server(&newest, Variant::Default) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let server = GoServer::start(&binary);
+    let mut agent = Agent::start(&["--pid".into(), server.pid.to_string()], &otlp_env(&receiver, true));
+    agent.wait_until_tracing(server.pid);
+    let base = format!("http://127.0.0.1:{}", server.http_port);
+
+    // The client sees the connection closed: curl fails, as it should.
+    let out = curl(&[format!("{base}/panic")]);
+    assert!(!out.status.success());
+    let long = format!("/{}", "a".repeat(4095));
+    let out = curl(&[format!("{base}{long}")]);
+    assert!(out.status.success());
+    for i in 0..3 {
+        let out = curl(&[format!("{base}/users/{i}")]);
+        assert!(out.status.success());
+    }
+    let spans = rt.block_on(receiver.wait_for_spans(5, SPAN_TIMEOUT));
+    let panic = spans
+        .iter()
+        .find(|s| s.attr_str("url.path") == Some("/panic"))
+        .expect("a span for the panicking request");
+    assert!(panic.is_error());
+    assert_eq!(panic.attr_str("error.type"), Some("panic"));
+    let long_span = spans
+        .iter()
+        .find(|s| s.attr_str("url.path").is_some_and(|p| p.starts_with("/aaaa")))
+        .expect("a span for the long path");
+    let path = long_span.attr_str("url.path").unwrap();
+    assert!(path.ends_with('…') && path.len() < long.len(), "long path not cut: {} bytes", path.len());
+    assert_eq!(long_span.attr_str("http_autoinstrument.truncated"), Some("url.path"));
+    assert_eq!(long_span.attr_int("http.response.status_code"), Some(200));
+    for i in 0..3 {
+        let path = format!("/users/{i}");
+        assert!(spans.iter().any(|s| s.attr_str("url.path") == Some(path.as_str())));
+    }
+    let stats = agent.stop();
+    assert!(stats.contains("events_lost=0"), "{stats}");
+}
+
+/// Binaries the agent cannot trace get a clear message, and the agent goes on with the others.
+#[test]
+fn untraceable_binaries_are_reported_and_skipped() {
+    if !require_root() {
+        return;
+    }
+    let Some(newest) = newest_go() else {
+        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        return;
+    };
+    let (Some(good), Some(stripped)) = (
+        build_go_server(&newest, Variant::Default),
+        build_go_server(&newest, Variant::Stripped),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let stripped_server = GoServer::start(&stripped);
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let server = GoServer::start(&good);
+    let mut agent = Agent::start(
+        &[
+            "--pid".into(),
+            stripped_server.pid.to_string(),
+            "--pid".into(),
+            sleeper.id().to_string(),
+            "--pid".into(),
+            server.pid.to_string(),
+        ],
+        &otlp_env(&receiver, false),
+    );
+    agent.wait_until_tracing(server.pid);
+    agent.wait_for_log(&["not traced", &format!("pid={}", stripped_server.pid), "strip"], Duration::from_secs(5));
+    agent.wait_for_log(&["not traced", &format!("pid={}", sleeper.id())], Duration::from_secs(5));
+    let out = curl(&[format!("http://127.0.0.1:{}/", server.http_port)]);
+    assert!(out.status.success());
+    let spans = rt.block_on(receiver.wait_for_spans(1, SPAN_TIMEOUT));
+    assert_eq!(spans[0].resource_int("process.pid"), Some(i64::from(server.pid)));
+    agent.stop();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
