@@ -150,6 +150,7 @@ fn check_version(version: &str) -> Option<GoBinary> {
     let binary = build_go_server(&toolchain.version, Variant::Default);
     let inspected = check_binary(&toolchain, &binary);
     assert!(!inspected.is_pie, "default go build output is not PIE");
+    assert_eq!(inspected.first_load_vaddr, 0x400000);
     Some(inspected)
 }
 
@@ -202,6 +203,8 @@ fn pie_binary_has_the_same_layout() {
     let pie = build_go_server(&toolchain.version, Variant::Pie);
     let inspected = check_binary(&toolchain, &pie);
     assert!(inspected.is_pie);
+    // Go links PIE executables at the usual base; the agent computes the bias from it.
+    assert_eq!(inspected.first_load_vaddr, 0x400000);
     let plain = inspect_binary(&build_go_server(&toolchain.version, Variant::Default)).unwrap();
     assert_eq!(
         inspected.offsets.request_header,

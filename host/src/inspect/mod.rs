@@ -91,8 +91,12 @@ pub struct Function {
 pub struct GoBinary {
     pub path: PathBuf,
     pub go_version: GoVersion,
-    /// `ET_DYN` executable: the lead adds the load bias to the itab addresses in `offsets`.
+    /// `ET_DYN` executable: the itab addresses in `offsets` need the load bias added.
     pub is_pie: bool,
+    /// Link-time virtual address of the lowest `PT_LOAD` segment. Go links PIE executables at
+    /// 0x400000 too (not 0), so the load bias of a PIE process is the start of the mapping of file
+    /// offset 0 (from /proc/PID/maps) minus this value; for non-PIE it is 0.
+    pub first_load_vaddr: u64,
     /// `net/http.serverHandler.ServeHTTP`.
     pub serve_http: Function,
     /// `runtime.gopanic`; only its entry is used, so `return_offsets` is left empty.
@@ -277,10 +281,22 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         path: path.to_path_buf(),
         go_version,
         is_pie: elf.kind() == object::ObjectKind::Dynamic,
+        first_load_vaddr: first_load_vaddr(&elf),
         serve_http,
         gopanic,
         offsets,
     })
+}
+
+fn first_load_vaddr(elf: &Elf<'_>) -> u64 {
+    use object::read::elf::ProgramHeader;
+    let endian = elf.endian();
+    elf.elf_program_headers()
+        .iter()
+        .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
+        .map(|ph| ph.p_vaddr(endian))
+        .min()
+        .unwrap_or(0)
 }
 
 type Elf<'data> = object::read::elf::ElfFile64<'data, object::Endianness, &'data [u8]>;
