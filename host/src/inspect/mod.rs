@@ -22,6 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use http_autoinstrument_common::GoOffsets;
+use object::read::elf::{ProgramHeader, SectionHeader};
 use object::{Object, ObjectSection};
 
 pub use buildinfo::parse_go_version;
@@ -114,8 +115,10 @@ pub enum InspectError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a valid ELF executable ({reason}); point the agent at a Go program built for linux, or rebuild it if the file is damaged")]
+    #[error("{path} is not an ELF executable ({reason}); point the agent at a Go program built for linux")]
     NotElf { path: PathBuf, reason: String },
+    #[error("{path} is a damaged or truncated ELF file ({what}); rebuild or reinstall it")]
+    Damaged { path: PathBuf, what: String },
     #[error("{path} is a {arch} binary; only x86_64 (amd64) Go programs can be traced")]
     NotAmd64 { path: PathBuf, arch: String },
     #[error("{path} is not a Go program (no .go.buildinfo section); only Go net/http servers can be traced")]
@@ -289,7 +292,6 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
 }
 
 fn first_load_vaddr(elf: &Elf<'_>) -> u64 {
-    use object::read::elf::ProgramHeader;
     let endian = elf.endian();
     elf.elf_program_headers()
         .iter()
@@ -309,19 +311,36 @@ fn parse_elf<'data>(path: &Path, data: &'data [u8]) -> Result<Elf<'data>, Inspec
     if !data.starts_with(b"\x7fELF") {
         return Err(not_elf("no ELF magic number".to_string()));
     }
+    let damaged = |what: String| InspectError::Damaged {
+        path: path.to_path_buf(),
+        what,
+    };
     // Check the machine before asking for a 64-bit parse, so a 32-bit x86 or ARM binary gets the
     // "not amd64" message rather than a parse error.
-    match object::File::parse(data) {
-        Ok(file) if file.architecture() != object::Architecture::X86_64 => {
-            return Err(InspectError::NotAmd64 {
-                path: path.to_path_buf(),
-                arch: format!("{:?}", file.architecture()),
-            })
-        }
-        Ok(_) => {}
-        Err(e) => return Err(not_elf(e.to_string())),
+    let file = object::File::parse(data).map_err(|e| damaged(e.to_string()))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(InspectError::NotAmd64 {
+            path: path.to_path_buf(),
+            arch: format!("{:?}", file.architecture()),
+        });
     }
-    Elf::parse(data).map_err(|e| not_elf(e.to_string()))
+    let elf = Elf::parse(data).map_err(|e| damaged(e.to_string()))?;
+    // A truncated copy can still parse (the headers are at the start) while the sections at the
+    // end, among them the section name table, are missing: say so instead of "not a Go program".
+    let endian = elf.endian();
+    for (index, header) in elf.elf_section_table().iter().enumerate() {
+        if header.sh_type(endian) == object::elf::SHT_NOBITS {
+            continue;
+        }
+        let end = header.sh_offset(endian).checked_add(header.sh_size(endian));
+        if end.is_none_or(|end| end > data.len() as u64) {
+            return Err(damaged(format!(
+                "section {index} ends past the end of the file ({} bytes)",
+                data.len()
+            )));
+        }
+    }
+    Ok(elf)
 }
 
 /// Itab addresses found only by scanning the type descriptors (the path Go 1.27 binaries take),
