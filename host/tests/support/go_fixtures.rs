@@ -220,6 +220,9 @@ pub fn build_go_server(version: &str, variant: Variant) -> PathBuf {
             .env("GOCACHE", cache.join("gocache"))
             .env("GOPATH", cache.join("gopath"))
             .env("GOPROXY", "off")
+            // Ignore the developer's `go env -w` settings and any go.work above the cache.
+            .env("GOENV", "off")
+            .env("GOWORK", "off")
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", toolchain.go.display()));
         assert!(
