@@ -2,7 +2,7 @@
 //!
 //! The modules follow the data, in the order it flows:
 //! `discover` (which processes) -> `inspect` (what their binaries look like) -> `attach` (uprobes)
-//! -> `capture` (ring buffer) -> `decode` (events to requests) -> `span` -> `export`.
+//! -> `capture` (ring buffer) -> `decode` (events to requests) -> `span` -> `plugins` -> `export`.
 //! `pipeline` wires them together.
 pub mod attach;
 pub mod capture;
@@ -11,4 +11,5 @@ pub mod discover;
 pub mod export;
 pub mod inspect;
 pub mod pipeline;
+pub mod plugins;
 pub mod span;

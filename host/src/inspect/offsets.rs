@@ -1,0 +1,196 @@
+//! Assembles [`GoOffsets`] from the DWARF layouts and the itab addresses, choosing the type
+//! names each Go release uses.
+
+use http_autoinstrument_common::{map_layout, GoOffsets, ABSENT};
+
+use super::dwarf::GoTypes;
+use super::itabs::{self, ItabAddresses};
+use super::Elf;
+
+#[derive(Debug)]
+pub enum OffsetError {
+    MissingType(String),
+    MissingField { type_name: String, field: String },
+    UnsupportedLayout(String),
+}
+
+const G: &str = "runtime.g";
+const REQUEST: &str = "net/http.Request";
+const URL: &str = "net/url.URL";
+const RESPONSE: &str = "net/http.response";
+const CONN: &str = "net/http.conn";
+const TLS_CONN: &str = "crypto/tls.Conn";
+const TCP_CONN: &str = "net.TCPConn";
+/// The unexported `net.conn` embedded in `TCPConn` (as a field named `conn`).
+const NET_CONN: &str = "net.conn";
+const NET_FD: &str = "net.netFD";
+const TCP_ADDR: &str = "net.TCPAddr";
+
+/// Go <= 1.23 (and 1.24 built with GOEXPERIMENT=noswissmap): bucket maps.
+const HMAP: &str = "runtime.hmap";
+/// Go >= 1.24: Swiss-table maps.
+const SWISS_MAP: &str = "internal/runtime/maps.Map";
+const SWISS_TABLE: &str = "internal/runtime/maps.table";
+const SWISS_GROUPS: &str = "internal/runtime/maps.groupsReference";
+
+/// The HTTP/2 server's types. Go 1.21-1.24 bundle x/net/http2 into net/http with an `http2`
+/// prefix; Go 1.27 has it as the package net/http/internal/http2 (verified on the fixtures).
+struct H2Names {
+    writer: &'static str,
+    writer_state: &'static str,
+    stream: &'static str,
+    server_conn: &'static str,
+}
+
+const H2_BUNDLED: H2Names = H2Names {
+    writer: "net/http.http2responseWriter",
+    writer_state: "net/http.http2responseWriterState",
+    stream: "net/http.http2stream",
+    server_conn: "net/http.http2serverConn",
+};
+const H2_INTERNAL: H2Names = H2Names {
+    writer: "net/http/internal/http2.responseWriter",
+    writer_state: "net/http/internal/http2.responseWriterState",
+    stream: "net/http/internal/http2.stream",
+    server_conn: "net/http/internal/http2.serverConn",
+};
+
+/// Every struct the DWARF walk should keep.
+pub const WANTED_STRUCTS: &[&str] = &[
+    G,
+    REQUEST,
+    URL,
+    RESPONSE,
+    CONN,
+    TLS_CONN,
+    TCP_CONN,
+    NET_CONN,
+    NET_FD,
+    TCP_ADDR,
+    HMAP,
+    SWISS_MAP,
+    SWISS_TABLE,
+    SWISS_GROUPS,
+    H2_BUNDLED.writer,
+    H2_BUNDLED.writer_state,
+    H2_BUNDLED.stream,
+    H2_BUNDLED.server_conn,
+    H2_INTERNAL.writer,
+    H2_INTERNAL.writer_state,
+    H2_INTERNAL.stream,
+    H2_INTERNAL.server_conn,
+];
+
+pub fn assemble(
+    elf: &Elf<'_>,
+    types: &GoTypes,
+    itab_symbols: &ItabAddresses,
+    runtime_types: Option<u64>,
+) -> Result<GoOffsets, OffsetError> {
+    let required = |type_name: &str, field: &str| -> Result<u64, OffsetError> {
+        if !types.structs.contains_key(type_name) {
+            return Err(OffsetError::MissingType(type_name.to_string()));
+        }
+        types
+            .field(type_name, field)
+            .ok_or_else(|| OffsetError::MissingField {
+                type_name: type_name.to_string(),
+                field: field.to_string(),
+            })
+    };
+    let optional = |type_name: &str, field: &str| types.field(type_name, field).unwrap_or(ABSENT);
+    let sum = |a: u64, b: u64| {
+        if a == ABSENT || b == ABSENT {
+            ABSENT
+        } else {
+            a + b
+        }
+    };
+
+    let h2 = if types.structs.contains_key(H2_INTERNAL.writer) {
+        &H2_INTERNAL
+    } else {
+        &H2_BUNDLED
+    };
+
+    let mut itabs = *itab_symbols;
+    if let Some(runtime_types) = runtime_types {
+        itabs::fill_by_scan(
+            elf,
+            runtime_types,
+            |name| types.runtime_types.get(name).copied(),
+            &mut itabs,
+        );
+    }
+    let itab = |slot: usize| itabs.0[slot].unwrap_or(ABSENT);
+
+    let mut offsets = GoOffsets {
+        g_goid: required(G, "goid")?,
+        request_method: required(REQUEST, "Method")?,
+        request_url: required(REQUEST, "URL")?,
+        request_proto_major: required(REQUEST, "ProtoMajor")?,
+        request_proto_minor: required(REQUEST, "ProtoMinor")?,
+        request_header: required(REQUEST, "Header")?,
+        request_content_length: required(REQUEST, "ContentLength")?,
+        request_host: required(REQUEST, "Host")?,
+        request_remote_addr: required(REQUEST, "RemoteAddr")?,
+        request_tls: required(REQUEST, "TLS")?,
+        // Go 1.23+.
+        request_pattern: optional(REQUEST, "Pattern"),
+        url_path: required(URL, "Path")?,
+        url_raw_query: required(URL, "RawQuery")?,
+
+        response_itab: itab(itabs::RESPONSE),
+        response_status: required(RESPONSE, "status")?,
+        response_written: required(RESPONSE, "written")?,
+        response_conn: required(RESPONSE, "conn")?,
+        conn_rwc: required(CONN, "rwc")?,
+
+        h2_writer_itab: itab(itabs::H2_WRITER),
+        h2_writer_rws: optional(h2.writer, "rws"),
+        h2_rws_status: optional(h2.writer_state, "status"),
+        h2_rws_wrote_bytes: optional(h2.writer_state, "wroteBytes"),
+        h2_rws_stream: optional(h2.writer_state, "stream"),
+        h2_stream_sc: optional(h2.stream, "sc"),
+        h2_server_conn_conn: optional(h2.server_conn, "conn"),
+
+        tls_conn_itab: itab(itabs::TLS_CONN),
+        tls_conn_conn: optional(TLS_CONN, "conn"),
+        tcp_conn_itab: itab(itabs::TCP_CONN),
+        tcp_conn_fd: sum(optional(TCP_CONN, "conn"), optional(NET_CONN, "fd")),
+        net_fd_laddr: optional(NET_FD, "laddr"),
+        tcp_addr_port: optional(TCP_ADDR, "Port"),
+
+        map_layout: ABSENT,
+        hmap_b: ABSENT,
+        hmap_buckets: ABSENT,
+        swiss_dir_ptr: ABSENT,
+        swiss_dir_len: ABSENT,
+        swiss_table_groups: ABSENT,
+        swiss_groups_length_mask: ABSENT,
+    };
+
+    // Decided by what the binary contains rather than by version alone, so a Go 1.24 binary built
+    // with GOEXPERIMENT=noswissmap is read correctly.
+    if types.structs.contains_key(SWISS_MAP) {
+        offsets.map_layout = map_layout::SWISS;
+        offsets.swiss_dir_ptr = required(SWISS_MAP, "dirPtr")?;
+        offsets.swiss_dir_len = required(SWISS_MAP, "dirLen")?;
+        offsets.swiss_table_groups = required(SWISS_TABLE, "groups")?;
+        offsets.swiss_groups_length_mask = required(SWISS_GROUPS, "lengthMask")?;
+        // The probe reads `table.groups` as the groups' data pointer.
+        let data = required(SWISS_GROUPS, "data")?;
+        if data != 0 {
+            return Err(OffsetError::UnsupportedLayout(format!(
+                "{SWISS_GROUPS}.data is at offset {data:#x}, the probes expect 0"
+            )));
+        }
+    } else if types.structs.contains_key(HMAP) {
+        offsets.map_layout = map_layout::BUCKETS;
+        offsets.hmap_b = required(HMAP, "B")?;
+        offsets.hmap_buckets = required(HMAP, "buckets")?;
+    } else {
+        return Err(OffsetError::MissingType(format!("{SWISS_MAP} or {HMAP}")));
+    }
+    Ok(offsets)
+}

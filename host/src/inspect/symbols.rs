@@ -1,0 +1,98 @@
+//! ELF symbol table look-ups: the few functions and itabs the probes need, found in one pass over
+//! `.symtab` without building a name map (Go binaries have tens of thousands of symbols).
+
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
+
+use super::itabs::{ItabAddresses, ITABS};
+use super::{Elf, GOPANIC_SYMBOL, SERVE_HTTP_SYMBOL};
+
+/// Where a function symbol says a function is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionSymbol {
+    pub address: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct FoundSymbols {
+    pub serve_http: Option<FunctionSymbol>,
+    pub gopanic: Option<FunctionSymbol>,
+    /// `runtime.types`: start of the type descriptors, the base of DWARF's
+    /// `DW_AT_go_runtime_type` offsets.
+    pub runtime_types: Option<u64>,
+    /// Itabs that have a `go:itab.*` symbol (Go <= 1.24 has them; Go 1.27 does not).
+    pub itabs: ItabAddresses,
+}
+
+const RUNTIME_TYPES_SYMBOL: &str = "runtime.types";
+
+pub fn find_symbols(elf: &Elf<'_>) -> FoundSymbols {
+    let mut found = FoundSymbols::default();
+    for symbol in elf.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        let function = || FunctionSymbol {
+            address: symbol.address(),
+            size: symbol.size(),
+        };
+        if let Some(itab) = name.strip_prefix("go:itab.") {
+            for (slot, spec) in ITABS.iter().enumerate() {
+                if spec.symbol_matches(itab) {
+                    found.itabs.0[slot] = Some(symbol.address());
+                }
+            }
+        } else if name == SERVE_HTTP_SYMBOL {
+            found.serve_http = Some(function());
+        } else if name == GOPANIC_SYMBOL {
+            found.gopanic = Some(function());
+        } else if name == RUNTIME_TYPES_SYMBOL {
+            found.runtime_types = Some(symbol.address());
+        }
+    }
+    found
+}
+
+/// The loaded section holding `address` (with its bytes in the file).
+pub fn section_containing<'data, 'file>(
+    elf: &'file Elf<'data>,
+    address: u64,
+) -> Option<object::read::elf::ElfSection64<'data, 'file, object::Endianness, &'data [u8]>> {
+    elf.sections().find(|s| {
+        s.kind() != SectionKind::UninitializedData
+            && s.kind() != SectionKind::UninitializedTls
+            && s.address() <= address
+            && address - s.address() < s.size()
+    })
+}
+
+/// File offset of the byte at virtual `address`: what a uprobe attaches to.
+pub fn file_offset(elf: &Elf<'_>, address: u64) -> Result<u64, String> {
+    let section = section_containing(elf, address)
+        .ok_or_else(|| format!("no section holds address {address:#x}"))?;
+    let (offset, _) = section
+        .file_range()
+        .ok_or_else(|| format!("section {} has no file data", section.name().unwrap_or("?")))?;
+    Ok(offset + (address - section.address()))
+}
+
+/// The machine code of a function, from the section that holds it.
+pub fn function_bytes<'data>(
+    elf: &Elf<'data>,
+    function: &FunctionSymbol,
+) -> Result<&'data [u8], String> {
+    let section = section_containing(elf, function.address)
+        .ok_or_else(|| format!("no section holds the function at {:#x}", function.address))?;
+    let data = section.data().map_err(|e| {
+        format!(
+            "cannot read the section holding {:#x}: {e}",
+            function.address
+        )
+    })?;
+    let start = (function.address - section.address()) as usize;
+    data.get(start..start.saturating_add(function.size as usize))
+        .ok_or_else(|| {
+            format!(
+                "the function at {:#x} ({} bytes) extends past the end of its section",
+                function.address, function.size
+            )
+        })
+}

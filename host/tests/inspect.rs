@@ -1,0 +1,435 @@
+//! Inspection of real Go binaries: the fixture server built with every installed Go toolchain,
+//! and the binaries the inspector must refuse with a clear message.
+
+#[path = "support/go_fixtures.rs"]
+mod go_fixtures;
+
+use std::path::Path;
+
+use go_fixtures::{build_go_server, go_versions, require_go, GoToolchain, Variant};
+use http_autoinstrument::inspect::{
+    inspect_binary, inspect_bytes, itab_addresses_by_scan, GoBinary, GoVersion, InspectError,
+};
+use http_autoinstrument_common::{map_layout, ABSENT};
+
+/// Checks what the agent relies on in a binary built by `toolchain`.
+fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
+    let data = std::fs::read(binary).unwrap();
+    let inspected = inspect_binary(binary)
+        .unwrap_or_else(|e| panic!("Go {}: inspect failed: {e}", toolchain.version));
+    let v = &toolchain.version;
+    let (major, minor, patch) = toolchain.numbers();
+    assert_eq!(
+        inspected.go_version,
+        GoVersion::new(major, minor, patch),
+        "Go {v}"
+    );
+    assert_eq!(inspected.go_version.to_string(), format!("go{v}"));
+
+    let serve = &inspected.serve_http;
+    assert_eq!(serve.name, "net/http.serverHandler.ServeHTTP");
+    assert!(serve.size > 0, "Go {v}: ServeHTTP has no size");
+    assert!(
+        !serve.return_offsets.is_empty(),
+        "Go {v}: no RET in ServeHTTP"
+    );
+    for &ret in &serve.return_offsets {
+        assert!(
+            ret < serve.size,
+            "Go {v}: RET at +{ret:#x} outside the function"
+        );
+        assert_eq!(
+            data[(serve.file_offset + ret) as usize],
+            0xc3,
+            "Go {v}: RET at +{ret:#x} is not a 0xC3 byte in the file"
+        );
+    }
+    let gopanic = inspected.gopanic.as_ref().expect("runtime.gopanic");
+    assert!(gopanic.size > 0 && gopanic.file_offset > 0);
+
+    let o = &inspected.offsets;
+    assert_eq!(o.request_method, 0, "Go {v}");
+    assert_eq!(o.request_url, 0x10, "Go {v}");
+    for (name, value) in [
+        ("g.goid", o.g_goid),
+        ("Request.ProtoMajor", o.request_proto_major),
+        ("Request.ProtoMinor", o.request_proto_minor),
+        ("Request.Header", o.request_header),
+        ("Request.ContentLength", o.request_content_length),
+        ("Request.Host", o.request_host),
+        ("Request.RemoteAddr", o.request_remote_addr),
+        ("Request.TLS", o.request_tls),
+        ("URL.Path", o.url_path),
+        ("URL.RawQuery", o.url_raw_query),
+        ("response.status", o.response_status),
+        ("response.written", o.response_written),
+        ("response.conn", o.response_conn),
+        ("conn.rwc", o.conn_rwc),
+        ("h2 writer.rws", o.h2_writer_rws),
+        ("h2 state.status", o.h2_rws_status),
+        ("h2 state.wroteBytes", o.h2_rws_wrote_bytes),
+        ("h2 state.stream", o.h2_rws_stream),
+        ("h2 stream.sc", o.h2_stream_sc),
+        ("h2 serverConn.conn", o.h2_server_conn_conn),
+        ("tls.Conn.conn", o.tls_conn_conn),
+        ("TCPConn fd", o.tcp_conn_fd),
+        ("netFD.laddr", o.net_fd_laddr),
+        ("TCPAddr.Port", o.tcp_addr_port),
+        ("response itab", o.response_itab),
+        ("h2 writer itab", o.h2_writer_itab),
+        ("tls.Conn itab", o.tls_conn_itab),
+        ("TCPConn itab", o.tcp_conn_itab),
+    ] {
+        assert_ne!(value, ABSENT, "Go {v}: {name} missing");
+        // Offsets are small; itab addresses are not, but no field is anywhere near 4 GiB.
+        assert!(value < 1 << 32, "Go {v}: {name} = {value:#x}");
+    }
+    // Fields that are pointers to other structs, in structs whose first field they are.
+    assert_eq!(o.response_conn, 0, "Go {v}: response.conn");
+    assert_eq!(o.tls_conn_conn, 0, "Go {v}: tls.Conn.conn");
+    assert_eq!(o.tcp_conn_fd, 0, "Go {v}: TCPConn.conn.fd");
+    for itab in [
+        o.response_itab,
+        o.h2_writer_itab,
+        o.tls_conn_itab,
+        o.tcp_conn_itab,
+    ] {
+        assert!(itab > 0 && itab % 8 == 0, "Go {v}: itab {itab:#x}");
+    }
+    let distinct: std::collections::HashSet<u64> = [
+        o.response_itab,
+        o.h2_writer_itab,
+        o.tls_conn_itab,
+        o.tcp_conn_itab,
+    ]
+    .into();
+    assert_eq!(distinct.len(), 4, "Go {v}: itabs are not distinct");
+
+    // Request.Pattern appeared in Go 1.23.
+    assert_eq!(
+        o.request_pattern != ABSENT,
+        toolchain.at_least(1, 23),
+        "Go {v}: Pattern"
+    );
+    if toolchain.at_least(1, 24) {
+        assert_eq!(o.map_layout, map_layout::SWISS, "Go {v}");
+        for value in [
+            o.swiss_dir_ptr,
+            o.swiss_dir_len,
+            o.swiss_table_groups,
+            o.swiss_groups_length_mask,
+        ] {
+            assert_ne!(value, ABSENT, "Go {v}: swiss map field missing");
+        }
+        assert_eq!((o.hmap_b, o.hmap_buckets), (ABSENT, ABSENT));
+    } else {
+        assert_eq!(o.map_layout, map_layout::BUCKETS, "Go {v}");
+        assert_ne!(o.hmap_b, ABSENT);
+        assert_ne!(o.hmap_buckets, ABSENT);
+        assert_eq!(o.swiss_dir_ptr, ABSENT);
+    }
+
+    // The content scan (the only source in Go releases without go:itab symbols) must agree with
+    // the symbols where both exist.
+    let scanned = itab_addresses_by_scan(binary, &data).unwrap();
+    assert_eq!(
+        scanned,
+        [
+            Some(o.response_itab),
+            Some(o.h2_writer_itab),
+            Some(o.tls_conn_itab),
+            Some(o.tcp_conn_itab)
+        ],
+        "Go {v}: itab scan disagrees"
+    );
+    inspected
+}
+
+fn check_version(version: &str) -> Option<GoBinary> {
+    let toolchain = require_go(version)?;
+    let binary = build_go_server(&toolchain.version, Variant::Default);
+    let inspected = check_binary(&toolchain, &binary);
+    assert!(!inspected.is_pie, "default go build output is not PIE");
+    assert_eq!(inspected.first_load_vaddr, 0x400000);
+    Some(inspected)
+}
+
+#[test]
+fn go1_21() {
+    check_version("1.21");
+}
+
+#[test]
+fn go1_23() {
+    check_version("1.23");
+}
+
+#[test]
+fn go1_24_matches_measured_offsets() {
+    let Some(inspected) = check_version("1.24.11") else {
+        return;
+    };
+    // Measured facts (shared notes): ServeHTTP is 198 bytes with one RET at +0x93.
+    assert_eq!(inspected.serve_http.size, 198);
+    assert_eq!(inspected.serve_http.return_offsets, vec![0x93]);
+    let o = inspected.offsets;
+    assert_eq!(o.g_goid, 0xa0);
+    assert_eq!(o.url_path, 0x38);
+}
+
+#[test]
+fn newest_installed() {
+    check_version("newest");
+}
+
+#[test]
+fn every_installed_version() {
+    let versions = go_versions();
+    if versions.is_empty() {
+        require_go("1.21"); // panics under CI=true, prints the setup note otherwise
+        return;
+    }
+    for toolchain in versions {
+        let binary = build_go_server(&toolchain.version, Variant::Default);
+        check_binary(&toolchain, &binary);
+    }
+}
+
+#[test]
+fn pie_binary_has_the_same_layout() {
+    let Some(toolchain) = require_go("newest") else {
+        return;
+    };
+    let pie = build_go_server(&toolchain.version, Variant::Pie);
+    let inspected = check_binary(&toolchain, &pie);
+    assert!(inspected.is_pie);
+    // Go links PIE executables at the usual base; the agent computes the bias from it.
+    assert_eq!(inspected.first_load_vaddr, 0x400000);
+    let plain = inspect_binary(&build_go_server(&toolchain.version, Variant::Default)).unwrap();
+    assert_eq!(
+        inspected.offsets.request_header,
+        plain.offsets.request_header
+    );
+    assert_eq!(inspected.offsets.h2_rws_status, plain.offsets.h2_rws_status);
+}
+
+fn message(result: Result<GoBinary, InspectError>) -> (InspectError, String) {
+    let error = result.expect_err("inspection should fail");
+    let text = error.to_string();
+    (error, text)
+}
+
+#[test]
+fn rejects_a_non_go_elf() {
+    let (error, text) = message(inspect_binary(Path::new("/bin/true")));
+    assert!(matches!(error, InspectError::NotGo { .. }), "{error:?}");
+    assert!(
+        text.contains("/bin/true") && text.contains("not a Go program"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rejects_a_text_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "just some text\n").unwrap();
+    let (error, text) = message(inspect_binary(&path));
+    assert!(matches!(error, InspectError::NotElf { .. }), "{error:?}");
+    assert!(
+        text.contains("notes.txt") && text.contains("not an ELF"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rejects_a_missing_file() {
+    let (error, text) = message(inspect_binary(Path::new("/nonexistent/server")));
+    assert!(matches!(error, InspectError::Read { .. }), "{error:?}");
+    assert!(text.contains("/nonexistent/server"), "{text}");
+}
+
+#[test]
+fn rejects_a_stripped_binary() {
+    let Some(toolchain) = require_go("newest") else {
+        return;
+    };
+    let binary = build_go_server(&toolchain.version, Variant::Stripped);
+    let (error, text) = message(inspect_binary(&binary));
+    assert!(matches!(error, InspectError::Stripped { .. }), "{error:?}");
+    assert!(
+        text.contains("stripped") && text.contains("-ldflags=-s -w"),
+        "{text}"
+    );
+    assert!(text.contains(binary.to_str().unwrap()), "{text}");
+}
+
+#[test]
+fn rejects_a_go_program_without_net_http() {
+    let Some(toolchain) = require_go("newest") else {
+        return;
+    };
+    let binary = build_go_server(&toolchain.version, Variant::NoHttp);
+    let (error, text) = message(inspect_binary(&binary));
+    assert!(
+        matches!(error, InspectError::NoHttpServer { .. }),
+        "{error:?}"
+    );
+    assert!(text.contains("net/http.serverHandler.ServeHTTP"), "{text}");
+    assert!(text.contains(&format!("go{}", toolchain.version)), "{text}");
+}
+
+#[test]
+fn truncated_binaries_are_errors_not_panics() {
+    let Some(toolchain) = require_go("newest") else {
+        return;
+    };
+    let binary = build_go_server(&toolchain.version, Variant::Default);
+    let data = std::fs::read(&binary).unwrap();
+    let len = data.len();
+    for cut in [0, 3] {
+        let result = inspect_bytes(&binary, &data[..cut]);
+        assert!(
+            matches!(result, Err(InspectError::NotElf { .. })),
+            "cut at {cut}: {result:?}"
+        );
+    }
+    for cut in [
+        64,
+        0x200,
+        4096,
+        len / 4,
+        len / 2,
+        len * 3 / 4,
+        len - 4096,
+        len - 1,
+    ] {
+        let (error, text) = message(inspect_bytes(&binary, &data[..cut]));
+        assert!(
+            matches!(error, InspectError::Damaged { .. }),
+            "cut at {cut} of {len} bytes: {error:?}"
+        );
+        assert!(text.contains("damaged or truncated"), "{text}");
+    }
+}
+
+#[test]
+fn unsupported_version_message_names_the_range() {
+    // Rewrites the version string (same length) to a release outside the range.
+    let Some(toolchain) = require_go("1.24") else {
+        return;
+    };
+    let binary = build_go_server(&toolchain.version, Variant::Default);
+    let mut data = std::fs::read(&binary).unwrap();
+    let version = format!("go{}", toolchain.version);
+    let fake = format!("go1.{}", "9".repeat(version.len() - 4));
+    // Every copy of the version string, the build info's among them.
+    let starts: Vec<usize> = data
+        .windows(version.len())
+        .enumerate()
+        .filter(|(_, w)| *w == version.as_bytes())
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        !starts.is_empty(),
+        "no version string in {}",
+        binary.display()
+    );
+    for at in starts {
+        data[at..at + version.len()].copy_from_slice(fake.as_bytes());
+    }
+    let (error, text) = message(inspect_bytes(&binary, &data));
+    assert!(
+        matches!(error, InspectError::UnsupportedGoVersion { .. }),
+        "{error:?}"
+    );
+    assert!(
+        text.contains(&fake) && text.contains("go1.21 through go1.27"),
+        "{text}"
+    );
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad response to {method} {path}: {response:?}"));
+    (status, body.to_string())
+}
+
+/// The fixture behaves the same with the oldest and the newest Go: the end-to-end tests rely on it.
+#[test]
+fn fixture_server_serves_its_routes() {
+    for version in ["1.21", "newest"] {
+        let Some(toolchain) = require_go(version) else {
+            continue;
+        };
+        let binary = build_go_server(&toolchain.version, Variant::Default);
+        let server = go_fixtures::GoServer::start(&binary);
+        assert!(server.pid > 0 && server.http_port > 0 && server.https_port > 0);
+        assert_ne!(server.http_port, server.https_port);
+        let v = &toolchain.version;
+        let get = |path| http_request(server.http_port, "GET", path, "");
+        assert_eq!(get("/"), (200, "hello\n".to_string()), "Go {v}");
+        assert_eq!(get("/health"), (200, "ok".to_string()), "Go {v}");
+        assert_eq!(
+            get("/status/418"),
+            (418, "status 418".to_string()),
+            "Go {v}"
+        );
+        assert_eq!(get("/users/42"), (200, "user 42\n".to_string()), "Go {v}");
+        assert_eq!(get("/users/4/2"), (200, "hello\n".to_string()), "Go {v}");
+        assert_eq!(
+            http_request(server.http_port, "POST", "/echo", "ping"),
+            (200, "ping".to_string()),
+            "Go {v}"
+        );
+        // A panicking handler: net/http recovers and closes the connection without a response.
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+        std::io::Write::write_all(&mut stream, b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+        assert!(
+            rest.is_empty(),
+            "Go {v}: /panic answered {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        // The server survives it.
+        assert_eq!(get("/health").0, 200, "Go {v}");
+        // The HTTPS listener accepts TCP connections (TLS is exercised by the end-to-end tests).
+        std::net::TcpStream::connect(("127.0.0.1", server.https_port)).unwrap();
+    }
+}
+
+#[test]
+fn listening_line_parsing() {
+    assert_eq!(
+        go_fixtures::parse_listening("LISTENING http=8080 https=8443\n"),
+        Some((8080, 8443))
+    );
+    assert_eq!(go_fixtures::parse_listening("LISTENING http=8080"), None);
+    assert_eq!(
+        go_fixtures::parse_listening("listening http=1 https=2"),
+        None
+    );
+    assert_eq!(
+        go_fixtures::parse_listening("LISTENING http=x https=2"),
+        None
+    );
+}
