@@ -135,20 +135,25 @@ impl ExportConfig {
         let (endpoint_var, endpoint) =
             match get(TRACES_ENDPOINT).or_else(|| get(TRACES_ENDPOINT_ALIAS)) {
                 // A signal-specific endpoint is used exactly as given.
-                Some((var, value)) => (var, value.to_owned()),
+                Some((var, value)) => {
+                    validate_endpoint(var, value)?;
+                    (var, value.to_owned())
+                }
                 None => match get(ENDPOINT) {
                     // The generic endpoint is a base URL: http/protobuf appends the signal path, gRPC
                     // has no path (the service name is the path).
-                    Some((var, value)) => match protocol {
-                        Protocol::HttpProtobuf => {
-                            (var, format!("{}/v1/traces", value.trim_end_matches('/')))
+                    Some((var, value)) => {
+                        validate_endpoint(var, value)?;
+                        match protocol {
+                            Protocol::HttpProtobuf => {
+                                (var, format!("{}/v1/traces", value.trim_end_matches('/')))
+                            }
+                            Protocol::Grpc => (var, value.to_owned()),
                         }
-                        Protocol::Grpc => (var, value.to_owned()),
-                    },
+                    }
                     None => return Ok(ExportConfig::Stdout),
                 },
             };
-        validate_endpoint(endpoint_var, &endpoint)?;
 
         let headers = match get(TRACES_HEADERS).or_else(|| get(HEADERS)) {
             Some((var, value)) => parse_headers(var, value)?,
@@ -184,6 +189,10 @@ fn validate_endpoint(var: &'static str, value: &str) -> Result<(), ConfigError> 
         value: value.to_owned(),
         reason: reason.to_owned(),
     };
+    // Checked first: without a scheme `http::Uri` only says "invalid format".
+    if !value.contains("://") {
+        return Err(error("the URL has no scheme (add http://)"));
+    }
     let uri: http::Uri = value
         .parse()
         .map_err(|e: http::uri::InvalidUri| error(&e.to_string()))?;

@@ -141,7 +141,11 @@ impl Exporter {
                     otlp.endpoint,
                     otlp.endpoint_var
                 );
-                Sink::Otlp(otlp::OtlpSink::new(exporter, otlp.timeout, limits))
+                Sink::Otlp(Box::new(otlp::OtlpSink::new(
+                    exporter,
+                    otlp.timeout,
+                    limits,
+                )))
             }
         };
         Ok(Exporter::spawn(sink, limits))
@@ -164,13 +168,15 @@ impl Exporter {
         let counters = Arc::new(Counters::new());
         let (queue, receiver) = SpanQueue::new(limits.queue_capacity, counters.clone());
         let (shutdown, signal) = ShutdownSignal::new();
-        let task = tokio::spawn(worker::run(
-            receiver,
-            sink,
-            limits,
-            counters.clone(),
-            signal,
-        ));
+        let run = worker::run(receiver, sink, limits, counters.clone(), signal);
+        let warn = queue::warn_about_drops(counters.clone(), limits.queue_capacity);
+        // One task: the warner lives exactly as long as the export loop.
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = warn => {}
+            }
+        });
         Exporter {
             queue,
             counters,

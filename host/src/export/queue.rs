@@ -6,9 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::span::Span;
 
@@ -42,10 +42,7 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     retries: AtomicU64,
     queued: AtomicU64,
-    /// Milliseconds since `created` of the last drop warning, `u64::MAX` before the first.
-    last_drop_warning_ms: AtomicU64,
-    dropped_at_last_warning: AtomicU64,
-    created: Instant,
+    drop_notify: Notify,
 }
 
 impl Counters {
@@ -57,9 +54,7 @@ impl Counters {
             failed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             queued: AtomicU64::new(0),
-            last_drop_warning_ms: AtomicU64::new(u64::MAX),
-            dropped_at_last_warning: AtomicU64::new(0),
-            created: Instant::now(),
+            drop_notify: Notify::new(),
         }
     }
 
@@ -88,7 +83,7 @@ impl Counters {
     pub(crate) fn gave_up(&self, n: usize, reason: &str) {
         self.failed.fetch_add(n as u64, Ordering::Relaxed);
         self.queued.fetch_sub(n as u64, Ordering::Relaxed);
-        tracing::warn!(spans = n, reason, "gave up exporting {n} spans: {reason}");
+        tracing::warn!(spans = n, "gave up exporting {n} spans: {reason}");
     }
 
     pub(crate) fn retried(&self) {
@@ -115,28 +110,32 @@ impl Counters {
         }
     }
 
-    fn dropped(&self, n: u64, capacity: u64) {
-        let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
-        let now_ms = self.created.elapsed().as_millis() as u64;
-        let last = self.last_drop_warning_ms.load(Ordering::Relaxed);
-        let due = last == u64::MAX
-            || now_ms.saturating_sub(last) >= DROP_WARNING_INTERVAL.as_millis() as u64;
-        // The CAS elects one submitter to log, so concurrent drops do not all warn.
-        if due
-            && self
-                .last_drop_warning_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let since = total - self.dropped_at_last_warning.swap(total, Ordering::Relaxed);
+    fn dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        // Only wakes `warn_about_drops`: logging may write to a blocked pipe, so it stays off
+        // the submit path.
+        self.drop_notify.notify_one();
+    }
+}
+
+/// Logs queue-full drops at most once per `DROP_WARNING_INTERVAL`, with the count since the
+/// previous warning. Runs alongside the export loop; never returns.
+pub(crate) async fn warn_about_drops(counters: Arc<Counters>, capacity: usize) {
+    let mut reported = 0;
+    loop {
+        counters.drop_notify.notified().await;
+        let total = counters.dropped.load(Ordering::Relaxed);
+        if total > reported {
+            let since = total - reported;
             tracing::warn!(
                 dropped = since,
                 dropped_total = total,
-                capacity,
-                "export queue full ({capacity} spans): dropped {since} spans since the last warning; \
-                 the collector is down or slower than the traffic"
+                "export queue full ({capacity} spans): dropped {since} spans since the last \
+                 warning; the collector is down or slower than the traffic"
             );
+            reported = total;
         }
+        tokio::time::sleep(DROP_WARNING_INTERVAL).await;
     }
 }
 
@@ -172,14 +171,14 @@ impl SpanQueue {
         let granted = self.counters.reserve(wanted, self.capacity);
         if granted < wanted {
             spans.truncate(granted as usize);
-            self.counters.dropped(wanted - granted, self.capacity);
+            self.counters.dropped(wanted - granted);
         }
         if granted > 0 {
             if let Err(unsent) = self.sender.send(spans) {
                 // The export task is gone (runtime shut down): nothing will ever send these.
                 let n = unsent.0.len() as u64;
                 self.counters.queued.fetch_sub(n, Ordering::Relaxed);
-                self.counters.dropped(n, self.capacity);
+                self.counters.dropped(n);
             }
         }
     }

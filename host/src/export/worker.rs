@@ -38,7 +38,8 @@ impl ShutdownSignal {
 }
 
 pub(crate) enum Sink {
-    Otlp(OtlpSink),
+    // Boxed: one long-lived value, and it keeps the enum small.
+    Otlp(Box<OtlpSink>),
     Lines(LineSink),
 }
 
