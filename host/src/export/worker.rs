@@ -77,7 +77,8 @@ pub(crate) async fn run(
                 },
             }
         }
-        // The batch leaves when full or when its oldest span has waited `max_batch_delay`.
+        // The batch leaves when full or `max_batch_delay` after it started filling, so a quiet
+        // service's spans still show up promptly.
         let batch_deadline = tokio::time::Instant::now() + limits.max_batch_delay;
         while pending.len() < max_batch {
             tokio::select! {

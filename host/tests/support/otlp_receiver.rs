@@ -372,6 +372,9 @@ impl OtlpReceiver {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
+                // As real collectors do; without it Nagle's algorithm holds back the
+                // frames of HTTP/2 responses and gRPC exports crawl.
+                let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let grpc = grpc.clone();
                 let connection = async move {
