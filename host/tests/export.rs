@@ -588,6 +588,13 @@ fn no_endpoint_means_stdout_whatever_else_is_set() {
 }
 
 #[test]
+fn exporter_can_be_shared_between_threads() {
+    // The pipeline submits from several tasks through `&Exporter` (or an `Arc`).
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Exporter>();
+}
+
+#[test]
 fn start_outside_a_runtime_is_a_clear_error() {
     let err = Exporter::start(ExportConfig::Stdout, ExportLimits::default())
         .err()

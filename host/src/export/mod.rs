@@ -11,6 +11,11 @@
 //! - `worker`: batching and shutdown.
 //! - `otlp`, `convert`, `retry`: sending through opentelemetry-otlp.
 //! - `stdout`: the line format.
+//!
+//! Caveat: opentelemetry-otlp itself also reads `OTEL_EXPORTER_OTLP_{,TRACES_}HEADERS` and
+//! `..._COMPRESSION` from the process environment when the exporter is built. The headers are
+//! the same ones our configuration parsed (in the agent the map *is* the process environment);
+//! a compression setting fails `Exporter::start` because no compression feature is built in.
 
 mod config;
 mod convert;
