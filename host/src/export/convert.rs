@@ -1,0 +1,163 @@
+//! The agent's `Span`/`Resource` as the SDK types opentelemetry-otlp exports.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+
+use crate::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
+
+/// Instrumentation scope name on every exported span.
+pub const SCOPE_NAME: &str = "http-autoinstrument";
+
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+pub(crate) fn resource(resource: &Resource) -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(resource.attributes.iter().map(key_value))
+        .build()
+}
+
+pub(crate) fn span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
+    SpanData {
+        // The agent only produces spans it decided to record, hence SAMPLED.
+        span_context: SpanContext::new(
+            TraceId::from_bytes(span.trace_id),
+            SpanId::from_bytes(span.span_id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: span
+            .parent_span_id
+            .map_or(SpanId::INVALID, SpanId::from_bytes),
+        // A server span's parent came from the caller's traceparent header (another process);
+        // a client span's parent is the server span of the same process.
+        parent_span_is_remote: span.parent_span_id.is_some() && span.kind == SpanKind::Server,
+        span_kind: match span.kind {
+            SpanKind::Server => opentelemetry::trace::SpanKind::Server,
+            SpanKind::Client => opentelemetry::trace::SpanKind::Client,
+        },
+        name: Cow::Owned(span.name.clone()),
+        start_time: unix_nanos(span.start_unix_nanos),
+        end_time: unix_nanos(span.end_unix_nanos),
+        attributes: span.attributes.iter().map(key_value).collect(),
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: match &span.status {
+            SpanStatus::Unset => Status::Unset,
+            SpanStatus::Ok => Status::Ok,
+            SpanStatus::Error { description } => Status::error(description.clone()),
+        },
+        instrumentation_scope: scope.clone(),
+    }
+}
+
+fn key_value(attribute: &Attribute) -> KeyValue {
+    let value = match &attribute.value {
+        AttributeValue::Str(s) => Value::from(s.clone()),
+        AttributeValue::Int(i) => Value::I64(*i),
+        AttributeValue::Float(x) => Value::F64(*x),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+    };
+    KeyValue::new(attribute.key.clone(), value)
+}
+
+fn unix_nanos(nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn every_field_is_carried_over() {
+        let span = Span {
+            trace_id: [7; 16],
+            span_id: [8; 8],
+            parent_span_id: Some([9; 8]),
+            name: "GET /users/{id}".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: 1_700_000_000_000_000_001,
+            end_unix_nanos: 1_700_000_000_002_000_001,
+            status: SpanStatus::Error {
+                description: "boom".into(),
+            },
+            attributes: vec![
+                Attribute::new("s", "v"),
+                Attribute::new("i", 42),
+                Attribute::new("f", AttributeValue::Float(1.5)),
+                Attribute::new("b", true),
+            ],
+            resource: Arc::new(Resource::default()),
+        };
+        let data = span_data(&span, &scope());
+        assert_eq!(data.span_context.trace_id(), TraceId::from_bytes([7; 16]));
+        assert_eq!(data.span_context.span_id(), SpanId::from_bytes([8; 8]));
+        assert!(data.span_context.is_sampled());
+        assert_eq!(data.parent_span_id, SpanId::from_bytes([9; 8]));
+        assert!(data.parent_span_is_remote);
+        assert_eq!(data.span_kind, opentelemetry::trace::SpanKind::Server);
+        assert_eq!(data.name, "GET /users/{id}");
+        assert_eq!(
+            data.end_time.duration_since(data.start_time).unwrap(),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            data.start_time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+            1_700_000_000_000_000_001
+        );
+        assert_eq!(
+            data.attributes,
+            vec![
+                KeyValue::new("s", "v"),
+                KeyValue::new("i", 42),
+                KeyValue::new("f", 1.5),
+                KeyValue::new("b", true),
+            ]
+        );
+        assert_eq!(data.status, Status::error("boom"));
+        assert_eq!(data.instrumentation_scope.name(), SCOPE_NAME);
+        assert_eq!(
+            data.instrumentation_scope.version(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn root_and_client_spans_have_no_remote_parent() {
+        let mut span = Span {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            name: "GET".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            status: SpanStatus::Unset,
+            attributes: vec![],
+            resource: Arc::new(Resource::default()),
+        };
+        let root = span_data(&span, &scope());
+        assert_eq!(root.parent_span_id, SpanId::INVALID);
+        assert!(!root.parent_span_is_remote);
+        span.kind = SpanKind::Client;
+        span.parent_span_id = Some([3; 8]);
+        let client = span_data(&span, &scope());
+        assert!(!client.parent_span_is_remote);
+        assert_eq!(client.span_kind, opentelemetry::trace::SpanKind::Client);
+    }
+}

@@ -1,0 +1,268 @@
+//! Sending batches through opentelemetry-otlp's `SpanExporter` (gRPC via tonic, or
+//! http/protobuf via reqwest), one export call per resource, with bounded retries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+
+use crate::span::{Resource, Span};
+
+use super::config::{OtlpConfig, Protocol};
+use super::convert;
+use super::queue::Counters;
+use super::retry::{backoff, classify, Retry};
+use super::worker::ShutdownSignal;
+use super::ExportLimits;
+
+/// Builds the opentelemetry-otlp exporter. Needs a Tokio runtime (tonic connects lazily from it).
+///
+/// Endpoint, protocol, headers and timeout are all set explicitly so our parsed configuration,
+/// not the crate's own environment lookup, decides them.
+pub(crate) fn build_exporter(
+    config: &OtlpConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let result = match config.protocol {
+        Protocol::Grpc => {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (key, value) in &config.headers {
+                let key = tonic::metadata::MetadataKey::from_bytes(key.as_bytes())
+                    .map_err(|e| format!("header {key:?} cannot be sent as gRPC metadata: {e}"))?;
+                let value =
+                    tonic::metadata::MetadataValue::try_from(value.as_str()).map_err(|e| {
+                        format!("header {key:?} has a value gRPC metadata cannot carry: {e}")
+                    })?;
+                metadata.insert(key, value);
+            }
+            builder
+                .with_tonic()
+                .with_endpoint(config.endpoint.clone())
+                .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+                .with_timeout(config.timeout)
+                .with_metadata(metadata)
+                .build()
+        }
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_endpoint(config.endpoint.clone())
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_timeout(config.timeout)
+            .with_headers(config.headers.iter().cloned().collect::<HashMap<_, _>>())
+            .build(),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+pub(crate) struct OtlpSink {
+    exporter: opentelemetry_otlp::SpanExporter,
+    scope: InstrumentationScope,
+    /// The resource last given to `set_resource`, to skip redundant conversions.
+    current_resource: Option<Arc<Resource>>,
+    timeout: Duration,
+    limits: ExportLimits,
+}
+
+impl OtlpSink {
+    pub(crate) fn new(
+        exporter: opentelemetry_otlp::SpanExporter,
+        timeout: Duration,
+        limits: ExportLimits,
+    ) -> OtlpSink {
+        OtlpSink {
+            exporter,
+            scope: convert::scope(),
+            current_resource: None,
+            timeout,
+            limits,
+        }
+    }
+
+    /// Exports `spans`, one OTLP request (and so one ResourceSpans) per distinct resource.
+    pub(crate) async fn deliver(
+        &mut self,
+        spans: Vec<Span>,
+        counters: &Counters,
+        shutdown: &mut ShutdownSignal,
+    ) {
+        for (resource, data) in group_by_resource(spans, &self.scope) {
+            let same = self
+                .current_resource
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &resource) || **current == *resource);
+            if !same {
+                // The exporter holds one resource at a time; it applies to the next export call.
+                self.exporter.set_resource(&convert::resource(&resource));
+                self.current_resource = Some(resource);
+            }
+            self.export_with_retry(data, counters, shutdown).await;
+        }
+    }
+
+    async fn export_with_retry(
+        &mut self,
+        data: Vec<SpanData>,
+        counters: &Counters,
+        shutdown: &mut ShutdownSignal,
+    ) {
+        let n = data.len();
+        let started = Instant::now();
+        let budget_end = started + self.limits.max_retry_time;
+        let mut attempts = 0u32;
+        loop {
+            // On shutdown the flush deadline also bounds each attempt.
+            let deadline = shutdown
+                .deadline()
+                .map_or(budget_end, |d| d.min(budget_end));
+            let attempt_timeout = self
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            if attempt_timeout.is_zero() {
+                counters.gave_up(
+                    n,
+                    &format!(
+                        "{} after {attempts} attempts over {:.1?}",
+                        deadline_reason(shutdown),
+                        started.elapsed()
+                    ),
+                );
+                return;
+            }
+            attempts += 1;
+            let error =
+                match tokio::time::timeout(attempt_timeout, self.exporter.export(data.clone()))
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        counters.exported(n);
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {attempt_timeout:?}"),
+                };
+            if classify(&error) == Retry::Permanent {
+                counters.gave_up(
+                    n,
+                    &format!("the collector rejected the batch (not retryable): {error}"),
+                );
+                return;
+            }
+            if attempts >= self.limits.max_export_attempts {
+                counters.gave_up(
+                    n,
+                    &format!(
+                        "{attempts} attempts failed over {:.1?}, last error: {error}",
+                        started.elapsed()
+                    ),
+                );
+                return;
+            }
+            let delay = backoff(
+                attempts,
+                self.limits.initial_backoff,
+                self.limits.max_backoff,
+            );
+            let deadline = shutdown
+                .deadline()
+                .map_or(budget_end, |d| d.min(budget_end));
+            if Instant::now() + delay >= deadline {
+                counters.gave_up(
+                    n,
+                    &format!(
+                        "{} after {attempts} attempts over {:.1?}, last error: {error}",
+                        deadline_reason(shutdown),
+                        started.elapsed()
+                    ),
+                );
+                return;
+            }
+            tracing::debug!(spans = n, attempt = attempts, ?delay, %error, "OTLP export failed, retrying");
+            counters.retried();
+            // A shutdown request cuts the wait short: the flush deadline then governs.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.requested() => {}
+            }
+        }
+    }
+}
+
+fn deadline_reason(shutdown: &ShutdownSignal) -> &'static str {
+    if shutdown.deadline().is_some() {
+        "shutdown deadline reached"
+    } else {
+        "retry time budget exhausted"
+    }
+}
+
+/// Groups spans by resource, keeping first-seen order. Equal resources behind different `Arc`s
+/// are merged so a collector sees one ResourceSpans per process, not one per allocation.
+fn group_by_resource(
+    spans: Vec<Span>,
+    scope: &InstrumentationScope,
+) -> Vec<(Arc<Resource>, Vec<SpanData>)> {
+    let mut groups: Vec<(Arc<Resource>, Vec<SpanData>)> = Vec::new();
+    for span in spans {
+        let data = convert::span_data(&span, scope);
+        match groups
+            .iter_mut()
+            .find(|(r, _)| Arc::ptr_eq(r, &span.resource) || **r == *span.resource)
+        {
+            Some((_, group)) => group.push(data),
+            None => groups.push((span.resource, vec![data])),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{Attribute, SpanKind, SpanStatus};
+
+    fn span(resource: &Arc<Resource>, id: u8) -> Span {
+        Span {
+            trace_id: [1; 16],
+            span_id: [id; 8],
+            parent_span_id: None,
+            name: "GET".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            status: SpanStatus::Unset,
+            attributes: vec![],
+            resource: resource.clone(),
+        }
+    }
+
+    #[test]
+    fn groups_by_resource_in_first_seen_order_merging_equal_ones() {
+        let a = Arc::new(Resource {
+            attributes: vec![Attribute::new("service.name", "a")],
+        });
+        let a_again = Arc::new((*a).clone());
+        let b = Arc::new(Resource {
+            attributes: vec![Attribute::new("service.name", "b")],
+        });
+        let spans = vec![span(&b, 1), span(&a, 2), span(&b, 3), span(&a_again, 4)];
+        let groups = group_by_resource(spans, &convert::scope());
+        let summary: Vec<(String, Vec<u8>)> = groups
+            .iter()
+            .map(|(r, d)| {
+                (
+                    r.service_name().to_owned(),
+                    d.iter()
+                        .map(|s| s.span_context.span_id().to_bytes()[0])
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![("b".to_owned(), vec![1, 3]), ("a".to_owned(), vec![2, 4])]
+        );
+    }
+}
