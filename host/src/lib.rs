@@ -4,4 +4,5 @@
 //! `discover` (which processes) -> `inspect` (what their binaries look like) -> `attach` (uprobes)
 //! -> `capture` (ring buffer) -> `decode` (events to requests) -> `span` -> `plugins` -> `export`.
 //! `pipeline` wires them together.
+pub mod plugins;
 pub mod span;

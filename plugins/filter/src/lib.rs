@@ -11,7 +11,8 @@ const DEFAULT_PATHS: &[&str] = &[
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Settings {
-    /// Exact paths (or routes) to drop, in addition to the defaults.
+    /// Exact paths or routes (matched against `url.path` and `http.route`) to drop, in
+    /// addition to the defaults.
     paths: Vec<String>,
     /// Path prefixes to drop, e.g. `/debug/`.
     prefixes: Vec<String>,
@@ -81,10 +82,10 @@ impl Plugin for Filter {
 
     fn process(&mut self, batch: &Batch, edits: &mut Edits) -> Result<(), String> {
         for span in batch.spans() {
-            let path = span
-                .str_attribute("url.path")
-                .or_else(|| span.str_attribute("http.route"));
-            if path.is_some_and(|p| self.matches(p)) && !(self.keep_errors && Self::failed(&span)) {
+            let matched = ["url.path", "http.route"]
+                .iter()
+                .any(|key| span.str_attribute(key).is_some_and(|p| self.matches(p)));
+            if matched && !(self.keep_errors && Self::failed(&span)) {
                 edits.drop(&span);
             }
         }
@@ -151,6 +152,13 @@ mod tests {
         assert_eq!(run(&mut f, vec![failing.clone()]).unwrap().len(), 1);
         let mut f = Filter::init(r#"{"keep_errors": false}"#).unwrap();
         assert_eq!(run(&mut f, vec![failing]).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn routes_match_too() {
+        let mut f = Filter::init(r#"{"paths": ["/users/{id}"]}"#).unwrap();
+        let templated = get("/users/7").attr("http.route", "/users/{id}");
+        assert_eq!(run(&mut f, vec![templated, get("/users/7")]).unwrap().len(), 1);
     }
 
     #[test]

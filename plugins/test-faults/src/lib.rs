@@ -3,7 +3,7 @@
 //! Passes spans through untouched unless a span of the batch carries the attribute `fault`,
 //! whose value picks the misbehaviour for that batch:
 //! `loop` (never returns), `trap` (panics), `memory-bomb` (allocates until refused),
-//! `error` (returns an error), `huge-value` (sets a 64 MiB attribute),
+//! `error` (returns an error), `huge-value` (sets a 16 MiB attribute),
 //! `many-attributes` (sets 100 000 attributes), `bad-index` (edits a span outside the batch).
 
 use http_autoinstrument_plugin::bindings::http_autoinstrument::plugin::types::Edit;
@@ -34,7 +34,7 @@ impl Plugin for Faults {
             }
             "error" => Err("test-faults: error requested".into()),
             "huge-value" => {
-                edits.set_attribute(&span, "huge", "x".repeat(64 << 20));
+                edits.set_attribute(&span, "huge", "x".repeat(16 << 20));
                 Ok(())
             }
             "many-attributes" => {
