@@ -70,10 +70,7 @@ pub struct Resource {
 
 impl Resource {
     pub fn get(&self, key: &str) -> Option<&AttributeValue> {
-        self.attributes
-            .iter()
-            .find(|a| a.key == key)
-            .map(|a| &a.value)
+        self.attributes.iter().find(|a| a.key == key).map(|a| &a.value)
     }
 
     pub fn service_name(&self) -> &str {
@@ -115,10 +112,7 @@ pub struct Span {
 
 impl Span {
     pub fn attribute(&self, key: &str) -> Option<&AttributeValue> {
-        self.attributes
-            .iter()
-            .find(|a| a.key == key)
-            .map(|a| &a.value)
+        self.attributes.iter().find(|a| a.key == key).map(|a| &a.value)
     }
 
     /// Sets `key` to `value`, replacing an existing value of the same key.
@@ -162,10 +156,7 @@ mod tests {
         s.set_attribute("url.path", "/b");
         assert_eq!(s.attributes.len(), 1);
         assert_eq!(s.attribute("url.path"), Some(&AttributeValue::from("/b")));
-        assert_eq!(
-            s.remove_attribute("url.path"),
-            Some(AttributeValue::from("/b"))
-        );
+        assert_eq!(s.remove_attribute("url.path"), Some(AttributeValue::from("/b")));
         assert!(s.attributes.is_empty());
     }
 
