@@ -56,3 +56,19 @@ for p in filter redact route-template test-faults enrich; do
 done
 log "Rust plugins in $OUT: $(cd "$OUT" && ls -1 ./*.wasm | tr '\n' ' ')"
 [ "$RUST_ONLY" = 1 ] && exit 0
+
+# Python (componentize-py) and JavaScript (componentize-js) plugins.
+need componentize-py
+log "Python: py-slow-marker"
+(cd "$ROOT/plugins/py-slow-marker" && componentize-py -d "$ROOT/wit" -w span-processor componentize app -o "$OUT/py-slow-marker.wasm")
+need node
+if [ ! -d "$ROOT/plugins/js-drop-bots/node_modules/@bytecodealliance/componentize-js" ]; then
+  log "npm ci in plugins/js-drop-bots"
+  (cd "$ROOT/plugins/js-drop-bots" && npm ci --no-audit --no-fund)
+fi
+log "JavaScript: js-drop-bots"
+(cd "$ROOT/plugins/js-drop-bots" && node build.mjs "$OUT/js-drop-bots.wasm")
+for p in py-slow-marker js-drop-bots; do
+  wasm-tools validate --features component-model "$OUT/$p.wasm"
+done
+log "all plugins in $OUT"

@@ -108,6 +108,18 @@ impl PluginChain {
             .collect()
     }
 
+    /// The running plugins, each with its imports and what they are granted.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for p in self.plugins.load().iter() {
+            out.push_str(&format!(
+                "{} (on-error = {:?})\n{}",
+                p.name, p.on_error, p.report
+            ));
+        }
+        out
+    }
+
     /// Counters of every plugin seen since start, by file name.
     pub fn stats(&self) -> Vec<(String, StatsSnapshot)> {
         self.stats

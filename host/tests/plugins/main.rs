@@ -6,6 +6,6 @@
 
 mod chain;
 mod faults;
-
+mod languages;
 mod reload;
 mod support;
