@@ -11,7 +11,8 @@
 //! backoff.
 
 mod bindings;
-
+mod chain;
+pub mod cli;
 mod codec;
 mod config;
 mod edits;
@@ -19,8 +20,7 @@ mod engine;
 mod failure;
 mod inspect;
 mod instance;
-
-mod chain;
+pub mod jsonl;
 mod reload;
 mod state;
 mod stats;

@@ -5,6 +5,7 @@
 //! they fail.
 
 mod chain;
+mod cli;
 mod faults;
 mod languages;
 mod reload;
