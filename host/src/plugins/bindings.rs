@@ -1,0 +1,9 @@
+//! Host bindings for `wit/plugin.wit`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "span-processor",
+});
+
+pub use http_autoinstrument::plugin::host::Level;
+pub use http_autoinstrument::plugin::types;

@@ -1,0 +1,33 @@
+//! WebAssembly span processor plugins.
+//!
+//! Users drop components targeting `wit/plugin.wit` (world `span-processor`) into the plugins
+//! directory; [`PluginChain::process`] runs every batch of spans through them in file-name
+//! order. The directory is watched: plugins are added, replaced and removed without a restart
+//! and without losing a span (a batch in flight finishes with the version it started with).
+//!
+//! Every call runs under a time budget (epoch interruption) and a memory cap; a plugin that
+//! traps, times out, runs out of memory or returns invalid data only affects that batch in that
+//! plugin, according to its `on-error` policy, and a plugin that keeps failing is suspended with
+//! backoff.
+
+mod bindings;
+mod chain;
+pub mod cli;
+mod codec;
+mod config;
+mod edits;
+mod engine;
+mod failure;
+mod inspect;
+mod instance;
+pub mod jsonl;
+mod reload;
+mod state;
+mod stats;
+
+pub use chain::{DropCause, DropReport, PluginChain, PluginWatcher};
+pub use config::{Grants, OnError, PluginSettings, PluginsConfig};
+pub use failure::FailureKind;
+pub use inspect::{inspect_component, ComponentReport, ImportGrant, WORLD_EXPORT};
+pub use reload::ReloadReport;
+pub use stats::StatsSnapshot;

@@ -1,0 +1,180 @@
+//! The example plugins through the chain: behaviour, order, settings, grants, caching.
+
+use http_autoinstrument::plugins::{DropCause, PluginChain};
+
+use crate::support::*;
+
+#[test]
+fn filter_redact_and_route_template_run_in_file_name_order() {
+    let Some([filter, redact, route]) = built_all(["filter", "redact", "route-template"]) else {
+        return;
+    };
+    let dir = PluginDir::new();
+    dir.install(&filter, "10-filter.wasm", Some("on-error = \"pass\"\n"))
+        .install(&redact, "20-redact.wasm", None)
+        .install(&route, "30-route.wasm", Some("on-error = \"pass\"\n"));
+    let chain = dir.chain();
+    assert_eq!(
+        chain.plugin_names(),
+        ["10-filter.wasm", "20-redact.wasm", "30-route.wasm"]
+    );
+    let r = resource();
+    let (out, dropped) = chain.process_reporting(vec![
+        http_span(&r, "/healthz", None),
+        http_span(&r, "/users/123", Some("token=abc&page=2")),
+        http_span(
+            &r,
+            "/orders/550e8400-e29b-41d4-a716-446655440000",
+            Some("email=bob@example.com"),
+        ),
+    ]);
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].plugin, "10-filter.wasm");
+    assert_eq!(dropped[0].cause, DropCause::ByPlugin);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].name, "GET /users/{id}");
+    assert_eq!(str_attr(&out[0], "http.route"), Some("/users/{id}"));
+    assert_eq!(
+        str_attr(&out[0], "url.query"),
+        Some("token=REDACTED&page=2")
+    );
+    assert_eq!(str_attr(&out[1], "url.query"), Some("email=REDACTED"));
+    assert_eq!(out[1].name, "GET /orders/{id}");
+    let filter_stats = chain.plugin_stats("10-filter.wasm").unwrap();
+    assert_eq!(
+        (
+            filter_stats.calls,
+            filter_stats.spans_in,
+            filter_stats.spans_out
+        ),
+        (1, 3, 2)
+    );
+    assert_eq!(filter_stats.dropped_by_plugin, 1);
+    let route_stats = chain.plugin_stats("30-route.wasm").unwrap();
+    assert_eq!(
+        (
+            route_stats.spans_in,
+            route_stats.spans_out,
+            route_stats.errors
+        ),
+        (2, 2, 0)
+    );
+}
+
+#[test]
+fn order_changes_the_result() {
+    let Some([filter, route]) = built_all(["filter", "route-template"]) else {
+        return;
+    };
+    let drop_users = "[settings]\npaths = [\"/users/{id}\"]\n";
+    // Route first: the filter sees the templated route and drops the span.
+    let dir = PluginDir::new();
+    dir.install(&route, "10-route.wasm", None)
+        .install(&filter, "20-filter.wasm", Some(drop_users));
+    let r = resource();
+    assert!(dir
+        .chain()
+        .process(vec![http_span(&r, "/users/1", None)])
+        .is_empty());
+    // Filter first: it sees only the raw path, the span survives and is templated afterwards.
+    let dir = PluginDir::new();
+    dir.install(&filter, "10-filter.wasm", Some(drop_users))
+        .install(&route, "20-route.wasm", None);
+    let out = dir.chain().process(vec![http_span(&r, "/users/1", None)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(str_attr(&out[0], "http.route"), Some("/users/{id}"));
+}
+
+#[test]
+fn enrich_reads_only_granted_environment_variables() {
+    let Some(enrich) = built("enrich") else {
+        return;
+    };
+    std::env::set_var("HAI_TEST_POD_NAME", "web-7f9c");
+    std::env::set_var("HAI_TEST_NOT_GRANTED", "secret");
+    let dir = PluginDir::new();
+    dir.install(
+        &enrich,
+        "10-enrich.wasm",
+        Some(
+            "[grants]\nenv = [\"HAI_TEST_POD_NAME\"]\n[settings]\nattributes = { \"deployment.environment\" = \"prod\" }\n\
+             from_env = { \"k8s.pod.name\" = \"HAI_TEST_POD_NAME\", \"leak\" = \"HAI_TEST_NOT_GRANTED\" }\n",
+        ),
+    );
+    let chain = dir.chain();
+    let out = chain.process(vec![http_span(&resource(), "/a", None)]);
+    assert_eq!(str_attr(&out[0], "deployment.environment"), Some("prod"));
+    assert_eq!(str_attr(&out[0], "k8s.pod.name"), Some("web-7f9c"));
+    assert_eq!(
+        out[0].attribute("leak"),
+        None,
+        "a variable that is not granted is invisible"
+    );
+}
+
+#[test]
+fn plugin_settings_errors_refuse_the_load_with_the_file_name() {
+    let Some(filter) = built("filter") else {
+        return;
+    };
+    let dir = PluginDir::new();
+    dir.install(
+        &filter,
+        "10-filter.wasm",
+        Some("[settings]\npaths = [\"no-slash\"]\n"),
+    );
+    let chain = PluginChain::new(dir.config()).unwrap();
+    assert!(chain.plugin_names().is_empty());
+    let stats = chain.plugin_stats("10-filter.wasm").unwrap();
+    assert_eq!(stats.load_failures, 1);
+    assert!(stats.last_error.unwrap().contains("must start with '/'"));
+    // The agent keeps running without the plugin.
+    assert_eq!(
+        chain
+            .process(vec![http_span(&resource(), "/x", None)])
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn an_unchanged_plugin_is_compiled_once() {
+    let Some(filter) = built("filter") else {
+        return;
+    };
+    let dir = PluginDir::new();
+    dir.install(&filter, "10-a.wasm", None)
+        .install(&filter, "20-b.wasm", None);
+    let chain = dir.chain();
+    assert_eq!(chain.plugin_names().len(), 2);
+    assert_eq!(chain.compilations(), 1);
+    std::fs::write(dir.path().join("20-b.toml"), "on-error = \"pass\"\n").unwrap();
+    let report = chain.reload();
+    assert_eq!(
+        report.loaded,
+        ["20-b.wasm"],
+        "a settings change reloads the plugin"
+    );
+    assert_eq!(report.unchanged, ["10-a.wasm"]);
+    assert_eq!(chain.compilations(), 1, "same bytes: no new compilation");
+}
+
+#[test]
+fn large_batches_are_split_and_keep_their_order() {
+    let Some(route) = built("route-template") else {
+        return;
+    };
+    let dir = PluginDir::new();
+    dir.install(&route, "10-route.wasm", None);
+    let mut config = dir.config();
+    config.batch_size = 7;
+    let chain = PluginChain::new(config).unwrap();
+    let r = resource();
+    let spans = (0..50)
+        .map(|i| http_span(&r, &format!("/n/{i}/x"), None))
+        .collect();
+    let out = chain.process(spans);
+    assert_eq!(out.len(), 50);
+    assert!(out.iter().all(|s| s.name == "GET /n/{id}/x"));
+    assert_eq!(chain.plugin_stats("10-route.wasm").unwrap().calls, 8);
+}
