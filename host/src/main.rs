@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use http_autoinstrument::attach::ProbeMode;
 use http_autoinstrument::discover::Selector;
 use http_autoinstrument::export::ExportConfig;
 use http_autoinstrument::pipeline::{self, AgentOptions};
+use http_autoinstrument::plugins::cli::PluginCommand;
+use http_autoinstrument::plugins::PluginsConfig;
 
 /// OpenTelemetry traces for Go HTTP/HTTPS services, with no code change.
 ///
@@ -30,6 +33,11 @@ enum Command {
     Inspect {
         /// The executable to inspect.
         binary: PathBuf,
+    },
+    /// Plugin author tools (no root, no eBPF): check a plugin, run spans through plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
 }
 
@@ -56,6 +64,9 @@ struct RunArgs {
     /// Waiting events that wake the agent at once (probes never wake it per event).
     #[arg(long, default_value = "64", value_name = "EVENTS")]
     wakeup_events: u64,
+    /// Directory of Wasm span-processor plugins (`*.wasm`, run in file-name order, hot-reloaded).
+    #[arg(long, value_name = "DIR")]
+    plugins: Option<PathBuf>,
     /// Log the agent's counters this often (0: only at exit).
     #[arg(long, default_value = "30", value_name = "SECONDS")]
     stats_interval_secs: u64,
@@ -67,12 +78,13 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
 fn run(args: RunArgs) -> Result<()> {
     let selector = Selector::new(&args.exe_globs, &args.ports, &args.pids)?;
-    let export = ExportConfig::from_env()?;
+    let export = ExportConfig::from_process_env()?;
     let options = AgentOptions {
         selector,
         probe_mode: args.probe_mode,
@@ -82,6 +94,10 @@ fn run(args: RunArgs) -> Result<()> {
         stats_interval: (args.stats_interval_secs > 0)
             .then(|| Duration::from_secs(args.stats_interval_secs)),
         export,
+        plugins: PluginsConfig {
+            dir: args.plugins,
+            ..PluginsConfig::default()
+        },
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -97,6 +113,9 @@ fn main() {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
         Some(Command::Inspect { binary }) => http_autoinstrument::inspect::print_report(&binary),
+        Some(Command::Plugin { command }) => {
+            http_autoinstrument::plugins::cli::execute(command, std::io::stdout().lock())
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -255,8 +255,8 @@ fn relocate(mut offsets: GoOffsets, load_bias: u64) -> GoOffsets {
     offsets
 }
 
-/// The load bias of a PIE executable in process `pid`: where its first mapping (file offset 0)
-/// starts. 0 for a fixed-address executable.
+/// The load bias of a PIE executable in process `pid`: how far its first mapping (file offset 0)
+/// was moved from its link-time address. 0 for a fixed-address executable.
 pub fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
     if !binary.is_pie {
         return Ok(0);
@@ -264,7 +264,10 @@ pub fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .with_context(|| format!("reading /proc/{pid}/maps"))?;
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
-    parse_load_bias(&maps, &exe).ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", exe.display()))
+    let start = parse_load_bias(&maps, &exe)
+        .ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", exe.display()))?;
+    // Go links PIE executables at a non-zero address too: the bias is relative to it.
+    Ok(start.wrapping_sub(binary.first_load_vaddr))
 }
 
 fn parse_load_bias(maps: &str, exe: &Path) -> Option<u64> {

@@ -34,6 +34,17 @@ pub struct ExportStats {
     pub queued: u64,
 }
 
+impl std::fmt::Display for ExportStats {
+    /// `key=value` pairs, the form the agent's stats lines use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spans_submitted={} spans_exported={} spans_dropped={} spans_failed={} export_retries={} spans_queued={}",
+            self.submitted, self.exported, self.dropped, self.failed, self.retries, self.queued
+        )
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Counters {
     submitted: AtomicU64,

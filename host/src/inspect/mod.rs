@@ -12,6 +12,7 @@
 //! [`GoOffsets`]).
 
 mod buildinfo;
+mod report;
 mod dwarf;
 mod itabs;
 mod offsets;
@@ -26,6 +27,7 @@ use object::read::elf::{ProgramHeader, SectionHeader};
 use object::{Object, ObjectSection};
 
 pub use buildinfo::parse_go_version;
+pub use report::{print_report, report};
 
 /// Go releases whose layouts this module knows (and the tests check), on linux/amd64.
 pub const SUPPORTED_GO: std::ops::RangeInclusive<GoVersion> =

@@ -21,6 +21,7 @@ use crate::capture::RingReader;
 use crate::decode::ServerRequest;
 use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
+use crate::plugins::{PluginChain, PluginsConfig};
 use crate::span::{server_span, Span, WallClock};
 
 pub struct AgentOptions {
@@ -33,6 +34,7 @@ pub struct AgentOptions {
     pub wakeup_events: u64,
     pub stats_interval: Option<Duration>,
     pub export: ExportConfig,
+    pub plugins: PluginsConfig,
 }
 
 /// Turns event batches into spans and hands them to the exporter.
@@ -40,6 +42,8 @@ struct SpanStage {
     clock: WallClock,
     processes: ProcessTable,
     stats: Arc<AgentStats>,
+    /// `None` when no plugins directory is configured: spans go straight to export.
+    plugins: Option<Arc<PluginChain>>,
     exporter: Arc<Exporter>,
 }
 
@@ -56,7 +60,13 @@ impl SpanStage {
             })
             .collect();
         AgentStats::add(&self.stats.spans_built, spans.len() as u64);
-        self.exporter.submit(spans);
+        let spans = match &self.plugins {
+            Some(chain) => chain.process(spans),
+            None => spans,
+        };
+        if !spans.is_empty() {
+            self.exporter.submit(spans);
+        }
     }
 }
 
@@ -76,11 +86,21 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     let ring = probes.take_events()?;
     let processes = ProcessTable::default();
     let stats = Arc::new(AgentStats::default());
-    let exporter = Arc::new(Exporter::start(options.export, ExportLimits::default()));
+    let exporter = Arc::new(Exporter::start(options.export, ExportLimits::default())?);
+    let (plugins, _plugin_watcher) = match options.plugins.dir {
+        Some(_) => {
+            let chain = PluginChain::new(options.plugins)?;
+            let watcher = chain.watch()?;
+            tracing::info!("plugins: {}", chain.describe());
+            (Some(chain), Some(watcher))
+        }
+        None => (None, None),
+    };
     let stage = Arc::new(SpanStage {
         clock,
         processes: processes.clone(),
         stats: stats.clone(),
+        plugins,
         exporter: exporter.clone(),
     });
 
@@ -145,8 +165,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     drop(stage);
     let exporter = Arc::try_unwrap(exporter)
         .map_err(|_| anyhow::anyhow!("exporter still shared at shutdown"))?;
-    let export_stats = exporter.stats();
-    exporter.shutdown().await;
+    let export_stats = exporter.shutdown().await;
     // One machine-readable line with the final counters, also for scripts and tests.
     println!("final stats: {} {}", stats.summary(), export_stats);
     Ok(())

@@ -46,7 +46,7 @@ pub struct Tracker {
 fn is_not_a_target(e: &InspectError) -> bool {
     matches!(
         e,
-        InspectError::NotElf { .. } | InspectError::NotGo { .. } | InspectError::NoNetHttp { .. }
+        InspectError::NotElf { .. } | InspectError::NotGo { .. } | InspectError::NoHttpServer { .. }
     )
 }
 

@@ -263,8 +263,14 @@ impl GoServer {
     /// Starts `binary` with extra arguments (e.g. `["-http", "127.0.0.1:8080"]`) and waits for
     /// its `LISTENING http=PORT https=PORT` line.
     pub fn start_with_args(binary: &Path, args: &[&str]) -> GoServer {
+        Self::start_with_env(binary, args, &[])
+    }
+
+    /// Starts `binary` with extra arguments and environment variables (e.g. `OTEL_SERVICE_NAME`).
+    pub fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> GoServer {
         let mut child = Command::new(binary)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,57 @@
+//! `http-autoinstrument inspect BINARY`: what the agent finds in a binary, for users who want to
+//! know why a service is or is not traced.
+use std::fmt::Write as _;
+use std::path::Path;
+
+use http_autoinstrument_common::{GoOffsets, ABSENT};
+
+use super::{inspect_binary, Function, GoBinary};
+
+fn function(out: &mut String, label: &str, f: &Function) {
+    let returns: Vec<String> = f.return_offsets.iter().map(|o| format!("+{o:#x}")).collect();
+    let _ = writeln!(
+        out,
+        "{label}: {} at {:#x} ({} bytes, file offset {:#x}), RET at {}",
+        f.name,
+        f.address,
+        f.size,
+        f.file_offset,
+        if returns.is_empty() { "-".into() } else { returns.join(" ") }
+    );
+}
+
+fn offsets(out: &mut String, o: &GoOffsets) {
+    // Debug output lists every field by name; absent ones are spelled out.
+    let text = format!("{o:#?}");
+    for line in text.lines().skip(1) {
+        let line = line.trim().trim_end_matches(',');
+        let Some((name, value)) = line.split_once(": ") else { continue };
+        let value: u64 = value.parse().unwrap_or(0);
+        if value == ABSENT {
+            let _ = writeln!(out, "  {name:<28} absent");
+        } else {
+            let _ = writeln!(out, "  {name:<28} {value:#x}");
+        }
+    }
+}
+
+pub fn report(binary: &GoBinary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: {} ({})", binary.path.display(), binary.go_version,
+        if binary.is_pie { "PIE" } else { "fixed address" });
+    function(&mut out, "entry and return probes", &binary.serve_http);
+    match &binary.gopanic {
+        Some(f) => function(&mut out, "panic probe", f),
+        None => out.push_str("panic probe: runtime.gopanic not found\n"),
+    }
+    out.push_str("offsets and addresses read by the probes:\n");
+    offsets(&mut out, &binary.offsets);
+    out
+}
+
+/// Prints the report of `path`, or returns why the agent cannot trace it.
+pub fn print_report(path: &Path) -> anyhow::Result<()> {
+    let binary = inspect_binary(path)?;
+    print!("{}", report(&binary));
+    Ok(())
+}
