@@ -11,8 +11,14 @@ fn main() {
     for dir in ["ebpf/probes/src", "ebpf/common/src"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("ebpf/probes/Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", root.join("scripts/build-ebpf.sh").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("ebpf/probes/Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("scripts/build-ebpf.sh").display()
+    );
     println!("cargo:rerun-if-env-changed=HTTP_AUTOINSTRUMENT_PROBES");
 
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("http-autoinstrument-probes");

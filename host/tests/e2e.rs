@@ -89,10 +89,16 @@ impl Agent {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("agent exited ({status}) before logging {needles:?}:\n{}", self.log_text());
+                panic!(
+                    "agent exited ({status}) before logging {needles:?}:\n{}",
+                    self.log_text()
+                );
             }
             if Instant::now() > deadline {
-                panic!("agent did not log {needles:?} within {timeout:?}:\n{}", self.log_text());
+                panic!(
+                    "agent did not log {needles:?} within {timeout:?}:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -111,7 +117,10 @@ impl Agent {
         let status = self.child.wait().expect("waiting for the agent");
         std::thread::sleep(Duration::from_millis(100));
         let log = self.log_text();
-        assert!(status.success(), "agent failed at shutdown: {status}\n{log}");
+        assert!(
+            status.success(),
+            "agent failed at shutdown: {status}\n{log}"
+        );
         log.lines()
             .find(|l| l.contains("final stats:"))
             .unwrap_or_else(|| panic!("no final stats line:\n{log}"))
@@ -167,8 +176,16 @@ fn curl(args: &[String]) -> std::process::Output {
 fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
     let http = server.http_port;
     let https = server.https_port;
-    let users_route = if go_minor >= 23 { Some("/users/{id}") } else { None };
-    let status_route = if go_minor >= 23 { Some("/status/{code}") } else { None };
+    let users_route = if go_minor >= 23 {
+        Some("/users/{id}")
+    } else {
+        None
+    };
+    let status_route = if go_minor >= 23 {
+        Some("/status/{code}")
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for (i, (scheme, port, proto_flag, protocol)) in [
         ("http", http, "--http1.1", "1.1"),
@@ -259,7 +276,11 @@ fn find_span<'a>(spans: &'a [ReceivedSpan], s: &Scripted) -> &'a ReceivedSpan {
 fn check_span(span: &ReceivedSpan, s: &Scripted, server: &GoServer, service: &str) {
     let ctx = format!("{} {} {} {}", s.method, s.scheme, s.protocol, s.path);
     assert_eq!(span.kind, SpanKind::Server, "{ctx}");
-    assert_eq!(span.attr_int("http.response.status_code"), Some(s.status), "{ctx}");
+    assert_eq!(
+        span.attr_int("http.response.status_code"),
+        Some(s.status),
+        "{ctx}"
+    );
     assert_eq!(span.attr_str("url.query"), s.query, "{ctx}");
     assert_eq!(span.attr_str("http.route"), s.route, "{ctx}");
     let expected_name = match s.route {
@@ -268,12 +289,28 @@ fn check_span(span: &ReceivedSpan, s: &Scripted, server: &GoServer, service: &st
     };
     assert_eq!(span.name, expected_name, "{ctx}");
     assert_eq!(span.attr_str("server.address"), Some("127.0.0.1"), "{ctx}");
-    assert_eq!(span.attr_int("server.port"), Some(i64::from(s.server_port)), "{ctx}");
+    assert_eq!(
+        span.attr_int("server.port"),
+        Some(i64::from(s.server_port)),
+        "{ctx}"
+    );
     assert_eq!(span.attr_str("client.address"), Some("127.0.0.1"), "{ctx}");
     let client_port = span.attr_int("client.port").unwrap_or(0);
-    assert!(client_port > 0 && client_port < 65536, "{ctx}: client.port {client_port}");
-    assert_eq!(span.attr_str("user_agent.original"), Some(s.user_agent.as_str()), "{ctx}");
-    assert_eq!(is_error(span), s.status >= 500, "{ctx}: status {:?}", span.status_code);
+    assert!(
+        client_port > 0 && client_port < 65536,
+        "{ctx}: client.port {client_port}"
+    );
+    assert_eq!(
+        span.attr_str("user_agent.original"),
+        Some(s.user_agent.as_str()),
+        "{ctx}"
+    );
+    assert_eq!(
+        is_error(span),
+        s.status >= 500,
+        "{ctx}: status {:?}",
+        span.status_code
+    );
     if s.method == "POST" {
         assert_eq!(span.attr_int("http.request.body.size"), Some(10), "{ctx}");
         assert_eq!(span.attr_int("http.response.body.size"), Some(10), "{ctx}");
@@ -284,13 +321,30 @@ fn check_span(span: &ReceivedSpan, s: &Scripted, server: &GoServer, service: &st
         .unwrap()
         .as_nanos() as u64;
     assert!(span.start_unix_nanos <= span.end_unix_nanos, "{ctx}");
-    assert!(now - span.start_unix_nanos < 60_000_000_000, "{ctx}: start too old or in the future");
-    assert!(span.end_unix_nanos - span.start_unix_nanos < 5_000_000_000, "{ctx}");
+    assert!(
+        now - span.start_unix_nanos < 60_000_000_000,
+        "{ctx}: start too old or in the future"
+    );
+    assert!(
+        span.end_unix_nanos - span.start_unix_nanos < 5_000_000_000,
+        "{ctx}"
+    );
     assert_eq!(span.resource_str("service.name"), Some(service), "{ctx}");
-    assert_eq!(span.resource_int("process.pid"), Some(i64::from(server.pid)), "{ctx}");
-    assert_eq!(span.resource_str("telemetry.sdk.name"), Some("http-autoinstrument"), "{ctx}");
+    assert_eq!(
+        span.resource_int("process.pid"),
+        Some(i64::from(server.pid)),
+        "{ctx}"
+    );
+    assert_eq!(
+        span.resource_str("telemetry.sdk.name"),
+        Some("http-autoinstrument"),
+        "{ctx}"
+    );
     assert!(span.resource_str("host.name").is_some(), "{ctx}");
-    assert!(span.resource_str("process.executable.path").is_some(), "{ctx}");
+    assert!(
+        span.resource_str("process.executable.path").is_some(),
+        "{ctx}"
+    );
 }
 
 /// N scripted requests over HTTP/1.1, HTTPS and HTTP/2 -> exactly N spans, each checked.
@@ -306,20 +360,33 @@ fn scripted_requests_become_spans(go: &str, grpc: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
     let server = GoServer::start_with_env(&binary, &[], &[("OTEL_SERVICE_NAME", "e2e-shop")]);
-    let mut agent = Agent::start(&["--pid".into(), server.pid.to_string()], &otlp_env(&receiver, grpc));
+    let mut agent = Agent::start(
+        &["--pid".into(), server.pid.to_string()],
+        &otlp_env(&receiver, grpc),
+    );
     let attach_time = agent.wait_until_tracing(server.pid);
     eprintln!("go{go}: attached in {attach_time:?}");
 
     let script = script(&server, minor);
     for s in &script {
         let out = curl(&s.args);
-        assert!(out.status.success(), "curl {:?}: {}", s.args, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl {:?}: {}",
+            s.args,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let spans = rt.block_on(receiver.wait_for_spans(script.len(), SPAN_TIMEOUT));
     // Exactly N: nothing more arrives after a further flush interval.
     std::thread::sleep(Duration::from_millis(1500));
     let all = receiver.spans();
-    assert_eq!(all.len(), script.len(), "expected exactly {} spans:\n{all:#?}", script.len());
+    assert_eq!(
+        all.len(),
+        script.len(),
+        "expected exactly {} spans:\n{all:#?}",
+        script.len()
+    );
     for s in &script {
         check_span(find_span(&spans, s), s, &server, "e2e-shop");
     }
@@ -332,9 +399,13 @@ fn scripted_requests_become_spans(go: &str, grpc: bool) {
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
             .unwrap_or_else(|| panic!("no {key} in {stats}"))
     };
-    let per_request = (hits("probe_entry_hits") + hits("probe_return_hits")) as f64 / script.len() as f64;
+    let per_request =
+        (hits("probe_entry_hits") + hits("probe_return_hits")) as f64 / script.len() as f64;
     eprintln!("go{go}: {per_request} probe hits per request; {stats}");
-    assert!(per_request <= 2.0, "{per_request} probe hits per request: {stats}");
+    assert!(
+        per_request <= 2.0,
+        "{per_request} probe hits per request: {stats}"
+    );
 }
 
 fn newest_go() -> Option<String> {
@@ -374,10 +445,13 @@ fn late_and_restarted_targets_are_traced() {
         assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
         return;
     };
-    let binary = build_go_server(&newest, Variant::Default);
+    // A copy of its own: the glob must not match the servers of tests running alongside.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("restarted-service");
+    std::fs::copy(build_go_server(&newest, Variant::Default), &binary).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
-    let glob = binary.to_str().unwrap().to_owned();
+    let glob = format!("{}/restarted-*", dir.path().display());
     let mut agent = Agent::start(&["--exe".into(), glob], &otlp_env(&receiver, false));
     agent.wait_for_log(&["agent running"], Duration::from_secs(20));
 
@@ -387,18 +461,33 @@ fn late_and_restarted_targets_are_traced() {
         let started = Instant::now();
         agent.wait_until_tracing(server.pid);
         eprintln!("round {round}: traced {:?} after start", started.elapsed());
-        assert!(started.elapsed() < Duration::from_secs(2), "new target noticed too late");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "new target noticed too late"
+        );
         pids.insert(server.pid);
-        let out = curl(&[format!("http://127.0.0.1:{}/users/{round}", server.http_port)]);
+        let out = curl(&[format!(
+            "http://127.0.0.1:{}/users/{round}",
+            server.http_port
+        )]);
         assert!(out.status.success());
         let spans = rt.block_on(receiver.wait_for_spans(round + 1, SPAN_TIMEOUT));
         let last = spans
             .iter()
             .find(|s| s.attr_str("url.path") == Some(&format!("/users/{round}")))
             .expect("span of the new process");
-        assert_eq!(last.resource_int("process.pid"), Some(i64::from(server.pid)));
+        assert_eq!(
+            last.resource_int("process.pid"),
+            Some(i64::from(server.pid))
+        );
         drop(server); // killed: the next round is the restarted service
-        agent.wait_for_log(&["exited", &format!("pid={}", last.resource_int("process.pid").unwrap())], Duration::from_secs(5));
+        agent.wait_for_log(
+            &[
+                "exited",
+                &format!("pid={}", last.resource_int("process.pid").unwrap()),
+            ],
+            Duration::from_secs(5),
+        );
     }
     assert_eq!(pids.len(), 2);
     agent.stop();
@@ -419,7 +508,10 @@ fn panics_and_long_paths() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
     let server = GoServer::start(&binary);
-    let mut agent = Agent::start(&["--pid".into(), server.pid.to_string()], &otlp_env(&receiver, true));
+    let mut agent = Agent::start(
+        &["--pid".into(), server.pid.to_string()],
+        &otlp_env(&receiver, true),
+    );
     agent.wait_until_tracing(server.pid);
     let base = format!("http://127.0.0.1:{}", server.http_port);
 
@@ -442,15 +534,27 @@ fn panics_and_long_paths() {
     assert_eq!(panic.attr_str("error.type"), Some("panic"));
     let long_span = spans
         .iter()
-        .find(|s| s.attr_str("url.path").is_some_and(|p| p.starts_with("/aaaa")))
+        .find(|s| {
+            s.attr_str("url.path")
+                .is_some_and(|p| p.starts_with("/aaaa"))
+        })
         .expect("a span for the long path");
     let path = long_span.attr_str("url.path").unwrap();
-    assert!(path.ends_with('…') && path.len() < long.len(), "long path not cut: {} bytes", path.len());
-    assert_eq!(long_span.attr_str("http_autoinstrument.truncated"), Some("url.path"));
+    assert!(
+        path.ends_with('…') && path.len() < long.len(),
+        "long path not cut: {} bytes",
+        path.len()
+    );
+    assert_eq!(
+        long_span.attr_str("http_autoinstrument.truncated"),
+        Some("url.path")
+    );
     assert_eq!(long_span.attr_int("http.response.status_code"), Some(200));
     for i in 0..3 {
         let path = format!("/users/{i}");
-        assert!(spans.iter().any(|s| s.attr_str("url.path") == Some(path.as_str())));
+        assert!(spans
+            .iter()
+            .any(|s| s.attr_str("url.path") == Some(path.as_str())));
     }
     let stats = agent.stop();
     assert!(stats.contains("events_lost=0"), "{stats}");
@@ -485,12 +589,25 @@ fn untraceable_binaries_are_reported_and_skipped() {
         &otlp_env(&receiver, false),
     );
     agent.wait_until_tracing(server.pid);
-    agent.wait_for_log(&["not traced", &format!("pid={}", stripped_server.pid), "strip"], Duration::from_secs(5));
-    agent.wait_for_log(&["not traced", &format!("pid={}", sleeper.id())], Duration::from_secs(5));
+    agent.wait_for_log(
+        &[
+            "not traced",
+            &format!("pid={}", stripped_server.pid),
+            "strip",
+        ],
+        Duration::from_secs(5),
+    );
+    agent.wait_for_log(
+        &["not traced", &format!("pid={}", sleeper.id())],
+        Duration::from_secs(5),
+    );
     let out = curl(&[format!("http://127.0.0.1:{}/", server.http_port)]);
     assert!(out.status.success());
     let spans = rt.block_on(receiver.wait_for_spans(1, SPAN_TIMEOUT));
-    assert_eq!(spans[0].resource_int("process.pid"), Some(i64::from(server.pid)));
+    assert_eq!(
+        spans[0].resource_int("process.pid"),
+        Some(i64::from(server.pid))
+    );
     agent.stop();
     let _ = sleeper.kill();
     let _ = sleeper.wait();

@@ -31,7 +31,11 @@ pub struct BoundedStr<const N: usize> {
 impl<const N: usize> BoundedStr<N> {
     /// The bytes that were copied: the first `min(len, N)` bytes.
     pub fn copied(&self) -> &[u8] {
-        let n = if self.len > N as u64 { N } else { self.len as usize };
+        let n = if self.len > N as u64 {
+            N
+        } else {
+            self.len as usize
+        };
         &self.bytes[..n]
     }
 
@@ -215,7 +219,12 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(
             size_of::<HttpServerEvent>(),
-            56 + 8 * 7 + METHOD_CAP + PATH_CAP + QUERY_CAP + HOST_CAP + REMOTE_ADDR_CAP
+            56 + 8 * 7
+                + METHOD_CAP
+                + PATH_CAP
+                + QUERY_CAP
+                + HOST_CAP
+                + REMOTE_ADDR_CAP
                 + USER_AGENT_CAP
                 + ROUTE_CAP
         );

@@ -34,8 +34,7 @@ pub fn field(offset: u64, extra: u64) -> u64 {
 #[inline(always)]
 pub fn read_go_string<const N: usize>(dst: &mut BoundedStr<N>, base: u64, offset: u64) {
     dst.len = 0;
-    let (Some(ptr), Some(len)) = (read_u64(base, offset), read_u64(base, field(offset, 8)))
-    else {
+    let (Some(ptr), Some(len)) = (read_u64(base, offset), read_u64(base, field(offset, 8))) else {
         return;
     };
     read_bytes(dst, ptr, len);
@@ -53,7 +52,8 @@ pub fn read_bytes<const N: usize>(dst: &mut BoundedStr<N>, ptr: u64, len: u64) {
     if size == 0 || size as usize > N {
         return;
     }
-    let ret = unsafe { bpf_probe_read_user(dst.bytes.as_mut_ptr() as *mut _, size, ptr as *const _) };
+    let ret =
+        unsafe { bpf_probe_read_user(dst.bytes.as_mut_ptr() as *mut _, size, ptr as *const _) };
     if ret == 0 {
         dst.len = len;
     }

@@ -86,7 +86,14 @@ fn find_in_swiss(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoOff
             field(offsets.swiss_table_groups, 0).wrapping_add(offsets.swiss_groups_length_mask),
         )
         .unwrap_or(0);
-        (groups, if mask >= MAX_GROUPS { MAX_GROUPS } else { mask + 1 })
+        (
+            groups,
+            if mask >= MAX_GROUPS {
+                MAX_GROUPS
+            } else {
+                mask + 1
+            },
+        )
     };
     for i in 0..MAX_GROUPS * SLOTS_PER_GROUP {
         let group_index = i / SLOTS_PER_GROUP;
@@ -115,7 +122,10 @@ fn copy_if_user_agent(dst: &mut BoundedStr<USER_AGENT_CAP>, key: u64, elem: u64)
     let Some(key_ptr) = read_u64(key, 0) else {
         return false;
     };
-    let mut name = BoundedStr::<16> { len: 0, bytes: [0; 16] };
+    let mut name = BoundedStr::<16> {
+        len: 0,
+        bytes: [0; 16],
+    };
     read_bytes(&mut name, key_ptr, KEY.len() as u64);
     if name.len != KEY.len() as u64 || &name.bytes[..KEY.len()] != KEY {
         return false;

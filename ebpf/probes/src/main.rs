@@ -230,7 +230,8 @@ fn fill_event(
     if in_flight.writer_itab == offsets.response_itab {
         // HTTP/1.x: *http.response.
         event.status = read_u64(writer, offsets.response_status).unwrap_or(0) as u16;
-        event.response_body_bytes = read_u64(writer, offsets.response_written).unwrap_or(u64::MAX) as i64;
+        event.response_body_bytes =
+            read_u64(writer, offsets.response_written).unwrap_or(u64::MAX) as i64;
         let conn = read_u64(writer, offsets.response_conn).unwrap_or(0);
         event.server_port = go::local_port(conn, offsets.conn_rwc, offsets);
     } else if offsets.h2_writer_itab != ABSENT && in_flight.writer_itab == offsets.h2_writer_itab {
@@ -238,7 +239,8 @@ fn fill_event(
         event_flags |= flags::HTTP2;
         let state = read_u64(writer, offsets.h2_writer_rws).unwrap_or(0);
         event.status = read_u64(state, offsets.h2_rws_status).unwrap_or(0) as u16;
-        event.response_body_bytes = read_u64(state, offsets.h2_rws_wrote_bytes).unwrap_or(u64::MAX) as i64;
+        event.response_body_bytes =
+            read_u64(state, offsets.h2_rws_wrote_bytes).unwrap_or(u64::MAX) as i64;
         let stream = read_u64(state, offsets.h2_rws_stream).unwrap_or(0);
         let server_conn = read_u64(stream, offsets.h2_stream_sc).unwrap_or(0);
         event.server_port = go::local_port(server_conn, offsets.h2_server_conn_conn, offsets);

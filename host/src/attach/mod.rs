@@ -12,16 +12,12 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
-use http_autoinstrument_common::{
-    counter, GoOffsets, GoroutineKey, HttpServerEvent, ABSENT,
-};
+use http_autoinstrument_common::{counter, GoOffsets, GoroutineKey, HttpServerEvent, ABSENT};
 
 use crate::inspect::GoBinary;
 
-static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(
-    env!("OUT_DIR"),
-    "/http-autoinstrument-probes"
-));
+static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-autoinstrument-probes"));
 
 /// Which programs go on ServeHTTP's entry and returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -117,7 +113,10 @@ impl Probes {
 
     /// The ring buffer of request events; can be taken once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map("EVENTS").context("the events ring buffer was already taken")?;
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .context("the events ring buffer was already taken")?;
         Ok(RingBuf::try_from(map)?)
     }
 
@@ -182,7 +181,11 @@ impl Probes {
             .program_mut(program)
             .ok_or_else(|| anyhow!("no program {program}"))?
             .try_into()?;
-        Ok(program.attach(UProbeAttachLocation::AbsoluteOffset(file_offset), target, scope)?)
+        Ok(program.attach(
+            UProbeAttachLocation::AbsoluteOffset(file_offset),
+            target,
+            scope,
+        )?)
     }
 
     fn detach_links(&mut self, links: Vec<(&'static str, UProbeLinkId)>) {
@@ -223,7 +226,11 @@ impl Probes {
 
     /// Removes and returns the events of handlers that panicked and have not returned for
     /// `grace_ns` (the panic ended the request), plus those of processes no longer attached.
-    pub fn take_abandoned_panics(&mut self, now_monotonic_ns: u64, grace_ns: u64) -> Vec<HttpServerEvent> {
+    pub fn take_abandoned_panics(
+        &mut self,
+        now_monotonic_ns: u64,
+        grace_ns: u64,
+    ) -> Vec<HttpServerEvent> {
         let mut expired = Vec::new();
         for item in self.panicked.iter() {
             let Ok((key, event)) = item else { break };
@@ -295,7 +302,10 @@ mod tests {
 55d0c0200000-55d0c0400000 r-xp 00200000 fd:00 123 /srv/app
 7f0000000000-7f0000001000 r--p 00000000 fd:00 9 /usr/lib/libc.so.6
 ";
-        assert_eq!(parse_load_bias(maps, Path::new("/srv/app")), Some(0x55d0c0000000));
+        assert_eq!(
+            parse_load_bias(maps, Path::new("/srv/app")),
+            Some(0x55d0c0000000)
+        );
         assert_eq!(parse_load_bias(maps, Path::new("/srv/other")), None);
     }
 

@@ -89,7 +89,8 @@ impl ProcessWatcher {
             }
             next.insert(process.id.pid, (process.id, process.executable));
         }
-        diff.exited.extend(self.known.drain().map(|(_, (id, _))| id));
+        diff.exited
+            .extend(self.known.drain().map(|(_, (id, _))| id));
         self.known = next;
         diff
     }
@@ -118,12 +119,24 @@ mod tests {
         let d = w.update(vec![p(1, 10), p(2, 99), p(3, 30)]);
         let started: Vec<u32> = d.started.iter().map(|p| p.id.pid).collect();
         assert_eq!(started, vec![2, 3]);
-        assert_eq!(d.exited, vec![ProcessId { pid: 2, start_ticks: 20 }]);
+        assert_eq!(
+            d.exited,
+            vec![ProcessId {
+                pid: 2,
+                start_ticks: 20
+            }]
+        );
         let mut exec = p(3, 30);
         exec.executable = PathBuf::from("/srv/server");
         let d = w.update(vec![p(1, 10), p(2, 99), exec.clone()]);
         assert_eq!(d.started.len(), 1, "an exec is a new program");
-        assert_eq!(d.exited, vec![ProcessId { pid: 3, start_ticks: 30 }]);
+        assert_eq!(
+            d.exited,
+            vec![ProcessId {
+                pid: 3,
+                start_ticks: 30
+            }]
+        );
         let d = w.update(vec![exec]);
         assert!(d.started.is_empty());
         let mut exited: Vec<u32> = d.exited.iter().map(|p| p.pid).collect();

@@ -77,6 +77,9 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let pid = std::process::id();
         let ports = listening_ports_by_pid(&[pid]);
-        assert!(ports.get(&pid).is_some_and(|p| p.contains(&port)), "{ports:?}");
+        assert!(
+            ports.get(&pid).is_some_and(|p| p.contains(&port)),
+            "{ports:?}"
+        );
     }
 }

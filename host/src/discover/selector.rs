@@ -6,7 +6,9 @@ use super::Process;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectorError {
-    #[error("invalid executable glob {glob:?}: {source} (example: --exe '/usr/local/bin/*-server')")]
+    #[error(
+        "invalid executable glob {glob:?}: {source} (example: --exe '/usr/local/bin/*-server')"
+    )]
     BadGlob {
         glob: String,
         source: glob::PatternError,

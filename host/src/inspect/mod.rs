@@ -12,10 +12,10 @@
 //! [`GoOffsets`]).
 
 mod buildinfo;
-mod report;
 mod dwarf;
 mod itabs;
 mod offsets;
+mod report;
 mod returns;
 mod symbols;
 

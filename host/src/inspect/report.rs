@@ -8,7 +8,11 @@ use http_autoinstrument_common::{GoOffsets, ABSENT};
 use super::{inspect_binary, Function, GoBinary};
 
 fn function(out: &mut String, label: &str, f: &Function) {
-    let returns: Vec<String> = f.return_offsets.iter().map(|o| format!("+{o:#x}")).collect();
+    let returns: Vec<String> = f
+        .return_offsets
+        .iter()
+        .map(|o| format!("+{o:#x}"))
+        .collect();
     let _ = writeln!(
         out,
         "{label}: {} at {:#x} ({} bytes, file offset {:#x}), RET at {}",
@@ -16,7 +20,11 @@ fn function(out: &mut String, label: &str, f: &Function) {
         f.address,
         f.size,
         f.file_offset,
-        if returns.is_empty() { "-".into() } else { returns.join(" ") }
+        if returns.is_empty() {
+            "-".into()
+        } else {
+            returns.join(" ")
+        }
     );
 }
 
@@ -25,7 +33,9 @@ fn offsets(out: &mut String, o: &GoOffsets) {
     let text = format!("{o:#?}");
     for line in text.lines().skip(1) {
         let line = line.trim().trim_end_matches(',');
-        let Some((name, value)) = line.split_once(": ") else { continue };
+        let Some((name, value)) = line.split_once(": ") else {
+            continue;
+        };
         let value: u64 = value.parse().unwrap_or(0);
         if value == ABSENT {
             let _ = writeln!(out, "  {name:<28} absent");
@@ -37,8 +47,17 @@ fn offsets(out: &mut String, o: &GoOffsets) {
 
 pub fn report(binary: &GoBinary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}: {} ({})", binary.path.display(), binary.go_version,
-        if binary.is_pie { "PIE" } else { "fixed address" });
+    let _ = writeln!(
+        out,
+        "{}: {} ({})",
+        binary.path.display(),
+        binary.go_version,
+        if binary.is_pie {
+            "PIE"
+        } else {
+            "fixed address"
+        }
+    );
     function(&mut out, "entry and return probes", &binary.serve_http);
     match &binary.gopanic {
         Some(f) => function(&mut out, "panic probe", f),

@@ -82,7 +82,10 @@ async fn shutdown_signal() {
 pub async fn run(options: AgentOptions) -> Result<()> {
     let clock = WallClock::measure();
     let event_size = std::mem::size_of::<HttpServerEvent>() as u64;
-    let mut probes = Probes::load(options.probe_mode, options.wakeup_events.max(1) * event_size)?;
+    let mut probes = Probes::load(
+        options.probe_mode,
+        options.wakeup_events.max(1) * event_size,
+    )?;
     let ring = probes.take_events()?;
     let processes = ProcessTable::default();
     let stats = Arc::new(AgentStats::default());
@@ -107,7 +110,13 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     let (panicked_tx, mut panicked_rx) = mpsc::channel::<HttpServerEvent>(1024);
     let stop_tracker = Arc::new(AtomicBool::new(false));
     let tracker = {
-        let tracker = Tracker::new(probes, options.selector, processes, stats.clone(), panicked_tx);
+        let tracker = Tracker::new(
+            probes,
+            options.selector,
+            processes,
+            stats.clone(),
+            panicked_tx,
+        );
         let stop = stop_tracker.clone();
         let interval = options.scan_interval;
         std::thread::Builder::new()

@@ -39,7 +39,11 @@ impl ProcessTable {
     /// The resource of `pid`; a minimal one (pid only) for a process the agent no longer knows.
     pub fn resource(&self, pid: u32) -> Arc<Resource> {
         let t = self.inner.read().unwrap();
-        if let Some(r) = t.live.get(&pid).or_else(|| t.exited.get(&pid).map(|(r, _)| r)) {
+        if let Some(r) = t
+            .live
+            .get(&pid)
+            .or_else(|| t.exited.get(&pid).map(|(r, _)| r))
+        {
             return r.clone();
         }
         Arc::new(Resource {

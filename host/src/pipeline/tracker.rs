@@ -46,7 +46,9 @@ pub struct Tracker {
 fn is_not_a_target(e: &InspectError) -> bool {
     matches!(
         e,
-        InspectError::NotElf { .. } | InspectError::NotGo { .. } | InspectError::NoHttpServer { .. }
+        InspectError::NotElf { .. }
+            | InspectError::NotGo { .. }
+            | InspectError::NoHttpServer { .. }
     )
 }
 
@@ -120,10 +122,11 @@ impl Tracker {
             size: meta.size(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         };
-        let entry = self
-            .binaries
-            .entry(id)
-            .or_insert_with(|| inspect_binary(Path::new(&exe)).map(Arc::new).map_err(Arc::new));
+        let entry = self.binaries.entry(id).or_insert_with(|| {
+            inspect_binary(Path::new(&exe))
+                .map(Arc::new)
+                .map_err(Arc::new)
+        });
         Some(entry.clone())
     }
 
@@ -155,7 +158,8 @@ impl Tracker {
         });
         let service = resource.service_name().to_owned();
         self.processes.insert(pid, resource);
-        let attached = load_bias(pid, &binary).and_then(|bias| self.probes.attach(pid, &binary, bias));
+        let attached =
+            load_bias(pid, &binary).and_then(|bias| self.probes.attach(pid, &binary, bias));
         match attached {
             Ok(()) => {
                 AgentStats::add(&self.stats.processes_attached, 1);

@@ -89,7 +89,11 @@ impl Attributes {
     }
 }
 
-pub fn server_span(request: &ServerRequest<'_>, resource: Arc<Resource>, clock: &WallClock) -> Span {
+pub fn server_span(
+    request: &ServerRequest<'_>,
+    resource: Arc<Resource>,
+    clock: &WallClock,
+) -> Span {
     let mut attrs = Attributes {
         list: Vec::with_capacity(16),
         truncated: Vec::new(),
@@ -186,7 +190,11 @@ mod tests {
 
     fn span_of(e: &http_autoinstrument_common::HttpServerEvent) -> Span {
         let request = ServerRequest::from_event(e);
-        server_span(&request, Arc::new(Resource::default()), &WallClock::measure())
+        server_span(
+            &request,
+            Arc::new(Resource::default()),
+            &WallClock::measure(),
+        )
     }
 
     #[test]
@@ -235,7 +243,11 @@ mod tests {
         assert_eq!(a("http.response.status_code"), Some(201i64.into()));
         assert_eq!(a("network.protocol.version"), Some("2".into()));
         assert_eq!(a("server.address"), Some("localhost".into()));
-        assert_eq!(a("server.port"), Some(8443i64.into()), "Host header port wins");
+        assert_eq!(
+            a("server.port"),
+            Some(8443i64.into()),
+            "Host header port wins"
+        );
         assert_eq!(a("client.address"), Some("127.0.0.1".into()));
         assert_eq!(a("client.port"), Some(50000i64.into()));
         assert_eq!(a("user_agent.original"), Some("curl/8.0".into()));
@@ -281,7 +293,10 @@ mod tests {
         let s = span_of(&e);
         assert_eq!(s.name, "HTTP");
         assert_eq!(s.attribute("http.request.method"), Some(&"_OTHER".into()));
-        assert_eq!(s.attribute("http.request.method_original"), Some(&"PROPFIND".into()));
+        assert_eq!(
+            s.attribute("http.request.method_original"),
+            Some(&"PROPFIND".into())
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ mod tests {
     fn converts_now_to_now() {
         let clock = WallClock::measure();
         let wall = clock.to_unix_nanos(WallClock::now_monotonic_ns()) as i128;
-        assert!((wall - realtime_ns()).abs() < 5_000_000, "off by more than 5 ms");
+        assert!(
+            (wall - realtime_ns()).abs() < 5_000_000,
+            "off by more than 5 ms"
+        );
     }
 }

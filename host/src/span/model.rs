@@ -70,7 +70,10 @@ pub struct Resource {
 
 impl Resource {
     pub fn get(&self, key: &str) -> Option<&AttributeValue> {
-        self.attributes.iter().find(|a| a.key == key).map(|a| &a.value)
+        self.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| &a.value)
     }
 
     pub fn service_name(&self) -> &str {
@@ -112,7 +115,10 @@ pub struct Span {
 
 impl Span {
     pub fn attribute(&self, key: &str) -> Option<&AttributeValue> {
-        self.attributes.iter().find(|a| a.key == key).map(|a| &a.value)
+        self.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| &a.value)
     }
 
     /// Sets `key` to `value`, replacing an existing value of the same key.
@@ -156,7 +162,10 @@ mod tests {
         s.set_attribute("url.path", "/b");
         assert_eq!(s.attributes.len(), 1);
         assert_eq!(s.attribute("url.path"), Some(&AttributeValue::from("/b")));
-        assert_eq!(s.remove_attribute("url.path"), Some(AttributeValue::from("/b")));
+        assert_eq!(
+            s.remove_attribute("url.path"),
+            Some(AttributeValue::from("/b"))
+        );
         assert!(s.attributes.is_empty());
     }
 

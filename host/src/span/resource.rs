@@ -115,7 +115,10 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
     for (k, v) in ours {
         // What the agent observes wins over what the environment claims.
         attributes.retain(|a| a.key != k);
-        attributes.push(Attribute { key: k.into(), value: v });
+        attributes.push(Attribute {
+            key: k.into(),
+            value: v,
+        });
     }
     Resource { attributes }
 }
@@ -148,7 +151,10 @@ mod tests {
     }
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -163,17 +169,29 @@ mod tests {
     #[test]
     fn otel_service_name_beats_resource_attributes() {
         let env = kv(&[
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=a,deployment.environment=prod%20eu"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=a,deployment.environment=prod%20eu",
+            ),
             ("OTEL_SERVICE_NAME", "b"),
         ]);
         let r = process_resource(&facts(&env));
         assert_eq!(r.service_name(), "b");
         assert_eq!(r.get("deployment.environment"), Some(&"prod eu".into()));
-        let env = kv(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=a, bad ,process.pid=1")]);
+        let env = kv(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.name=a, bad ,process.pid=1",
+        )]);
         let r = process_resource(&facts(&env));
         assert_eq!(r.service_name(), "a");
         assert_eq!(r.get("process.pid"), Some(&AttributeValue::Int(7)));
-        assert_eq!(r.attributes.iter().filter(|a| a.key == "process.pid").count(), 1);
+        assert_eq!(
+            r.attributes
+                .iter()
+                .filter(|a| a.key == "process.pid")
+                .count(),
+            1
+        );
     }
 
     #[test]
