@@ -612,3 +612,39 @@ fn untraceable_binaries_are_reported_and_skipped() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+/// Selecting by listening port traces the process that listens there, and only it.
+#[test]
+fn selects_targets_by_listening_port() {
+    if !require_root() {
+        return;
+    }
+    let Some(newest) = newest_go() else {
+        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        return;
+    };
+    let binary = build_go_server(&newest, Variant::Default);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let wanted = GoServer::start(&binary);
+    let other = GoServer::start(&binary);
+    let mut agent = Agent::start(
+        &["--port".into(), wanted.https_port.to_string()],
+        &otlp_env(&receiver, true),
+    );
+    agent.wait_until_tracing(wanted.pid);
+    for server in [&other, &wanted] {
+        let out = curl(&[format!("http://127.0.0.1:{}/health", server.http_port)]);
+        assert!(out.status.success());
+    }
+    rt.block_on(receiver.wait_for_spans(1, SPAN_TIMEOUT));
+    // Give a span of the other server, if any were wrongly made, time to arrive too.
+    std::thread::sleep(Duration::from_millis(1000));
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert!(spans
+        .iter()
+        .all(|s| s.resource_int("process.pid") == Some(i64::from(wanted.pid))));
+    assert!(!agent.log_text().contains(&format!("pid={}", other.pid)));
+    agent.stop();
+}

@@ -139,18 +139,7 @@ mod tests {
 
     #[test]
     fn root_and_client_spans_have_no_remote_parent() {
-        let mut span = Span {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            parent_span_id: None,
-            name: "GET".into(),
-            kind: SpanKind::Server,
-            start_unix_nanos: 1,
-            end_unix_nanos: 2,
-            status: SpanStatus::Unset,
-            attributes: vec![],
-            resource: Arc::new(Resource::default()),
-        };
+        let mut span = Span::for_tests(Arc::new(Resource::default()), [2; 8]);
         let root = span_data(&span, &scope());
         assert_eq!(root.parent_span_id, SpanId::INVALID);
         assert!(!root.parent_span_is_remote);

@@ -221,21 +221,10 @@ fn group_by_resource(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span::{Attribute, SpanKind, SpanStatus};
+    use crate::span::Attribute;
 
     fn span(resource: &Arc<Resource>, id: u8) -> Span {
-        Span {
-            trace_id: [1; 16],
-            span_id: [id; 8],
-            parent_span_id: None,
-            name: "GET".into(),
-            kind: SpanKind::Server,
-            start_unix_nanos: 1,
-            end_unix_nanos: 2,
-            status: SpanStatus::Unset,
-            attributes: vec![],
-            resource: resource.clone(),
-        }
+        Span::for_tests(resource.clone(), [id; 8])
     }
 
     #[test]

@@ -198,23 +198,12 @@ impl SpanQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span::{Resource, SpanKind, SpanStatus};
+    use crate::span::Resource;
 
     fn spans(n: usize) -> Vec<Span> {
         let resource = Arc::new(Resource::default());
         (0..n)
-            .map(|i| Span {
-                trace_id: [1; 16],
-                span_id: (i as u64).to_be_bytes(),
-                parent_span_id: None,
-                name: "GET".into(),
-                kind: SpanKind::Server,
-                start_unix_nanos: 1,
-                end_unix_nanos: 2,
-                status: SpanStatus::Unset,
-                attributes: vec![],
-                resource: resource.clone(),
-            })
+            .map(|i| Span::for_tests(resource.clone(), (i as u64).to_be_bytes()))
             .collect()
     }
 

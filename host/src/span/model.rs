@@ -137,13 +137,12 @@ impl Span {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn span() -> Span {
+impl Span {
+    /// A minimal server span for unit tests: `GET`, no attributes, times 1..2.
+    pub(crate) fn for_tests(resource: Arc<Resource>, span_id: [u8; 8]) -> Span {
         Span {
             trace_id: [1; 16],
-            span_id: [2; 8],
+            span_id,
             parent_span_id: None,
             name: "GET".into(),
             kind: SpanKind::Server,
@@ -151,8 +150,17 @@ mod tests {
             end_unix_nanos: 2,
             status: SpanStatus::Unset,
             attributes: vec![],
-            resource: Arc::new(Resource::default()),
+            resource,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span() -> Span {
+        Span::for_tests(Arc::new(Resource::default()), [2; 8])
     }
 
     #[test]
