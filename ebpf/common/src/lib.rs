@@ -229,7 +229,7 @@ mod tests {
                 + ROUTE_CAP
         );
         assert_eq!(size_of::<HttpServerEvent>(), 1472);
-        assert_eq!(size_of::<GoOffsets>(), 39 * 8);
+        assert_eq!(size_of::<GoOffsets>(), 38 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 48);
     }

@@ -76,8 +76,11 @@ impl<'a> ServerRequest<'a> {
         let unknown_writer = event.flags & flags::UNKNOWN_WRITER != 0;
         let panicked = event.flags & flags::PANICKED != 0;
         let status = match event.status {
+            // The client of a handler that panicked gets a broken connection (HTTP/1) or a reset
+            // stream (HTTP/2), whatever status the handler had set.
+            _ if panicked => None,
             // Go sends 200 for a handler that wrote nothing, after ServeHTTP returns.
-            0 if !unknown_writer && !panicked => Some(200),
+            0 if !unknown_writer => Some(200),
             100..=999 if !unknown_writer => Some(event.status),
             _ => None,
         };

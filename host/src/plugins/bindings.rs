@@ -5,5 +5,5 @@ wasmtime::component::bindgen!({
     world: "span-processor",
 });
 
-pub use http_autoinstrument::plugin::host::Level;
-pub use http_autoinstrument::plugin::types;
+pub use self::http_autoinstrument::plugin::host::Level;
+pub use self::http_autoinstrument::plugin::types;
