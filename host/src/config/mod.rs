@@ -86,10 +86,18 @@ pub fn resolve(
     Ok(config)
 }
 
-/// Reads and checks one configuration file on its own (`config check`).
+/// Reads and checks one configuration file on its own (`config check`). What depends on the
+/// machine it runs on (the plugins directory) is left to the agent's start.
 pub fn check_file(path: &Path) -> Result<AgentConfig, ConfigError> {
     let config = file::load(path)?;
-    config.check()?;
+    config.export_config()?;
+    Ok(config)
+}
+
+/// [`check_file`] for text read elsewhere (e.g. a ConfigMap); `origin` names it in errors.
+pub fn check_text(origin: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
+    let config = file::parse(origin, text)?;
+    config.export_config()?;
     Ok(config)
 }
 
