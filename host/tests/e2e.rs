@@ -659,12 +659,41 @@ fn metric(page: &str, name: &str) -> u64 {
         .unwrap() as u64
 }
 
-/// /metrics, /healthz and /readyz after real traffic: counters match what was sent.
+/// The built example plugin `name` (scripts/build-plugins.sh); required under CI.
+fn built_plugin(name: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("HAI_PLUGINS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
+        });
+    let path = dir.join(format!("{name}.wasm"));
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !in_ci(),
+        "{} is not built: run scripts/build-plugins.sh",
+        path.display()
+    );
+    eprintln!(
+        "note: skipping an end-to-end test: {} is not built",
+        path.display()
+    );
+    None
+}
+
+/// /metrics, /healthz and /readyz after real traffic through a plugin: counters match what was
+/// sent.
 #[test]
 fn metrics_and_health_endpoints_after_traffic() {
     if !require_root() {
         return;
     }
+    let Some(enrich) = built_plugin("enrich") else {
+        return;
+    };
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(enrich, plugins.path().join("10-enrich.wasm")).unwrap();
     let Some(newest) = newest_go() else {
         assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
         return;
@@ -679,6 +708,8 @@ fn metrics_and_health_endpoints_after_traffic() {
             server.pid.to_string(),
             "--metrics-address".into(),
             "127.0.0.1:0".into(),
+            "--plugins".into(),
+            plugins.path().display().to_string(),
         ],
         &otlp_env(&receiver, true),
     );
