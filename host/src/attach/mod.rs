@@ -124,6 +124,11 @@ impl Probes {
         self.attached.contains_key(&pid)
     }
 
+    /// Uprobe links currently attached, over every process.
+    pub fn link_count(&self) -> usize {
+        self.attached.values().map(|a| a.links.len()).sum()
+    }
+
     pub fn attached_pids(&self) -> Vec<u32> {
         self.attached.keys().copied().collect()
     }

@@ -2,12 +2,14 @@
 //!
 //! A scan is cheap (a directory listing plus one readlink per new process), so the agent rescans
 //! on a short interval and notices a new or restarted service within that interval.
+mod cgroup;
 mod ports;
 mod selector;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+pub use cgroup::{container_identity, ContainerIdentity};
 pub use ports::listening_ports_by_pid;
 pub use selector::{Selector, SelectorError};
 

@@ -34,7 +34,12 @@ use tokio::task::JoinHandle;
 
 use crate::span::Span;
 
+pub(crate) use config::parse_headers;
 pub use config::{ConfigError, ExportConfig, OtlpConfig, Protocol, DEFAULT_TIMEOUT};
+pub use config::{
+    ENDPOINT, HEADERS, PROTOCOL, TIMEOUT, TRACES_ENDPOINT, TRACES_ENDPOINT_ALIAS, TRACES_HEADERS,
+    TRACES_PROTOCOL, TRACES_TIMEOUT,
+};
 pub use convert::SCOPE_NAME;
 pub use queue::ExportStats;
 pub use stdout::{format_span_line, format_timestamp};
@@ -102,6 +107,16 @@ pub enum ExportError {
         var: &'static str,
         reason: String,
     },
+}
+
+/// Reads the exporter's counters, also after the exporter is shut down.
+#[derive(Clone, Debug)]
+pub struct ExportStatsSource(Arc<Counters>);
+
+impl ExportStatsSource {
+    pub fn snapshot(&self) -> ExportStats {
+        self.0.snapshot()
+    }
 }
 
 /// Handle to the export task. Dropping it closes the queue and lets the task flush in the
@@ -199,6 +214,11 @@ impl Exporter {
 
     pub fn stats(&self) -> ExportStats {
         self.counters.snapshot()
+    }
+
+    /// A handle that reads the counters without keeping the exporter (for `/metrics`).
+    pub fn stats_source(&self) -> ExportStatsSource {
+        ExportStatsSource(self.counters.clone())
     }
 
     /// Flushes what is queued, waiting at most the limits' `shutdown_timeout`; spans still

@@ -4,6 +4,7 @@ mod processes;
 mod stats;
 mod tracker;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
 use crate::plugins::{PluginChain, PluginsConfig};
 use crate::span::{server_span, Span, WallClock};
+use crate::telemetry::{self, Health, MetricSources};
 
 pub struct AgentOptions {
     pub selector: Selector,
@@ -34,7 +36,12 @@ pub struct AgentOptions {
     pub wakeup_events: u64,
     pub stats_interval: Option<Duration>,
     pub export: ExportConfig,
+    pub export_limits: ExportLimits,
     pub plugins: PluginsConfig,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: nowhere.
+    pub metrics_address: Option<SocketAddr>,
+    /// `k8s.node.name` of every traced process's resource.
+    pub node_name: Option<String>,
 }
 
 /// Turns event batches into spans and hands them to the exporter.
@@ -89,7 +96,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     let ring = probes.take_events()?;
     let processes = ProcessTable::default();
     let stats = Arc::new(AgentStats::default());
-    let exporter = Arc::new(Exporter::start(options.export, ExportLimits::default())?);
+    let exporter = Arc::new(Exporter::start(options.export, options.export_limits)?);
     let (plugins, _plugin_watcher) = match options.plugins.dir {
         Some(_) => {
             let chain = PluginChain::new(options.plugins)?;
@@ -98,6 +105,19 @@ pub async fn run(options: AgentOptions) -> Result<()> {
             (Some(chain), Some(watcher))
         }
         None => (None, None),
+    };
+    let telemetry_server = match options.metrics_address {
+        Some(address) => {
+            let registry = telemetry::registry(MetricSources {
+                agent: stats.clone(),
+                export: exporter.stats_source(),
+                plugins: plugins.clone(),
+            });
+            let server = telemetry::serve(address, registry, Health::new(stats.clone())).await?;
+            tracing::info!(address = %server.address, "serving /metrics, /healthz and /readyz");
+            Some(server)
+        }
+        None => None,
     };
     let stage = Arc::new(SpanStage {
         clock,
@@ -115,6 +135,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
             options.selector,
             processes,
             stats.clone(),
+            options.node_name,
             panicked_tx,
         );
         let stop = stop_tracker.clone();
@@ -170,6 +191,9 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     if let Some(reporter) = reporter {
         reporter.abort();
         let _ = reporter.await;
+    }
+    if let Some(server) = telemetry_server {
+        server.stop().await;
     }
     drop(stage);
     let exporter = Arc::try_unwrap(exporter)

@@ -4,13 +4,19 @@ use std::sync::Mutex;
 
 use crate::attach::KernelCounters;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct AgentStats {
     pub events_read: AtomicU64,
     pub events_malformed: AtomicU64,
     pub spans_built: AtomicU64,
     pub processes_attached: AtomicU64,
     pub attach_failures: AtomicU64,
+    /// Processes traced right now (a gauge, set by the tracker after each scan).
+    pub processes_traced: AtomicU64,
+    /// Uprobe links attached right now (a gauge).
+    pub probes_attached: AtomicU64,
+    /// Completed /proc scans; the first one means every target that existed at start is handled.
+    pub scans_completed: AtomicU64,
     pub kernel: Mutex<KernelCounters>,
 }
 

@@ -15,9 +15,12 @@ use tokio::sync::mpsc;
 use super::processes::ProcessTable;
 use super::stats::AgentStats;
 use crate::attach::{load_bias, Probes};
-use crate::discover::{listening_ports_by_pid, scan_processes, Process, ProcessWatcher, Selector};
+use crate::discover::{
+    container_identity, listening_ports_by_pid, scan_processes, ContainerIdentity, Process,
+    ProcessWatcher, Selector,
+};
 use crate::inspect::{inspect_binary, GoBinary, InspectError};
-use crate::span::{parse_environ, process_resource, ProcessFacts, WallClock};
+use crate::span::{parse_environ, process_resource, Attribute, ProcessFacts, Resource, WallClock};
 
 /// A handler that panicked and has not returned after this long is taken to have ended.
 const PANIC_GRACE: Duration = Duration::from_secs(1);
@@ -39,7 +42,29 @@ pub struct Tracker {
     processes: ProcessTable,
     stats: Arc<AgentStats>,
     host_name: String,
+    /// `k8s.node.name` for every resource, when configured.
+    node_name: Option<String>,
     panicked_events: mpsc::Sender<HttpServerEvent>,
+}
+
+/// Adds `container.id`, `k8s.pod.uid` and `k8s.node.name`, unless the target's own
+/// `OTEL_RESOURCE_ATTRIBUTES` already set them (what the service says about itself wins).
+fn add_deployment_attributes(
+    resource: &mut Resource,
+    identity: &ContainerIdentity,
+    node_name: Option<&str>,
+) {
+    for (key, value) in [
+        ("container.id", identity.container_id.as_deref()),
+        ("k8s.pod.uid", identity.pod_uid.as_deref()),
+        ("k8s.node.name", node_name),
+    ] {
+        if let Some(value) = value {
+            if resource.get(key).is_none() {
+                resource.attributes.push(Attribute::new(key, value));
+            }
+        }
+    }
 }
 
 /// Errors that only mean "not a target": not worth a warning when every process is scanned.
@@ -58,6 +83,7 @@ impl Tracker {
         selector: Selector,
         processes: ProcessTable,
         stats: Arc<AgentStats>,
+        node_name: Option<String>,
         panicked_events: mpsc::Sender<HttpServerEvent>,
     ) -> Self {
         Tracker {
@@ -68,6 +94,7 @@ impl Tracker {
             processes,
             stats,
             host_name: crate::span::host_name(),
+            node_name,
             panicked_events,
         }
     }
@@ -78,7 +105,8 @@ impl Tracker {
             let started = Instant::now();
             self.scan();
             self.forward_abandoned_panics();
-            *self.stats.kernel.lock().unwrap() = self.probes.counters();
+            self.publish_counters();
+            AgentStats::add(&self.stats.scans_completed, 1);
             std::thread::sleep(interval.saturating_sub(started.elapsed()));
         }
         self.forward_abandoned_panics();
@@ -86,6 +114,17 @@ impl Tracker {
         for pid in self.probes.attached_pids() {
             self.probes.detach(pid);
         }
+    }
+
+    fn publish_counters(&self) {
+        *self.stats.kernel.lock().unwrap() = self.probes.counters();
+        let stats = &self.stats;
+        stats
+            .processes_traced
+            .store(self.probes.attached_pids().len() as u64, Relaxed);
+        stats
+            .probes_attached
+            .store(self.probes.link_count() as u64, Relaxed);
     }
 
     fn scan(&mut self) {
@@ -149,13 +188,19 @@ impl Tracker {
             .map(|raw| parse_environ(&raw))
             .unwrap_or_default();
         let go_version = binary.go_version.to_string();
-        let resource = process_resource(&ProcessFacts {
+        let mut resource = process_resource(&ProcessFacts {
             pid,
             executable: &process.executable,
             go_version: &go_version,
             host_name: &self.host_name,
             environ: &environ,
         });
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        add_deployment_attributes(
+            &mut resource,
+            &container_identity(&cgroup),
+            self.node_name.as_deref(),
+        );
         let service = resource.service_name().to_owned();
         self.processes.insert(pid, resource);
         let attached =
@@ -191,5 +236,28 @@ impl Tracker {
                 tracing::warn!("span stage is not keeping up; dropped a panicked request's span");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_attributes_do_not_override_the_targets_own() {
+        let mut resource = Resource {
+            attributes: vec![Attribute::new("k8s.node.name", "from-the-service")],
+        };
+        let identity = ContainerIdentity {
+            container_id: Some("c".repeat(64)),
+            pod_uid: None,
+        };
+        add_deployment_attributes(&mut resource, &identity, Some("node-1"));
+        assert_eq!(
+            resource.get("k8s.node.name"),
+            Some(&"from-the-service".into())
+        );
+        assert_eq!(resource.get("container.id"), Some(&"c".repeat(64).into()));
+        assert_eq!(resource.get("k8s.pod.uid"), None);
     }
 }

@@ -6,6 +6,7 @@
 
 mod chain;
 mod cli;
+mod configmap;
 mod faults;
 mod languages;
 mod reload;

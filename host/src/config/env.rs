@@ -1,0 +1,151 @@
+//! The environment layer: `HTTP_AUTOINSTRUMENT_*` and the standard `OTEL_EXPORTER_OTLP_*`
+//! variables, applied over the file. Reads a map, not the process, so tests are hermetic.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::schema::{AgentConfig, ExportProtocol, LogFormat};
+use super::{values, ConfigError};
+use crate::export::{self, ExportConfig};
+
+pub const CONFIG_FILE: &str = "HTTP_AUTOINSTRUMENT_CONFIG";
+pub const EXE: &str = "HTTP_AUTOINSTRUMENT_EXE";
+pub const PORT: &str = "HTTP_AUTOINSTRUMENT_PORT";
+pub const PID: &str = "HTTP_AUTOINSTRUMENT_PID";
+pub const PLUGINS_DIR: &str = "HTTP_AUTOINSTRUMENT_PLUGINS";
+pub const METRICS_ADDRESS: &str = "HTTP_AUTOINSTRUMENT_METRICS_ADDRESS";
+pub const LOG_LEVEL: &str = "HTTP_AUTOINSTRUMENT_LOG";
+pub const LOG_FORMAT: &str = "HTTP_AUTOINSTRUMENT_LOG_FORMAT";
+pub const NODE_NAME: &str = "HTTP_AUTOINSTRUMENT_NODE_NAME";
+
+/// The variables this layer reads (for `config print` and the documentation).
+pub const AGENT_VARIABLES: &[&str] = &[
+    CONFIG_FILE,
+    EXE,
+    PORT,
+    PID,
+    PLUGINS_DIR,
+    METRICS_ADDRESS,
+    LOG_LEVEL,
+    LOG_FORMAT,
+    NODE_NAME,
+];
+
+/// The variables of this process the configuration reads.
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("OTEL_") || k.starts_with("HTTP_AUTOINSTRUMENT_"))
+        .collect()
+}
+
+/// Applies the variables set (non-empty) in `vars` over `config`.
+pub fn apply(config: &mut AgentConfig, vars: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let get = |name: &'static str| {
+        vars.get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(|v| (name, v))
+    };
+    if let Some((var, v)) = get(EXE) {
+        let globs: Vec<String> = list(v).map(str::to_owned).collect();
+        for glob in &globs {
+            values::check_glob(glob).map_err(|m| invalid(var, v, m))?;
+        }
+        config.targets.exe = globs;
+    }
+    if let Some((var, v)) = get(PORT) {
+        config.targets.port = list(v)
+            .map(|p| parse::<NonZeroU16>(var, p, "a TCP port from 1 to 65535"))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some((var, v)) = get(PID) {
+        config.targets.pid = list(v)
+            .map(|p| parse::<NonZeroU32>(var, p, "a process id (a positive number)"))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some((_, v)) = get(PLUGINS_DIR) {
+        config.plugins.dir = Some(PathBuf::from(v));
+    }
+    if let Some((var, v)) = get(METRICS_ADDRESS) {
+        config.telemetry.metrics_address = Some(parse::<SocketAddr>(
+            var,
+            v,
+            "IP:PORT, e.g. 0.0.0.0:9464 or 127.0.0.1:9464",
+        )?);
+    }
+    if let Some((var, v)) = get(LOG_LEVEL) {
+        values::check_log_level(v).map_err(|m| invalid(var, v, m))?;
+        config.log.level = v.to_owned();
+    }
+    if let Some((var, v)) = get(LOG_FORMAT) {
+        config.log.format = match v {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(invalid(var, v, "expected \"text\" or \"json\"".into())),
+        };
+    }
+    if let Some((_, v)) = get(NODE_NAME) {
+        config.resource.k8s_node_name = Some(v.to_owned());
+    }
+    apply_otel(config, vars)
+}
+
+/// The standard OTLP exporter variables, each overriding its key of the `export` section. They
+/// are first checked together by the export module, so errors name the variable as before.
+fn apply_otel(config: &mut AgentConfig, vars: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let otel: HashMap<String, String> = vars
+        .iter()
+        .filter(|(k, v)| k.starts_with("OTEL_") && !v.trim().is_empty())
+        .map(|(k, v)| (k.clone(), v.trim().to_owned()))
+        .collect();
+    ExportConfig::from_env_map(&otel).map_err(ConfigError::Export)?;
+    let get = |names: &[&'static str]| {
+        names
+            .iter()
+            .find_map(|n| otel.get(*n).map(|v| (*n, v.as_str())))
+    };
+    let section = &mut config.export;
+    if let Some((_, v)) = get(&[export::ENDPOINT]) {
+        section.endpoint = Some(v.to_owned());
+    }
+    if let Some((_, v)) = get(&[export::TRACES_ENDPOINT, export::TRACES_ENDPOINT_ALIAS]) {
+        section.traces_endpoint = Some(v.to_owned());
+    }
+    if let Some((_, v)) = get(&[export::TRACES_PROTOCOL, export::PROTOCOL]) {
+        section.protocol = Some(if v == "grpc" {
+            ExportProtocol::Grpc
+        } else {
+            ExportProtocol::HttpProtobuf
+        });
+    }
+    if let Some((var, v)) = get(&[export::TRACES_HEADERS, export::HEADERS]) {
+        section.headers = export::parse_headers(var, v)
+            .map_err(ConfigError::Export)?
+            .into_iter()
+            .collect();
+    }
+    if let Some((var, v)) = get(&[export::TRACES_TIMEOUT, export::TIMEOUT]) {
+        section.timeout_ms = Some(parse::<NonZeroU64>(var, v, "milliseconds, e.g. 10000")?);
+    }
+    Ok(())
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse<T: FromStr>(var: &'static str, value: &str, expected: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(var, value, format!("expected {expected}")))
+}
+
+fn invalid(var: &'static str, value: &str, message: String) -> ConfigError {
+    ConfigError::Env {
+        var,
+        value: value.to_owned(),
+        message,
+    }
+}

@@ -1,0 +1,204 @@
+//! The agent's configuration, as the YAML file spells it (see `deployments/config.example.yaml`).
+//!
+//! Every value is checked while it is deserialized, so a bad value is reported with the file's
+//! line and column. Environment variables and flags fill the same structure (see `env.rs` and
+//! `overrides.rs`), so one form describes the effective configuration whatever its source.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::values;
+use crate::plugins::PluginsConfig;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub targets: TargetsConfig,
+    pub export: ExportSection,
+    pub plugins: PluginsConfig,
+    pub telemetry: TelemetryConfig,
+    pub log: LogConfig,
+    pub capture: CaptureConfig,
+    pub resource: ResourceConfig,
+}
+
+/// Which processes are traced. All empty: every Go `net/http` server.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// Executable path globs.
+    #[serde(deserialize_with = "globs")]
+    pub exe: Vec<String>,
+    /// Listening TCP ports.
+    pub port: Vec<NonZeroU16>,
+    pub pid: Vec<NonZeroU32>,
+}
+
+/// Where spans go. The `OTEL_EXPORTER_OTLP_*` variables override these keys one by one.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSection {
+    /// Base OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`); none and no `traces_endpoint`: stdout.
+    #[serde(deserialize_with = "endpoint")]
+    pub endpoint: Option<String>,
+    /// Traces endpoint used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    #[serde(deserialize_with = "endpoint")]
+    pub traces_endpoint: Option<String>,
+    pub protocol: Option<ExportProtocol>,
+    /// Sent with every export. Printed redacted: values are often credentials.
+    #[serde(
+        deserialize_with = "headers",
+        serialize_with = "values::serialize_redacted"
+    )]
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: Option<NonZeroU64>,
+    /// Spans held at most while the collector is slow or down; more are dropped and counted.
+    pub queue_capacity: NonZeroUsize,
+    pub max_batch_size: NonZeroUsize,
+    pub max_batch_delay_ms: u64,
+}
+
+impl Default for ExportSection {
+    fn default() -> Self {
+        let limits = crate::export::ExportLimits::default();
+        ExportSection {
+            endpoint: None,
+            traces_endpoint: None,
+            protocol: None,
+            headers: BTreeMap::new(),
+            timeout_ms: None,
+            queue_capacity: NonZeroUsize::new(limits.queue_capacity).unwrap_or(NonZeroUsize::MIN),
+            max_batch_size: NonZeroUsize::new(limits.max_batch_size).unwrap_or(NonZeroUsize::MIN),
+            max_batch_delay_ms: limits.max_batch_delay.as_millis() as u64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum ExportProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl ExportProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportProtocol::Grpc => "grpc",
+            ExportProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// The agent's own HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `IP:PORT` to serve on; none: no endpoint.
+    pub metrics_address: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level (`info`) or directives (`info,http_autoinstrument=debug`).
+    #[serde(deserialize_with = "log_level")]
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// How the agent watches processes and reads events.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// How often /proc is scanned for new and exited processes.
+    pub scan_interval_ms: NonZeroU64,
+    /// How often the ring buffer is read when no wakeup came.
+    pub poll_interval_ms: NonZeroU64,
+    /// Waiting events that wake the agent at once.
+    pub wakeup_events: NonZeroU64,
+    /// Log the counters this often; 0: only at exit.
+    pub stats_interval_secs: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            scan_interval_ms: NonZeroU64::new(250).unwrap_or(NonZeroU64::MIN),
+            poll_interval_ms: NonZeroU64::new(50).unwrap_or(NonZeroU64::MIN),
+            wakeup_events: NonZeroU64::new(64).unwrap_or(NonZeroU64::MIN),
+            stats_interval_secs: 30,
+        }
+    }
+}
+
+/// Attributes the agent adds to every traced process's resource.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// `k8s.node.name` (in Kubernetes, from the downward API's `spec.nodeName`).
+    #[serde(deserialize_with = "non_empty")]
+    pub k8s_node_name: Option<String>,
+}
+
+fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let globs = Vec::<String>::deserialize(d)?;
+    for glob in &globs {
+        values::check_glob(glob).map_err(serde::de::Error::custom)?;
+    }
+    Ok(globs)
+}
+
+fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = Option::<String>::deserialize(d)?;
+    if let Some(url) = &url {
+        values::check_endpoint(url).map_err(serde::de::Error::custom)?;
+    }
+    Ok(url)
+}
+
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let headers = BTreeMap::<String, String>::deserialize(d)?;
+    for (name, value) in &headers {
+        values::check_header(name, value).map_err(serde::de::Error::custom)?;
+    }
+    Ok(headers)
+}
+
+fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let level = String::deserialize(d)?;
+    values::check_log_level(&level).map_err(serde::de::Error::custom)?;
+    Ok(level)
+}
+
+fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+        return Err(serde::de::Error::custom(
+            "empty string: expected a name, or leave the key out",
+        ));
+    }
+    Ok(value)
+}

@@ -1,0 +1,89 @@
+//! The shipped deployment files agree with the agent: their configuration passes the agent's own
+//! check, and the DaemonSet probes the endpoints the agent serves, with the capabilities it needs
+//! and without privileged mode. (Schema validation and linting: scripts/validate-manifests.sh.)
+use std::path::{Path, PathBuf};
+
+use http_autoinstrument::config;
+use serde_norway::Value;
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Every document of a multi-document YAML file.
+fn documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_file(path)).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn get<'a>(value: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .fold(value, |v, key| match key.parse::<usize>() {
+            Ok(i) => &v[i],
+            Err(_) => &v[key],
+        })
+}
+
+#[test]
+fn the_example_configuration_passes_the_agents_check() {
+    let path = repo_file("deployments/config.example.yaml");
+    config::check_file(&path).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_daemonsets_configuration_passes_the_agents_check_and_serves_health() {
+    let configmap = &documents("deployments/kubernetes/manifests/10-agent-config.yaml")[0];
+    let text = configmap["data"]["config.yaml"].as_str().unwrap();
+    let config = config::check_text(Path::new("10-agent-config.yaml:data.config.yaml"), text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = config.telemetry.metrics_address.expect("metrics served");
+    assert!(
+        address.ip().is_unspecified(),
+        "reachable by the kubelet's probes"
+    );
+    assert_eq!(
+        config.plugins.dir.as_deref(),
+        Some(Path::new("/etc/http-autoinstrument/plugins"))
+    );
+
+    let daemonset = documents("deployments/kubernetes/manifests/20-agent-daemonset.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .unwrap();
+    let pod = get(&daemonset, "spec.template.spec");
+    assert_eq!(pod["hostPID"], Value::Bool(true));
+    let agent = &pod["containers"][0];
+    let port = agent["ports"][0]["containerPort"].as_u64().unwrap();
+    assert_eq!(port, u64::from(address.port()));
+    assert_eq!(get(agent, "livenessProbe.httpGet.path"), "/healthz");
+    assert_eq!(get(agent, "readinessProbe.httpGet.path"), "/readyz");
+    let security = &agent["securityContext"];
+    assert_eq!(security["privileged"], Value::Bool(false));
+    assert_eq!(security["readOnlyRootFilesystem"], Value::Bool(true));
+    let added: Vec<&str> = get(security, "capabilities.add")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for needed in ["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"] {
+        assert!(added.contains(&needed), "{needed} missing from {added:?}");
+    }
+    assert!(!added.contains(&"SYS_ADMIN"), "no catch-all capability");
+    let env = agent["env"].as_sequence().unwrap();
+    let node = env
+        .iter()
+        .find(|e| e["name"] == "HTTP_AUTOINSTRUMENT_NODE_NAME")
+        .expect("node name from the downward API");
+    assert_eq!(get(node, "valueFrom.fieldRef.fieldPath"), "spec.nodeName");
+    // The plugins volume must not be a subPath mount: those never see ConfigMap updates.
+    let plugins_mount = agent["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "plugins")
+        .unwrap();
+    assert_eq!(plugins_mount["subPath"], Value::Null);
+}
