@@ -7,6 +7,10 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/http-autoinstrument/target}"
 export HTTP_AUTOINSTRUMENT_TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
 
+# Every cargo test summary is also kept here, to print one total at the end.
+RESULTS="$(mktemp)"
+trap 'rm -f "$RESULTS"' EXIT
+
 scripts/setup.sh
 echo "== manifests"
 scripts/validate-manifests.sh
@@ -15,4 +19,8 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$RESULTS"
+echo "== guest SDK and example plugins (native unit tests)"
+(cd guest-sdk && cargo test --locked) 2>&1 | tee -a "$RESULTS"
+(cd plugins && cargo test --locked) 2>&1 | tee -a "$RESULTS"
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$RESULTS"
