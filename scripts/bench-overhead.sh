@@ -38,7 +38,7 @@ measure() {
     taskset -c 1 "$AGENT" --pid "$SERVER" --probe-mode "$mode" --stats-interval-secs 0 \
       >"$WORK/agent.$mode.out" 2>"$WORK/agent.$mode.err" &
     agent=$!
-    for _ in $(seq 200); do grep -q "tracing" "$WORK/agent.$mode.err" 2>/dev/null && break; sleep 0.05; done
+    for _ in $(seq 600); do grep -q "tracing" "$WORK/agent.$mode.err" 2>/dev/null && break; sleep 0.05; done
     grep -q "tracing" "$WORK/agent.$mode.err" || { cat "$WORK/agent.$mode.err" >&2; exit 1; }
   fi
   local result; result="$(run_wrk)"
