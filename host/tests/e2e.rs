@@ -412,6 +412,19 @@ fn newest_go() -> Option<String> {
     newest().map(|g| g.version)
 }
 
+/// The newest installed Go version, when this test can run (root; a toolchain, required in CI).
+fn root_and_newest_go() -> Option<String> {
+    if !require_root() {
+        return None;
+    }
+    let newest = newest_go();
+    assert!(
+        newest.is_some() || !in_ci(),
+        "no Go toolchain installed: run scripts/setup.sh"
+    );
+    newest
+}
+
 fn is_error(span: &ReceivedSpan) -> bool {
     span.status_code == StatusCode::Error
 }
@@ -438,11 +451,7 @@ fn newest_go_over_grpc() {
 /// A target started after the agent, then restarted with a new pid: both traced, by exe glob.
 #[test]
 fn late_and_restarted_targets_are_traced() {
-    if !require_root() {
-        return;
-    }
-    let Some(newest) = newest_go() else {
-        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+    let Some(newest) = root_and_newest_go() else {
         return;
     };
     // A copy of its own: the glob must not match the servers of tests running alongside.
@@ -497,11 +506,7 @@ fn late_and_restarted_targets_are_traced() {
 /// on the same server are traced correctly. A 4 KiB path is cut and marked, nothing overruns.
 #[test]
 fn panics_and_long_paths() {
-    if !require_root() {
-        return;
-    }
-    let Some(newest) = newest_go() else {
-        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+    let Some(newest) = root_and_newest_go() else {
         return;
     };
     let binary = build_go_server(&newest, Variant::Default);
@@ -563,11 +568,7 @@ fn panics_and_long_paths() {
 /// Binaries the agent cannot trace get a clear message, and the agent goes on with the others.
 #[test]
 fn untraceable_binaries_are_reported_and_skipped() {
-    if !require_root() {
-        return;
-    }
-    let Some(newest) = newest_go() else {
-        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+    let Some(newest) = root_and_newest_go() else {
         return;
     };
     let good = build_go_server(&newest, Variant::Default);
@@ -616,11 +617,7 @@ fn untraceable_binaries_are_reported_and_skipped() {
 /// Selecting by listening port traces the process that listens there, and only it.
 #[test]
 fn selects_targets_by_listening_port() {
-    if !require_root() {
-        return;
-    }
-    let Some(newest) = newest_go() else {
-        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+    let Some(newest) = root_and_newest_go() else {
         return;
     };
     let binary = build_go_server(&newest, Variant::Default);
