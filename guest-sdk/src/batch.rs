@@ -46,6 +46,7 @@ impl<'a> Value<'a> {
     }
 }
 
+#[inline(always)]
 fn u32_at(b: &[u8], at: usize) -> u32 {
     match b.get(at..at + 4) {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
@@ -53,6 +54,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     }
 }
 
+#[inline(always)]
 fn u64_at(b: &[u8], at: usize) -> u64 {
     match b.get(at..at + 8) {
         Some(s) => {
@@ -109,6 +111,7 @@ impl Batch {
     }
 
     /// The bytes at (offset, length) stored at `row[at..at + 8]`; empty if out of bounds.
+    #[inline(always)]
     fn bytes(&self, row: &[u8], at: usize) -> &[u8] {
         let start = u32_at(row, at) as usize;
         let end = start.saturating_add(u32_at(row, at + 4) as usize);
@@ -118,6 +121,7 @@ impl Batch {
     /// The string at (offset, length) stored at `row[at..at + 8]`; empty if the range is out
     /// of bounds or not UTF-8 (the host never sends either, but a plugin must not panic on
     /// them).
+    #[inline(always)]
     fn text(&self, row: &[u8], at: usize) -> &str {
         if self.text_is_utf8 {
             let start = u32_at(row, at) as usize;
