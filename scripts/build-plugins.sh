@@ -44,14 +44,19 @@ cargo_wasm() {
 
 need wasm-tools
 # No WASI at all: these plugins only import the agent's `host` interface.
-dir="$(cargo_wasm wasm32-unknown-unknown plugin-filter plugin-redact plugin-route-template plugin-test-faults)"
+# bench-shape-*: benchmark-only plugins (one per boundary shape, see host/benches/plugins.rs).
+dir="$(cargo_wasm wasm32-unknown-unknown plugin-filter plugin-redact plugin-route-template plugin-test-faults \
+  bench-shape-packed bench-shape-typed bench-shape-records)"
 for p in filter redact route-template test-faults; do
   wasm-tools component new "$dir/plugin_${p//-/_}.wasm" -o "$OUT/$p.wasm"
+done
+for p in bench-shape-packed bench-shape-typed bench-shape-records; do
+  wasm-tools component new "$dir/${p//-/_}.wasm" -o "$OUT/$p.wasm"
 done
 # enrich reads environment variables (granted per plugin), so it targets WASI preview 2.
 dir="$(cargo_wasm wasm32-wasip2 plugin-enrich)"
 cp "$dir/plugin_enrich.wasm" "$OUT/enrich.wasm"
-for p in filter redact route-template test-faults enrich; do
+for p in filter redact route-template test-faults enrich bench-shape-packed bench-shape-typed bench-shape-records; do
   wasm-tools validate --features component-model "$OUT/$p.wasm"
 done
 log "Rust plugins in $OUT: $(cd "$OUT" && ls -1 ./*.wasm | tr '\n' ' ')"

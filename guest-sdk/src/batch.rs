@@ -1,12 +1,24 @@
-//! Read-only views over the packed batch the host sends.
+//! Read-only views over the packed batch the host sends (row layouts in `wit/plugin.wit`).
+//! Nothing is decoded up front: a field is read from its row when a plugin asks for it.
 
-use crate::bindings::http_autoinstrument::plugin::types::{
-    self as wit, SpanBatch, SpanKind, StatusCode,
-};
+use crate::bindings::http_autoinstrument::plugin::types::SpanBatch;
+use crate::{SpanKind, StatusCode};
+
+pub(crate) const SPAN_ROW: usize = 80;
+pub(crate) const ATTRIBUTE_ROW: usize = 24;
+pub(crate) const RESOURCE_ROW: usize = 8;
+
+pub(crate) const TAG_STR: u8 = 0;
+pub(crate) const TAG_INT: u8 = 1;
+pub(crate) const TAG_FLOAT: u8 = 2;
+pub(crate) const TAG_BOOL: u8 = 3;
 
 /// A batch of spans as the host sent it. Strings are borrowed from one shared buffer.
 pub struct Batch {
     raw: SpanBatch,
+    /// Whether `raw.text` is valid UTF-8 as a whole (checked once per batch, so reading a
+    /// string only has to check that its range lies on character boundaries).
+    text_is_utf8: bool,
 }
 
 /// An attribute value borrowed from the batch.
@@ -34,46 +46,136 @@ impl<'a> Value<'a> {
     }
 }
 
+#[inline(always)]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    match b.get(at..at + 8) {
+        Some(s) => {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(s);
+            u64::from_le_bytes(v)
+        }
+        None => 0,
+    }
+}
+
 impl Batch {
     pub fn from_raw(raw: SpanBatch) -> Self {
-        Batch { raw }
+        let text_is_utf8 = std::str::from_utf8(&raw.text).is_ok();
+        Batch { raw, text_is_utf8 }
+    }
+
+    /// Gives the buffers back (the SDK reuses their allocations for the next batch).
+    pub fn into_raw(self) -> SpanBatch {
+        self.raw
     }
 
     pub fn len(&self) -> usize {
-        self.raw.spans.len()
+        self.raw.spans.len() / SPAN_ROW
     }
 
     pub fn is_empty(&self) -> bool {
-        self.raw.spans.is_empty()
+        self.len() == 0
     }
 
     pub fn spans(&self) -> impl ExactSizeIterator<Item = SpanRef<'_>> {
         self.raw
             .spans
-            .iter()
+            .chunks_exact(SPAN_ROW)
             .enumerate()
-            .map(move |(i, span)| SpanRef {
-                batch: &self.raw,
+            .map(move |(i, row)| SpanRef {
+                batch: self,
                 index: i as u32,
-                span,
+                row,
             })
     }
 
     pub fn span(&self, index: usize) -> Option<SpanRef<'_>> {
-        self.raw.spans.get(index).map(|span| SpanRef {
-            batch: &self.raw,
+        let row = self
+            .raw
+            .spans
+            .get(index.checked_mul(SPAN_ROW)?..)?
+            .get(..SPAN_ROW)?;
+        Some(SpanRef {
+            batch: self,
             index: index as u32,
-            span,
+            row,
         })
+    }
+
+    /// The bytes at (offset, length) stored at `row[at..at + 8]`; empty if out of bounds.
+    #[inline(always)]
+    fn bytes(&self, row: &[u8], at: usize) -> &[u8] {
+        let start = u32_at(row, at) as usize;
+        let end = start.saturating_add(u32_at(row, at + 4) as usize);
+        self.raw.text.get(start..end).unwrap_or(&[])
+    }
+
+    /// The string at (offset, length) stored at `row[at..at + 8]`; empty if the range is out
+    /// of bounds or not UTF-8 (the host never sends either, but a plugin must not panic on
+    /// them).
+    #[inline(always)]
+    fn text(&self, row: &[u8], at: usize) -> &str {
+        if self.text_is_utf8 {
+            let start = u32_at(row, at) as usize;
+            let end = start.saturating_add(u32_at(row, at + 4) as usize);
+            // SAFETY: checked to be UTF-8 as a whole in `from_raw`; `str::get` below only
+            // returns ranges on character boundaries, so the slice is UTF-8 too.
+            let text = unsafe { std::str::from_utf8_unchecked(&self.raw.text) };
+            text.get(start..end).unwrap_or("")
+        } else {
+            std::str::from_utf8(self.bytes(row, at)).unwrap_or("")
+        }
+    }
+
+    fn attribute_rows(&self, first: u32, count: u32) -> std::slice::ChunksExact<'_, u8> {
+        let start = (first as usize).saturating_mul(ATTRIBUTE_ROW);
+        let end = start.saturating_add((count as usize).saturating_mul(ATTRIBUTE_ROW));
+        self.raw
+            .attributes
+            .get(start..end)
+            .unwrap_or(&[])
+            .chunks_exact(ATTRIBUTE_ROW)
+    }
+
+    fn value<'a>(&'a self, row: &[u8]) -> Value<'a> {
+        let payload = u64_at(row, 16);
+        match row[8] {
+            TAG_STR => Value::Str(self.text(row, 16)),
+            TAG_INT => Value::Int(payload as i64),
+            TAG_FLOAT => Value::Float(f64::from_bits(payload)),
+            TAG_BOOL => Value::Bool(payload != 0),
+            // Unknown to this SDK version: read as an empty string rather than fail.
+            _ => Value::Str(""),
+        }
+    }
+
+    fn attributes(&self, first: u32, count: u32) -> impl Iterator<Item = (&str, Value<'_>)> {
+        self.attribute_rows(first, count)
+            .map(move |row| (self.text(row, 0), self.value(row)))
+    }
+
+    /// Finds `key` comparing raw bytes, so only the matching attribute's strings are checked.
+    fn find(&self, first: u32, count: u32, key: &str) -> Option<Value<'_>> {
+        self.attribute_rows(first, count)
+            .find(|row| self.bytes(row, 0) == key.as_bytes())
+            .map(|row| self.value(row))
     }
 }
 
 /// One span of a [`Batch`].
 #[derive(Clone, Copy)]
 pub struct SpanRef<'a> {
-    batch: &'a SpanBatch,
+    batch: &'a Batch,
     index: u32,
-    span: &'a wit::Span,
+    row: &'a [u8],
 }
 
 impl<'a> SpanRef<'a> {
@@ -83,54 +185,62 @@ impl<'a> SpanRef<'a> {
     }
 
     pub fn name(&self) -> &'a str {
-        text(self.batch, self.span.name)
+        self.batch.text(self.row, 48)
     }
 
     pub fn kind(&self) -> SpanKind {
-        self.span.kind
+        match self.row[76] {
+            1 => SpanKind::Client,
+            _ => SpanKind::Server,
+        }
     }
 
     pub fn start_unix_nanos(&self) -> u64 {
-        self.span.start_unix_nanos
+        u64_at(self.row, 32)
     }
 
     pub fn end_unix_nanos(&self) -> u64 {
-        self.span.end_unix_nanos
+        u64_at(self.row, 40)
     }
 
     pub fn duration_nanos(&self) -> u64 {
-        self.span
-            .end_unix_nanos
-            .saturating_sub(self.span.start_unix_nanos)
+        self.end_unix_nanos()
+            .saturating_sub(self.start_unix_nanos())
     }
 
     pub fn status(&self) -> StatusCode {
-        self.span.status
+        match self.row[77] {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
     }
 
     pub fn status_message(&self) -> &'a str {
-        text(self.batch, self.span.status_message)
+        self.batch.text(self.row, 56)
     }
 
     pub fn trace_id(&self) -> u128 {
-        (u128::from(self.span.trace_id_high) << 64) | u128::from(self.span.trace_id_low)
+        (u128::from(u64_at(self.row, 0)) << 64) | u128::from(u64_at(self.row, 8))
     }
 
     pub fn span_id(&self) -> u64 {
-        self.span.span_id
+        u64_at(self.row, 16)
     }
 
     pub fn parent_span_id(&self) -> Option<u64> {
-        self.span.parent_span_id
+        (self.row[78] != 0).then(|| u64_at(self.row, 24))
     }
 
     /// Every attribute of the span, in order.
     pub fn attributes(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
-        attributes(self.batch, self.span.attributes)
+        self.batch
+            .attributes(u32_at(self.row, 64), u32_at(self.row, 68))
     }
 
     pub fn attribute(&self, key: &str) -> Option<Value<'a>> {
-        self.attributes().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.batch
+            .find(u32_at(self.row, 64), u32_at(self.row, 68), key)
     }
 
     /// The attribute's value if it is a string.
@@ -142,55 +252,27 @@ impl<'a> SpanRef<'a> {
         self.attribute(key).and_then(|v| v.as_int())
     }
 
+    fn resource_range(&self) -> (u32, u32) {
+        let at = (u32_at(self.row, 72) as usize).saturating_mul(RESOURCE_ROW);
+        match self
+            .batch
+            .raw
+            .resources
+            .get(at..at.saturating_add(RESOURCE_ROW))
+        {
+            Some(row) => (u32_at(row, 0), u32_at(row, 4)),
+            None => (0, 0),
+        }
+    }
+
     /// Attributes of the process that produced the span (`service.name`, ...).
     pub fn resource_attributes(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
-        let range = self
-            .batch
-            .resources
-            .get(self.span.resource as usize)
-            .map(|r| r.attributes)
-            .unwrap_or(wit::AttributeRange { start: 0, len: 0 });
-        attributes(self.batch, range)
+        let (first, count) = self.resource_range();
+        self.batch.attributes(first, count)
     }
 
     pub fn resource_attribute(&self, key: &str) -> Option<Value<'a>> {
-        self.resource_attributes()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v)
+        let (first, count) = self.resource_range();
+        self.batch.find(first, count, key)
     }
-}
-
-fn attributes(
-    batch: &SpanBatch,
-    range: wit::AttributeRange,
-) -> impl Iterator<Item = (&str, Value<'_>)> {
-    let start = range.start as usize;
-    let end = start.saturating_add(range.len as usize);
-    batch
-        .attributes
-        .get(start..end)
-        .unwrap_or(&[])
-        .iter()
-        .map(move |a| (text(batch, a.key), value(batch, a.value)))
-}
-
-fn value(batch: &SpanBatch, v: wit::Value) -> Value<'_> {
-    match v {
-        wit::Value::Str(t) => Value::Str(text(batch, t)),
-        wit::Value::Int(i) => Value::Int(i),
-        wit::Value::Float(f) => Value::Float(f),
-        wit::Value::Boolean(b) => Value::Bool(b),
-    }
-}
-
-/// The string at `t`; empty if the range is out of bounds or not UTF-8 (the host never sends
-/// either, but a plugin must not panic on them).
-fn text(batch: &SpanBatch, t: wit::Text) -> &str {
-    let start = t.offset as usize;
-    let end = start.saturating_add(t.len as usize);
-    batch
-        .text
-        .get(start..end)
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .unwrap_or("")
 }

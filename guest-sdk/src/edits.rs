@@ -1,16 +1,140 @@
-//! The changes a plugin makes to a batch.
+//! The changes a plugin makes to a batch, packed as the host reads them (fixed 24-byte rows
+//! plus one text buffer; layout in `wit/plugin.wit`): recording an edit copies its strings
+//! once and allocates nothing per edit.
 
-use crate::batch::SpanRef;
-use crate::bindings::http_autoinstrument::plugin::types::{
-    Edit, RemoveAttribute, Rename, SetAttribute, SetStatus, StatusCode,
-};
+use crate::batch::{SpanRef, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use crate::bindings::http_autoinstrument::plugin::types::Edits as RawEdits;
+use crate::StatusCode;
 
-pub use crate::bindings::http_autoinstrument::plugin::types::NewValue;
+const EDIT_ROW: usize = 24;
+const OP_DROP: u8 = 0;
+const OP_RENAME: u8 = 1;
+const OP_SET_ATTRIBUTE: u8 = 2;
+const OP_REMOVE_ATTRIBUTE: u8 = 3;
+const OP_SET_STATUS: u8 = 4;
+
+/// An attribute value a plugin writes (owned form, see [`Edit`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum NewValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+/// One edit, decoded (for tests and tools; plugins use the [`Edits`] methods).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edit {
+    Drop(u32),
+    Rename {
+        span: u32,
+        name: String,
+    },
+    SetAttribute {
+        span: u32,
+        key: String,
+        value: NewValue,
+    },
+    RemoveAttribute {
+        span: u32,
+        key: String,
+    },
+    SetStatus {
+        span: u32,
+        code: StatusCode,
+        message: String,
+    },
+}
+
+impl Edit {
+    /// The index of the span the edit applies to.
+    pub fn span(&self) -> u32 {
+        match self {
+            Edit::Drop(i) => *i,
+            Edit::Rename { span, .. }
+            | Edit::SetAttribute { span, .. }
+            | Edit::RemoveAttribute { span, .. }
+            | Edit::SetStatus { span, .. } => *span,
+        }
+    }
+}
+
+/// A value [`Edits::set_attribute`] accepts: strings (borrowed or owned), `i64`, `f64`,
+/// `bool`, [`NewValue`] or a [`Value`](crate::Value) read from the batch.
+pub trait IntoValue {
+    #[doc(hidden)]
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]);
+}
+
+impl IntoValue for &str {
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
+        (TAG_STR, edits.push_text(self))
+    }
+}
+
+impl IntoValue for &String {
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
+        self.as_str().write(edits)
+    }
+}
+
+impl IntoValue for String {
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
+        self.as_str().write(edits)
+    }
+}
+
+impl IntoValue for i64 {
+    fn write(self, _: &mut Edits) -> (u8, [u8; 8]) {
+        (TAG_INT, self.to_le_bytes())
+    }
+}
+
+impl IntoValue for f64 {
+    fn write(self, _: &mut Edits) -> (u8, [u8; 8]) {
+        (TAG_FLOAT, self.to_bits().to_le_bytes())
+    }
+}
+
+impl IntoValue for bool {
+    fn write(self, _: &mut Edits) -> (u8, [u8; 8]) {
+        (TAG_BOOL, u64::from(self).to_le_bytes())
+    }
+}
+
+impl IntoValue for &NewValue {
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
+        match self {
+            NewValue::Str(s) => s.as_str().write(edits),
+            NewValue::Int(i) => i.write(edits),
+            NewValue::Float(f) => f.write(edits),
+            NewValue::Boolean(b) => b.write(edits),
+        }
+    }
+}
+
+impl IntoValue for NewValue {
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
+        (&self).write(edits)
+    }
+}
+
+impl IntoValue for crate::Value<'_> {
+    fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
+        match self {
+            crate::Value::Str(s) => s.write(edits),
+            crate::Value::Int(i) => i.write(edits),
+            crate::Value::Float(f) => f.write(edits),
+            crate::Value::Bool(b) => b.write(edits),
+        }
+    }
+}
 
 /// Changes to a batch, applied by the host in order after `process` returns.
 #[derive(Default)]
 pub struct Edits {
-    list: Vec<Edit>,
+    ops: Vec<u8>,
+    text: Vec<u8>,
 }
 
 impl Edits {
@@ -18,65 +142,173 @@ impl Edits {
         Edits::default()
     }
 
-    pub fn drop(&mut self, span: &SpanRef<'_>) {
-        self.list.push(Edit::Drop(span.index()));
+    /// Empty edits that can hold `ops` edit rows and `text` bytes of strings without
+    /// reallocating.
+    pub fn with_capacity(ops: usize, text: usize) -> Self {
+        Edits {
+            ops: Vec::with_capacity(ops * EDIT_ROW),
+            text: Vec::with_capacity(text),
+        }
     }
 
-    pub fn rename(&mut self, span: &SpanRef<'_>, name: impl Into<String>) {
-        self.list.push(Edit::Rename(Rename {
-            span: span.index(),
-            name: name.into(),
-        }));
+    fn push_text(&mut self, s: &str) -> [u8; 8] {
+        let mut r = [0u8; 8];
+        r[..4].copy_from_slice(&(self.text.len() as u32).to_le_bytes());
+        r[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
+        self.text.extend_from_slice(s.as_bytes());
+        r
+    }
+
+    fn row(&mut self, span: u32, op: u8, tag: u8, text: [u8; 8], payload: [u8; 8]) {
+        let mut row = [0u8; EDIT_ROW];
+        row[..4].copy_from_slice(&span.to_le_bytes());
+        row[4] = op;
+        row[5] = tag;
+        row[8..16].copy_from_slice(&text);
+        row[16..].copy_from_slice(&payload);
+        self.ops.extend_from_slice(&row);
+    }
+
+    fn text_row(&mut self, span: u32, op: u8, tag: u8, s: &str) {
+        let t = self.push_text(s);
+        self.row(span, op, tag, t, [0; 8]);
+    }
+
+    pub fn drop(&mut self, span: &SpanRef<'_>) {
+        self.row(span.index(), OP_DROP, 0, [0; 8], [0; 8]);
+    }
+
+    pub fn rename(&mut self, span: &SpanRef<'_>, name: impl AsRef<str>) {
+        self.text_row(span.index(), OP_RENAME, 0, name.as_ref());
     }
 
     /// Sets `key`, replacing an existing value of the same key.
     pub fn set_attribute(
         &mut self,
         span: &SpanRef<'_>,
-        key: impl Into<String>,
-        value: impl Into<NewValue>,
+        key: impl AsRef<str>,
+        value: impl IntoValue,
     ) {
-        self.list.push(Edit::SetAttribute(SetAttribute {
-            span: span.index(),
-            key: key.into(),
-            value: value.into(),
-        }));
+        let key = self.push_text(key.as_ref());
+        let (tag, payload) = value.write(self);
+        self.row(span.index(), OP_SET_ATTRIBUTE, tag, key, payload);
     }
 
-    pub fn remove_attribute(&mut self, span: &SpanRef<'_>, key: impl Into<String>) {
-        self.list.push(Edit::RemoveAttribute(RemoveAttribute {
-            span: span.index(),
-            key: key.into(),
-        }));
+    pub fn remove_attribute(&mut self, span: &SpanRef<'_>, key: impl AsRef<str>) {
+        self.text_row(span.index(), OP_REMOVE_ATTRIBUTE, 0, key.as_ref());
     }
 
-    pub fn set_status(&mut self, span: &SpanRef<'_>, code: StatusCode, message: impl Into<String>) {
-        self.list.push(Edit::SetStatus(SetStatus {
-            span: span.index(),
-            code,
-            message: message.into(),
-        }));
+    pub fn set_status(&mut self, span: &SpanRef<'_>, code: StatusCode, message: impl AsRef<str>) {
+        self.text_row(
+            span.index(),
+            OP_SET_STATUS,
+            status_code(code),
+            message.as_ref(),
+        );
     }
 
-    /// Adds an edit built by hand (the typed methods above cover the usual cases).
+    /// Adds an edit built by hand, e.g. one whose span index is not from the batch (the typed
+    /// methods above cover the usual cases).
     pub fn push_raw(&mut self, edit: Edit) {
-        self.list.push(edit);
+        match edit {
+            Edit::Drop(i) => self.row(i, OP_DROP, 0, [0; 8], [0; 8]),
+            Edit::Rename { span, name } => self.text_row(span, OP_RENAME, 0, &name),
+            Edit::SetAttribute { span, key, value } => {
+                let key = self.push_text(&key);
+                let (tag, payload) = value.write(self);
+                self.row(span, OP_SET_ATTRIBUTE, tag, key, payload);
+            }
+            Edit::RemoveAttribute { span, key } => {
+                self.text_row(span, OP_REMOVE_ATTRIBUTE, 0, &key)
+            }
+            Edit::SetStatus {
+                span,
+                code,
+                message,
+            } => self.text_row(span, OP_SET_STATUS, status_code(code), &message),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.ops.len() / EDIT_ROW
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.ops.is_empty()
     }
 
-    pub fn as_slice(&self) -> &[Edit] {
-        &self.list
+    /// Bytes of strings recorded so far.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
     }
 
-    pub fn into_vec(self) -> Vec<Edit> {
-        self.list
+    /// The edits recorded so far, decoded, in order.
+    pub fn to_vec(&self) -> Vec<Edit> {
+        let text = |row: &[u8], at: usize| {
+            let start = u32_at(row, at) as usize;
+            let len = u32_at(row, at + 4) as usize;
+            String::from_utf8_lossy(&self.text[start..start + len]).into_owned()
+        };
+        self.ops
+            .chunks_exact(EDIT_ROW)
+            .map(|row| {
+                let span = u32_at(row, 0);
+                match row[4] {
+                    OP_DROP => Edit::Drop(span),
+                    OP_RENAME => Edit::Rename {
+                        span,
+                        name: text(row, 8),
+                    },
+                    OP_SET_ATTRIBUTE => {
+                        let payload = u64::from(u32_at(row, 16)) | u64::from(u32_at(row, 20)) << 32;
+                        let value = match row[5] {
+                            TAG_STR => NewValue::Str(text(row, 16)),
+                            TAG_INT => NewValue::Int(payload as i64),
+                            TAG_FLOAT => NewValue::Float(f64::from_bits(payload)),
+                            _ => NewValue::Boolean(payload != 0),
+                        };
+                        Edit::SetAttribute {
+                            span,
+                            key: text(row, 8),
+                            value,
+                        }
+                    }
+                    OP_REMOVE_ATTRIBUTE => Edit::RemoveAttribute {
+                        span,
+                        key: text(row, 8),
+                    },
+                    _ => Edit::SetStatus {
+                        span,
+                        code: match row[5] {
+                            1 => StatusCode::Ok,
+                            2 => StatusCode::Error,
+                            _ => StatusCode::Unset,
+                        },
+                        message: text(row, 8),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The packed form the host receives.
+    pub fn into_raw(self) -> RawEdits {
+        RawEdits {
+            ops: self.ops,
+            text: self.text,
+        }
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn status_code(code: StatusCode) -> u8 {
+    match code {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
     }
 }
 

@@ -1,9 +1,9 @@
 //! Glue between the WIT exports and a [`Plugin`] value.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
-use crate::bindings::http_autoinstrument::plugin::types::{Edit, SpanBatch};
+use crate::bindings::http_autoinstrument::plugin::types::{Edits as RawEdits, SpanBatch};
 use crate::{Batch, Edits, Plugin};
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) as the component's span processor.
@@ -29,10 +29,7 @@ macro_rules! export_plugin {
 
                 fn process(
                     batch: $crate::bindings::http_autoinstrument::plugin::types::SpanBatch,
-                ) -> Result<
-                    Vec<$crate::bindings::http_autoinstrument::plugin::types::Edit>,
-                    String,
-                > {
+                ) -> Result<$crate::bindings::http_autoinstrument::plugin::types::Edits, String> {
                     $crate::__private::process::<$plugin>(&PLUGIN, batch)
                 }
             }
@@ -51,18 +48,27 @@ pub fn init<P: Plugin>(
     Ok(())
 }
 
+thread_local! {
+    /// Sizes of the last batch's edits: the next batch starts with that much room, so the
+    /// edit buffers are allocated once per call instead of growing by doubling.
+    static LAST_EDITS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
 pub fn process<P: Plugin>(
     slot: &'static LocalKey<RefCell<Option<P>>>,
     batch: SpanBatch,
-) -> Result<Vec<Edit>, String> {
+) -> Result<RawEdits, String> {
     slot.with(|s| {
         let mut guard = s.borrow_mut();
         let plugin = guard
             .as_mut()
             .ok_or_else(|| "process called before init".to_string())?;
         let batch = Batch::from_raw(batch);
-        let mut edits = Edits::new();
+        let (ops, text) = LAST_EDITS.with(Cell::get);
+        let mut edits = Edits::with_capacity(ops, text);
         plugin.process(&batch, &mut edits)?;
-        Ok(edits.into_vec())
+        // Capped: one huge batch must not make every later call reserve as much.
+        LAST_EDITS.with(|c| c.set((edits.len().min(1 << 16), edits.text_len().min(1 << 20))));
+        Ok(edits.into_raw())
     })
 }

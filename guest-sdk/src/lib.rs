@@ -66,8 +66,21 @@ pub mod bindings {
 }
 
 pub use batch::{Batch, SpanRef, Value};
-pub use bindings::http_autoinstrument::plugin::types::{SpanKind, StatusCode};
-pub use edits::{Edits, NewValue};
+pub use edits::{Edit, Edits, IntoValue, NewValue};
+
+/// Whether the span was served or sent by the traced process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    Server,
+    Client,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusCode {
+    Unset,
+    Ok,
+    Error,
+}
 pub use log::{debug, error, info, now_unix_nanos, random_u64, warn};
 
 /// A span processor. One value lives for the plugin's lifetime: `init` builds it from the

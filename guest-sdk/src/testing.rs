@@ -3,10 +3,9 @@
 //! Mirrors what the agent does (pack the batch, call `process`, apply the edits) so a plugin's
 //! behaviour can be tested with plain `cargo test`, without a Wasm runtime.
 
-use crate::bindings::http_autoinstrument::plugin::types::{
-    self as wit, Edit, NewValue, SpanBatch, SpanKind, StatusCode,
-};
-use crate::{Batch, Edits, Plugin};
+use crate::batch::{ATTRIBUTE_ROW, SPAN_ROW, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use crate::bindings::http_autoinstrument::plugin::types::SpanBatch;
+use crate::{Batch, Edit, Edits, NewValue, Plugin, SpanKind, StatusCode};
 
 /// An owned span for tests.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,65 +85,70 @@ impl TestSpan {
     }
 }
 
-/// Packs `spans` like the host does.
+/// Packs `spans` like the host does (one resource per span here).
 pub fn pack(spans: &[TestSpan]) -> SpanBatch {
     let mut batch = SpanBatch {
         text: Vec::new(),
+        spans: Vec::new(),
         attributes: Vec::new(),
         resources: Vec::new(),
-        spans: Vec::new(),
     };
     for (i, s) in spans.iter().enumerate() {
-        let resource_attrs = push_attributes(&mut batch, &s.resource);
-        batch.resources.push(wit::Resource {
-            attributes: resource_attrs,
-        });
-        let attributes = push_attributes(&mut batch, &s.attributes);
+        let (first, count) = push_attributes(&mut batch, &s.resource);
+        batch.resources.extend_from_slice(&first.to_le_bytes());
+        batch.resources.extend_from_slice(&count.to_le_bytes());
+        let (first, count) = push_attributes(&mut batch, &s.attributes);
         let name = push_text(&mut batch.text, &s.name);
-        let status_message = push_text(&mut batch.text, &s.status_message);
-        batch.spans.push(wit::Span {
-            trace_id_high: 1,
-            trace_id_low: i as u64,
-            span_id: i as u64 + 1,
-            parent_span_id: None,
-            name,
-            kind: s.kind,
-            start_unix_nanos: s.start_unix_nanos,
-            end_unix_nanos: s.end_unix_nanos,
-            status: s.status,
-            status_message,
-            resource: i as u32,
-            attributes,
-        });
+        let message = push_text(&mut batch.text, &s.status_message);
+        let mut row = [0u8; SPAN_ROW];
+        row[0..8].copy_from_slice(&1u64.to_le_bytes());
+        row[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+        row[16..24].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        row[32..40].copy_from_slice(&s.start_unix_nanos.to_le_bytes());
+        row[40..48].copy_from_slice(&s.end_unix_nanos.to_le_bytes());
+        row[48..56].copy_from_slice(&name);
+        row[56..64].copy_from_slice(&message);
+        row[64..68].copy_from_slice(&first.to_le_bytes());
+        row[68..72].copy_from_slice(&count.to_le_bytes());
+        row[72..76].copy_from_slice(&(i as u32).to_le_bytes());
+        row[76] = match s.kind {
+            SpanKind::Server => 0,
+            SpanKind::Client => 1,
+        };
+        row[77] = match s.status {
+            StatusCode::Unset => 0,
+            StatusCode::Ok => 1,
+            StatusCode::Error => 2,
+        };
+        batch.spans.extend_from_slice(&row);
     }
     batch
 }
 
-fn push_text(text: &mut Vec<u8>, s: &str) -> wit::Text {
-    let offset = text.len() as u32;
+fn push_text(text: &mut Vec<u8>, s: &str) -> [u8; 8] {
+    let mut r = [0u8; 8];
+    r[..4].copy_from_slice(&(text.len() as u32).to_le_bytes());
+    r[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
     text.extend_from_slice(s.as_bytes());
-    wit::Text {
-        offset,
-        len: s.len() as u32,
-    }
+    r
 }
 
-fn push_attributes(batch: &mut SpanBatch, attrs: &[(String, NewValue)]) -> wit::AttributeRange {
-    let start = batch.attributes.len() as u32;
+fn push_attributes(batch: &mut SpanBatch, attrs: &[(String, NewValue)]) -> (u32, u32) {
+    let first = (batch.attributes.len() / ATTRIBUTE_ROW) as u32;
     for (key, value) in attrs {
-        let key = push_text(&mut batch.text, key);
-        let value = match value {
-            NewValue::Str(s) => wit::Value::Str(push_text(&mut batch.text, s)),
-            NewValue::Int(i) => wit::Value::Int(*i),
-            NewValue::Float(f) => wit::Value::Float(*f),
-            NewValue::Boolean(b) => wit::Value::Boolean(*b),
+        let mut row = [0u8; ATTRIBUTE_ROW];
+        row[..8].copy_from_slice(&push_text(&mut batch.text, key));
+        let (tag, payload) = match value {
+            NewValue::Str(s) => (TAG_STR, push_text(&mut batch.text, s)),
+            NewValue::Int(i) => (TAG_INT, i.to_le_bytes()),
+            NewValue::Float(f) => (TAG_FLOAT, f.to_bits().to_le_bytes()),
+            NewValue::Boolean(b) => (TAG_BOOL, u64::from(*b).to_le_bytes()),
         };
-        batch.attributes.push(wit::Attribute { key, value });
+        row[8] = tag;
+        row[16..].copy_from_slice(&payload);
+        batch.attributes.extend_from_slice(&row);
     }
-    wit::AttributeRange {
-        start,
-        len: attrs.len() as u32,
-    }
+    (first, attrs.len() as u32)
 }
 
 /// Runs `spans` through `plugin` and returns the spans that come out, edits applied.
@@ -152,38 +156,144 @@ pub fn run<P: Plugin>(plugin: &mut P, spans: Vec<TestSpan>) -> Result<Vec<TestSp
     let batch = Batch::from_raw(pack(&spans));
     let mut edits = Edits::new();
     plugin.process(&batch, &mut edits)?;
-    apply(spans, edits.into_vec())
+    apply(spans, edits.to_vec())
 }
 
 /// Applies edits the way the host does (in order; an index outside the batch is an error).
 pub fn apply(mut spans: Vec<TestSpan>, edits: Vec<Edit>) -> Result<Vec<TestSpan>, String> {
     let mut dropped = vec![false; spans.len()];
+    if let Some(bad) = edits
+        .iter()
+        .map(Edit::span)
+        .find(|i| *i as usize >= spans.len())
+    {
+        return Err(format!(
+            "edit refers to span {bad} of a batch of {}",
+            spans.len()
+        ));
+    }
     for edit in edits {
-        let index = match &edit {
-            Edit::Drop(i) => *i,
-            Edit::Rename(r) => r.span,
-            Edit::SetAttribute(s) => s.span,
-            Edit::RemoveAttribute(r) => r.span,
-            Edit::SetStatus(s) => s.span,
-        } as usize;
-        let span = spans.get_mut(index).ok_or_else(|| {
-            format!(
-                "edit refers to span {index} of a batch of {}",
-                dropped.len()
-            )
-        })?;
+        let index = edit.span() as usize;
+        let span = &mut spans[index];
         match edit {
             Edit::Drop(_) => dropped[index] = true,
-            Edit::Rename(r) => span.name = r.name,
-            Edit::SetAttribute(s) => span.set(&s.key, s.value),
-            Edit::RemoveAttribute(r) => span.attributes.retain(|(k, _)| *k != r.key),
-            Edit::SetStatus(s) => {
-                span.status = s.code;
-                span.status_message = s.message;
+            Edit::Rename { name, .. } => span.name = name,
+            Edit::SetAttribute { key, value, .. } => span.set(&key, value),
+            Edit::RemoveAttribute { key, .. } => span.attributes.retain(|(k, _)| *k != key),
+            Edit::SetStatus { code, message, .. } => {
+                span.status = code;
+                span.status_message = message;
             }
         }
     }
     let mut keep = dropped.iter().map(|d| !d);
     spans.retain(|_| keep.next().unwrap_or(true));
     Ok(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Value;
+
+    #[test]
+    fn every_field_survives_packing_and_reading() {
+        let span = TestSpan {
+            kind: SpanKind::Client,
+            status: StatusCode::Error,
+            status_message: "boom".into(),
+            ..TestSpan::new("GET /é")
+        }
+        .attr("url.path", "/a")
+        .attr("n", 7i64)
+        .attr("f", 1.5f64)
+        .attr("b", true)
+        .resource_attr("service.name", "shop")
+        .duration_nanos(500);
+        let batch = Batch::from_raw(pack(&[TestSpan::new("first"), span]));
+        assert_eq!(batch.len(), 2);
+        let s = batch.span(1).unwrap();
+        assert_eq!(s.index(), 1);
+        assert_eq!(s.name(), "GET /é");
+        assert_eq!(s.kind(), SpanKind::Client);
+        assert_eq!(s.status(), StatusCode::Error);
+        assert_eq!(s.status_message(), "boom");
+        assert_eq!(s.duration_nanos(), 500);
+        assert_eq!(s.trace_id(), (1u128 << 64) | 1);
+        assert_eq!(s.span_id(), 2);
+        assert_eq!(s.parent_span_id(), None);
+        assert_eq!(s.str_attribute("url.path"), Some("/a"));
+        assert_eq!(s.int_attribute("n"), Some(7));
+        assert_eq!(s.attribute("f"), Some(Value::Float(1.5)));
+        assert_eq!(s.attribute("b"), Some(Value::Bool(true)));
+        assert_eq!(s.attribute("missing"), None);
+        assert_eq!(s.attributes().count(), 4);
+        assert_eq!(
+            s.resource_attribute("service.name"),
+            Some(Value::Str("shop"))
+        );
+        assert!(batch.span(2).is_none());
+    }
+
+    #[test]
+    fn out_of_range_or_invalid_strings_read_as_empty() {
+        let mut raw = pack(&[TestSpan::new("GET").attr("k", "v")]);
+        // Name range past the end of the text.
+        raw.spans[52..56].copy_from_slice(&1000u32.to_le_bytes());
+        let batch = Batch::from_raw(raw);
+        assert_eq!(batch.span(0).unwrap().name(), "");
+        let mut raw = pack(&[TestSpan::new("GET").attr("k", "v")]);
+        raw.text.push(0xff);
+        let batch = Batch::from_raw(raw);
+        let s = batch.span(0).unwrap();
+        assert_eq!((s.name(), s.str_attribute("k")), ("GET", Some("v")));
+    }
+
+    #[test]
+    fn edits_pack_and_decode_in_order() {
+        let batch = Batch::from_raw(pack(&[TestSpan::new("a"), TestSpan::new("b")]));
+        let s = batch.span(1).unwrap();
+        let mut edits = Edits::new();
+        edits.set_attribute(&s, "k", "v");
+        edits.set_attribute(&s, "n", -3i64);
+        edits.set_attribute(&s, "f", 2.5f64);
+        edits.set_attribute(&s, "b", false);
+        edits.rename(&s, String::from("c"));
+        edits.remove_attribute(&s, "x");
+        edits.set_status(&s, StatusCode::Error, "bad");
+        edits.drop(&s);
+        edits.push_raw(Edit::Drop(9));
+        assert_eq!(edits.len(), 9);
+        let set = |key: &str, value: NewValue| Edit::SetAttribute {
+            span: 1,
+            key: key.into(),
+            value,
+        };
+        assert_eq!(
+            edits.to_vec(),
+            vec![
+                set("k", NewValue::Str("v".into())),
+                set("n", NewValue::Int(-3)),
+                set("f", NewValue::Float(2.5)),
+                set("b", NewValue::Boolean(false)),
+                Edit::Rename {
+                    span: 1,
+                    name: "c".into()
+                },
+                Edit::RemoveAttribute {
+                    span: 1,
+                    key: "x".into()
+                },
+                Edit::SetStatus {
+                    span: 1,
+                    code: StatusCode::Error,
+                    message: "bad".into()
+                },
+                Edit::Drop(1),
+                Edit::Drop(9),
+            ]
+        );
+        let raw = edits.into_raw();
+        assert_eq!(raw.ops.len(), 9 * 24);
+    }
 }

@@ -3,11 +3,15 @@
 //! `scripts/build-plugins.sh --rust-only && cargo bench -p http-autoinstrument --bench plugins`
 //! Reports spans/s through filter -> redact -> route-template at batch sizes 1, 64 and 512,
 //! each plugin alone (its per-span cost), a pass-through plugin (the cost of crossing into
-//! Wasm), and the time from renaming a new version into place to the first span it processes.
+//! Wasm), the same attribute-scanning plugin in three boundary shapes (`shape-*`, see
+//! `shapes/mod.rs`), and the time from renaming a new version into place to the first span it
+//! processes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod shapes;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use http_autoinstrument::plugins::{PluginChain, PluginsConfig};
@@ -124,6 +128,42 @@ fn throughput(c: &mut Criterion) {
     }
 }
 
+/// The same plugin logic in each boundary shape, on the same spans. Checks first that the three
+/// produce the same spans, so they are measured doing the same work.
+fn boundary_shapes(c: &mut Criterion) {
+    let (_dir, packed) = chain(&[("10-p.wasm", "bench-shape-packed")]);
+    let mut typed = shapes::Typed::load(&plugin("bench-shape-typed"));
+    let mut records = shapes::Records::load(&plugin("bench-shape-records"));
+    let expected = packed.process(spans(512));
+    assert_eq!(
+        expected
+            .iter()
+            .filter(|s| s.attribute("bench.query-seen").is_some())
+            .count(),
+        64
+    );
+    assert_eq!(typed.process(spans(512)), expected, "typed shape differs");
+    assert_eq!(
+        records.process(spans(512)),
+        expected,
+        "records shape differs"
+    );
+    for batch in [1, 512] {
+        let input = spans(batch);
+        let mut run = |name: &str, f: &mut dyn FnMut(Vec<Span>) -> Vec<Span>| {
+            let mut group = c.benchmark_group(format!("shape-{name}"));
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(format!("batch-{batch}"), |b| {
+                b.iter_batched(|| input.clone(), &mut *f, BatchSize::LargeInput)
+            });
+            group.finish();
+        };
+        run("packed", &mut |s| packed.process(s));
+        run("typed", &mut |s| typed.process(s));
+        run("records", &mut |s| records.process(s));
+    }
+}
+
 /// Time from `rename` of a new version to the first span processed by it (watcher included).
 fn reload_latency() {
     let (dir, chain) = chain(&[("10-p.wasm", "filter")]);
@@ -167,6 +207,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     throughput(&mut c);
+    boundary_shapes(&mut c);
     c.final_summary();
     reload_latency();
 }

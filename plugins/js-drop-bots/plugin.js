@@ -4,22 +4,44 @@
 //   patterns          substrings of `user_agent.original` that mark a bot (case-insensitive);
 //                     replace the defaults
 //   extra_patterns    added to the defaults
-import { log } from 'http-autoinstrument:plugin/host@0.1.0';
+import { log } from 'http-autoinstrument:plugin/host@0.2.0';
 
 const DEFAULT_PATTERNS = ['bot', 'crawler', 'spider', 'slurp', 'bingpreview', 'facebookexternalhit', 'headlesschrome'];
 const decoder = new TextDecoder();
 let patterns = DEFAULT_PATTERNS;
 
-function text(batch, t) {
-  return decoder.decode(batch.text.subarray(t.offset, t.offset + t.len));
+// Rows are fixed-size little-endian (layouts in wit/plugin.wit): 80 bytes per span, its
+// attributes at offset 64 (first row, count); 24 bytes per attribute, key at 0 (offset,
+// length), value type at 8 (0 = string), string value at 16 (offset, length).
+const SPAN_ROW = 80;
+const ATTRIBUTE_ROW = 24;
+const EDIT_ROW = 24;
+const OP_DROP = 0;
+const USER_AGENT = new TextEncoder().encode('user_agent.original');
+
+function view(bytes) {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function userAgent(batch, span) {
-  const { start, len } = span.attributes;
-  for (let i = start; i < start + len; i++) {
-    const attribute = batch.attributes[i];
-    if (attribute.value.tag === 'str' && text(batch, attribute.key) === 'user_agent.original') {
-      return text(batch, attribute.value.val);
+function keyIs(text, offset, len, key) {
+  if (len !== key.length) return false;
+  for (let i = 0; i < len; i++) {
+    if (text[offset + i] !== key[i]) return false;
+  }
+  return true;
+}
+
+function userAgent(batch, spans, attributes, index) {
+  const first = spans.getUint32(index * SPAN_ROW + 64, true);
+  const count = spans.getUint32(index * SPAN_ROW + 68, true);
+  for (let i = first; i < first + count; i++) {
+    const row = i * ATTRIBUTE_ROW;
+    const keyOffset = attributes.getUint32(row, true);
+    const keyLen = attributes.getUint32(row + 4, true);
+    if (attributes.getUint8(row + 8) === 0 && keyIs(batch.text, keyOffset, keyLen, USER_AGENT)) {
+      const offset = attributes.getUint32(row + 16, true);
+      const len = attributes.getUint32(row + 20, true);
+      return decoder.decode(batch.text.subarray(offset, offset + len));
     }
   }
   return null;
@@ -50,16 +72,26 @@ export const processor = {
   },
 
   process(batch) {
-    const edits = [];
-    batch.spans.forEach((span, index) => {
-      const agent = userAgent(batch, span);
+    const spans = view(batch.spans);
+    const attributes = view(batch.attributes);
+    const n = batch.spans.byteLength / SPAN_ROW;
+    const drops = [];
+    for (let index = 0; index < n; index++) {
+      const agent = userAgent(batch, spans, attributes, index);
       if (agent !== null) {
         const lower = agent.toLowerCase();
         if (patterns.some((p) => lower.includes(p))) {
-          edits.push({ tag: 'drop', val: index });
+          drops.push(index);
         }
       }
+    }
+    // One 24-byte edit row per drop: span index, then the operation; the rest stays zero.
+    const ops = new Uint8Array(drops.length * EDIT_ROW);
+    const out = view(ops);
+    drops.forEach((index, i) => {
+      out.setUint32(i * EDIT_ROW, index, true);
+      out.setUint8(i * EDIT_ROW + 4, OP_DROP);
     });
-    return edits;
+    return { ops, text: new Uint8Array(0) };
   },
 };

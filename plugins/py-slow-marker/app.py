@@ -7,6 +7,7 @@ Settings (the `[settings]` table of the plugin's .toml file):
 """
 
 import json
+import struct
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -33,20 +34,35 @@ class Processor(exports.Processor):
         ERROR_OVER_NS = None if error_over is None else int(error_over * 1_000_000)
         host.log(host.Level.DEBUG, f"py-slow-marker: threshold {threshold} ms")
 
-    def process(self, batch: types.SpanBatch) -> list:
-        edits = []
-        for index, span in enumerate(batch.spans):
-            duration = span.end_unix_nanos - span.start_unix_nanos
+    def process(self, batch: types.SpanBatch) -> types.Edits:
+        # Rows are fixed-size little-endian (layouts in wit/plugin.wit): 80 bytes per span,
+        # start and end nanoseconds at offsets 32 and 40; each edit is a 24-byte row whose
+        # strings go into one text buffer.
+        ops = bytearray()
+        text = bytearray()
+        attribute = ATTRIBUTE.encode()
+        for index, (start, end) in enumerate(SPAN_TIMES.iter_unpack(batch.spans)):
+            duration = end - start
             if duration < THRESHOLD_NS:
                 continue
-            edits.append(types.Edit_SetAttribute(
-                types.SetAttribute(index, ATTRIBUTE, types.NewValue_Boolean(True))))
+            ops += EDIT.pack(index, OP_SET_ATTRIBUTE, TAG_BOOL, len(text), len(attribute), 1)
+            text += attribute
             if ERROR_OVER_NS is not None and duration >= ERROR_OVER_NS:
-                message = f"slower than {ERROR_OVER_NS // 1_000_000} ms"
-                edits.append(types.Edit_SetStatus(
-                    types.SetStatus(index, types.StatusCode.ERROR, message)))
-        return edits
+                message = f"slower than {ERROR_OVER_NS // 1_000_000} ms".encode()
+                ops += EDIT.pack(index, OP_SET_STATUS, STATUS_ERROR, len(text), len(message), 0)
+                text += message
+        return types.Edits(bytes(ops), bytes(text))
 
+
+# Span row (80 bytes): skip to start/end at 32, skip the rest.
+SPAN_TIMES = struct.Struct("<32xQQ32x")
+# Edit row (24 bytes): span u32, operation u8, value type or status u8, 2 zero bytes,
+# string offset u32, string length u32, value u64.
+EDIT = struct.Struct("<IBB2xIIQ")
+OP_SET_ATTRIBUTE = 2
+OP_SET_STATUS = 4
+TAG_BOOL = 3
+STATUS_ERROR = 2
 
 THRESHOLD_NS = 500_000_000
 ATTRIBUTE = "app.slow"

@@ -1,5 +1,6 @@
 //! The ordered chain of plugins the agent runs every batch through.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::span::Span;
 
+use super::codec::SharedBatch;
 use super::config::PluginsConfig;
 use super::engine::PluginEngine;
 pub use super::instance::DropCause;
@@ -153,9 +155,28 @@ impl PluginChain {
     }
 }
 
+thread_local! {
+    /// Per thread, so concurrent batches never share (or wait for) an encoding buffer.
+    static SHARED: RefCell<SharedBatch> = RefCell::new(SharedBatch::default());
+}
+
 fn run_all(plugins: &[Arc<PluginVersion>], batch: &mut Vec<Span>, sink: &mut DropSink<'_>) {
+    SHARED.with(|shared| match shared.try_borrow_mut() {
+        Ok(mut shared) => run_all_with(plugins, batch, sink, &mut shared),
+        // Re-entered from a drop sink on this thread: use a buffer of its own.
+        Err(_) => run_all_with(plugins, batch, sink, &mut SharedBatch::default()),
+    })
+}
+
+fn run_all_with(
+    plugins: &[Arc<PluginVersion>],
+    batch: &mut Vec<Span>,
+    sink: &mut DropSink<'_>,
+    shared: &mut SharedBatch,
+) {
+    shared.invalidate();
     for plugin in plugins {
-        plugin.process(batch, sink);
+        plugin.process(batch, sink, shared);
         if batch.is_empty() {
             break;
         }

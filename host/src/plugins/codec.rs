@@ -1,5 +1,7 @@
-//! Packs spans into the WIT `span-batch` (one text buffer, flat attribute list), reusing the
-//! buffers from call to call so the hot path does not allocate once they have grown.
+//! Packs spans into the WIT `span-batch`: fixed-size little-endian rows plus one text buffer
+//! (layouts in `wit/plugin.wit`). Each table crosses into the guest as a `list<u8>`, i.e. one
+//! memcpy, where typed records would be lowered field by field. The buffers are reused from
+//! call to call so the hot path does not allocate once they have grown.
 
 use std::sync::Arc;
 
@@ -7,10 +9,22 @@ use crate::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatu
 
 use super::bindings::types as wit;
 
+pub const SPAN_ROW: usize = 80;
+pub const ATTRIBUTE_ROW: usize = 24;
+pub const RESOURCE_ROW: usize = 8;
+pub const EDIT_ROW: usize = 24;
+
+/// Value type tags shared by attribute rows and edit rows.
+pub const TAG_STR: u8 = 0;
+pub const TAG_INT: u8 = 1;
+pub const TAG_FLOAT: u8 = 2;
+pub const TAG_BOOL: u8 = 3;
+
 pub struct BatchEncoder {
     batch: wit::SpanBatch,
     /// Resources already packed in this batch, by identity (spans of one process share one).
     resources: Vec<*const Resource>,
+    attribute_rows: u32,
 }
 
 // SAFETY: the raw pointers are only compared for identity while the spans they came from are
@@ -22,11 +36,12 @@ impl Default for BatchEncoder {
         BatchEncoder {
             batch: wit::SpanBatch {
                 text: Vec::new(),
+                spans: Vec::new(),
                 attributes: Vec::new(),
                 resources: Vec::new(),
-                spans: Vec::new(),
             },
             resources: Vec::new(),
+            attribute_rows: 0,
         }
     }
 }
@@ -38,43 +53,93 @@ impl BatchEncoder {
         b.attributes.clear();
         b.resources.clear();
         b.spans.clear();
+        b.spans.reserve(spans.len() * SPAN_ROW);
         self.resources.clear();
+        self.attribute_rows = 0;
         for span in spans {
-            let resource = resource_index(&mut self.resources, b, &span.resource);
-            let attributes = push_attributes(b, &span.attributes);
+            let resource = resource_index(
+                &mut self.resources,
+                &mut self.attribute_rows,
+                b,
+                &span.resource,
+            );
+            let (first, count) = push_attributes(&mut self.attribute_rows, b, &span.attributes);
             let name = push_text(&mut b.text, &span.name);
             let (status, message) = match &span.status {
-                SpanStatus::Unset => (wit::StatusCode::Unset, ""),
-                SpanStatus::Ok => (wit::StatusCode::Ok, ""),
-                SpanStatus::Error { description } => (wit::StatusCode::Error, description.as_str()),
+                SpanStatus::Unset => (0u8, ""),
+                SpanStatus::Ok => (1, ""),
+                SpanStatus::Error { description } => (2, description.as_str()),
             };
-            let status_message = push_text(&mut b.text, message);
-            b.spans.push(wit::Span {
-                trace_id_high: u64::from_be_bytes(
-                    span.trace_id[..8].try_into().unwrap_or_default(),
-                ),
-                trace_id_low: u64::from_be_bytes(span.trace_id[8..].try_into().unwrap_or_default()),
-                span_id: u64::from_be_bytes(span.span_id),
-                parent_span_id: span.parent_span_id.map(u64::from_be_bytes),
-                name,
-                kind: match span.kind {
-                    SpanKind::Server => wit::SpanKind::Server,
-                    SpanKind::Client => wit::SpanKind::Client,
-                },
-                start_unix_nanos: span.start_unix_nanos,
-                end_unix_nanos: span.end_unix_nanos,
-                status,
-                status_message,
-                resource,
-                attributes,
-            });
+            let message = push_text(&mut b.text, message);
+            let mut row = [0u8; SPAN_ROW];
+            row[0..16].copy_from_slice(&span.trace_id);
+            // The ids travel as numbers: their big-endian bytes read as u64s.
+            let hi = u64::from_be_bytes(row[0..8].try_into().unwrap_or_default());
+            let lo = u64::from_be_bytes(row[8..16].try_into().unwrap_or_default());
+            put_u64(&mut row, 0, hi);
+            put_u64(&mut row, 8, lo);
+            put_u64(&mut row, 16, u64::from_be_bytes(span.span_id));
+            if let Some(parent) = span.parent_span_id {
+                put_u64(&mut row, 24, u64::from_be_bytes(parent));
+                row[78] = 1;
+            }
+            put_u64(&mut row, 32, span.start_unix_nanos);
+            put_u64(&mut row, 40, span.end_unix_nanos);
+            put_u32(&mut row, 48, name.0);
+            put_u32(&mut row, 52, name.1);
+            put_u32(&mut row, 56, message.0);
+            put_u32(&mut row, 60, message.1);
+            put_u32(&mut row, 64, first);
+            put_u32(&mut row, 68, count);
+            put_u32(&mut row, 72, resource);
+            row[76] = match span.kind {
+                SpanKind::Server => 0,
+                SpanKind::Client => 1,
+            };
+            row[77] = status;
+            b.spans.extend_from_slice(&row);
         }
         &self.batch
     }
 }
 
+/// The encoded form of the batch a chain is working on, shared by its plugins: a plugin that
+/// changed nothing leaves the encoding valid, so the next plugin gets it without re-encoding.
+#[derive(Default)]
+pub struct SharedBatch {
+    encoder: BatchEncoder,
+    current: bool,
+}
+
+impl SharedBatch {
+    /// The encoding of `spans`, which must be the spans of the last call unless
+    /// [`invalidate`](Self::invalidate) was called since.
+    pub fn get(&mut self, spans: &[Span]) -> &wit::SpanBatch {
+        if !self.current {
+            self.encoder.encode(spans);
+            self.current = true;
+        }
+        debug_assert_eq!(self.encoder.batch.spans.len(), spans.len() * SPAN_ROW);
+        &self.encoder.batch
+    }
+
+    /// The spans changed (edited, dropped, or a new batch): encode again on next use.
+    pub fn invalidate(&mut self) {
+        self.current = false;
+    }
+}
+
+fn put_u32(row: &mut [u8], at: usize, v: u32) {
+    row[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(row: &mut [u8], at: usize, v: u64) {
+    row[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
 fn resource_index(
     seen: &mut Vec<*const Resource>,
+    rows: &mut u32,
     b: &mut wit::SpanBatch,
     r: &Arc<Resource>,
 ) -> u32 {
@@ -82,37 +147,52 @@ fn resource_index(
     if let Some(i) = seen.iter().position(|p| *p == ptr) {
         return i as u32;
     }
-    let attributes = push_attributes(b, &r.attributes);
-    b.resources.push(wit::Resource { attributes });
+    let (first, count) = push_attributes(rows, b, &r.attributes);
+    let mut row = [0u8; RESOURCE_ROW];
+    put_u32(&mut row, 0, first);
+    put_u32(&mut row, 4, count);
+    b.resources.extend_from_slice(&row);
     seen.push(ptr);
     (seen.len() - 1) as u32
 }
 
-fn push_attributes(b: &mut wit::SpanBatch, attrs: &[Attribute]) -> wit::AttributeRange {
-    let start = b.attributes.len() as u32;
+fn push_attributes(rows: &mut u32, b: &mut wit::SpanBatch, attrs: &[Attribute]) -> (u32, u32) {
+    let first = *rows;
     for a in attrs {
+        let mut row = [0u8; ATTRIBUTE_ROW];
         let key = push_text(&mut b.text, &a.key);
-        let value = match &a.value {
-            AttributeValue::Str(s) => wit::Value::Str(push_text(&mut b.text, s)),
-            AttributeValue::Int(i) => wit::Value::Int(*i),
-            AttributeValue::Float(f) => wit::Value::Float(*f),
-            AttributeValue::Bool(v) => wit::Value::Boolean(*v),
-        };
-        b.attributes.push(wit::Attribute { key, value });
+        put_u32(&mut row, 0, key.0);
+        put_u32(&mut row, 4, key.1);
+        match &a.value {
+            AttributeValue::Str(s) => {
+                let v = push_text(&mut b.text, s);
+                row[8] = TAG_STR;
+                put_u32(&mut row, 16, v.0);
+                put_u32(&mut row, 20, v.1);
+            }
+            AttributeValue::Int(i) => {
+                row[8] = TAG_INT;
+                put_u64(&mut row, 16, *i as u64);
+            }
+            AttributeValue::Float(f) => {
+                row[8] = TAG_FLOAT;
+                put_u64(&mut row, 16, f.to_bits());
+            }
+            AttributeValue::Bool(v) => {
+                row[8] = TAG_BOOL;
+                put_u64(&mut row, 16, u64::from(*v));
+            }
+        }
+        b.attributes.extend_from_slice(&row);
     }
-    wit::AttributeRange {
-        start,
-        len: attrs.len() as u32,
-    }
+    *rows += attrs.len() as u32;
+    (first, attrs.len() as u32)
 }
 
-fn push_text(text: &mut Vec<u8>, s: &str) -> wit::Text {
+fn push_text(text: &mut Vec<u8>, s: &str) -> (u32, u32) {
     let offset = text.len() as u32;
     text.extend_from_slice(s.as_bytes());
-    wit::Text {
-        offset,
-        len: s.len() as u32,
-    }
+    (offset, s.len() as u32)
 }
 
 #[cfg(test)]
@@ -123,9 +203,9 @@ mod tests {
         Span {
             trace_id: [7; 16],
             span_id: [1, 2, 3, 4, 5, 6, 7, 8],
-            parent_span_id: None,
+            parent_span_id: Some([9; 8]),
             name: "GET".into(),
-            kind: SpanKind::Server,
+            kind: SpanKind::Client,
             start_unix_nanos: 10,
             end_unix_nanos: 20,
             status: SpanStatus::Error {
@@ -139,28 +219,53 @@ mod tests {
         }
     }
 
-    fn text(b: &wit::SpanBatch, t: wit::Text) -> &str {
-        std::str::from_utf8(&b.text[t.offset as usize..(t.offset + t.len) as usize]).unwrap()
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    fn text(b: &wit::SpanBatch, row: &[u8], at: usize) -> String {
+        let (o, l) = (u32_at(row, at) as usize, u32_at(row, at + 4) as usize);
+        String::from_utf8(b.text[o..o + l].to_vec()).unwrap()
     }
 
     #[test]
-    fn packs_strings_attributes_and_shared_resources_once() {
+    fn packs_rows_as_documented_and_shared_resources_once() {
         let r = Arc::new(Resource {
             attributes: vec![Attribute::new("service.name", "shop")],
         });
         let mut enc = BatchEncoder::default();
         let b = enc.encode(&[span(&r, "/a"), span(&r, "/b")]);
-        assert_eq!(b.resources.len(), 1, "one resource shared by both spans");
-        assert_eq!(b.spans.len(), 2);
-        let s1 = &b.spans[1];
-        assert_eq!(text(b, s1.name), "GET");
-        assert_eq!(text(b, s1.status_message), "boom");
-        assert_eq!(s1.span_id, 0x0102030405060708);
-        let a = &b.attributes[s1.attributes.start as usize];
-        assert_eq!(text(b, a.key), "url.path");
-        assert!(matches!(a.value, wit::Value::Str(t) if text(b, t) == "/b"));
-        let ra = &b.attributes[b.resources[0].attributes.start as usize];
-        assert_eq!(text(b, ra.key), "service.name");
+        assert_eq!(
+            b.resources.len(),
+            RESOURCE_ROW,
+            "one resource shared by both spans"
+        );
+        assert_eq!(b.spans.len(), 2 * SPAN_ROW);
+        assert_eq!(b.attributes.len(), 5 * ATTRIBUTE_ROW);
+        let s1 = &b.spans[SPAN_ROW..];
+        assert_eq!(u64_at(s1, 0), 0x0707070707070707);
+        assert_eq!(u64_at(s1, 16), 0x0102030405060708);
+        assert_eq!(u64_at(s1, 24), 0x0909090909090909);
+        assert_eq!((s1[76], s1[77], s1[78]), (1, 2, 1));
+        assert_eq!(u64_at(s1, 32), 10);
+        assert_eq!(u64_at(s1, 40), 20);
+        assert_eq!(text(b, s1, 48), "GET");
+        assert_eq!(text(b, s1, 56), "boom");
+        assert_eq!(u32_at(s1, 72), 0);
+        let (first, count) = (u32_at(s1, 64) as usize, u32_at(s1, 68));
+        assert_eq!(count, 2);
+        let a = &b.attributes[first * ATTRIBUTE_ROW..];
+        assert_eq!(text(b, a, 0), "url.path");
+        assert_eq!(a[8], TAG_STR);
+        assert_eq!(text(b, a, 16), "/b");
+        let a = &a[ATTRIBUTE_ROW..];
+        assert_eq!((a[8], u64_at(a, 16)), (TAG_INT, 500));
+        let ra = &b.attributes[u32_at(&b.resources, 0) as usize * ATTRIBUTE_ROW..];
+        assert_eq!(text(b, ra, 0), "service.name");
     }
 
     #[test]
@@ -169,7 +274,8 @@ mod tests {
         let mut enc = BatchEncoder::default();
         enc.encode(&[span(&r, "/a"), span(&r, "/b")]);
         let b = enc.encode(&[span(&r, "/c")]);
-        assert_eq!(b.spans.len(), 1);
-        assert_eq!(b.attributes.len(), 2);
+        assert_eq!(b.spans.len(), SPAN_ROW);
+        assert_eq!(b.attributes.len(), 2 * ATTRIBUTE_ROW);
+        assert_eq!(u32_at(&b.spans, 64), 0, "attribute rows restart at 0");
     }
 }

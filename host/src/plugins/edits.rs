@@ -1,10 +1,13 @@
 //! Applies a plugin's edits to the batch, enforcing the host's limits: a plugin cannot make a
 //! span or the agent unbounded (long strings are truncated, excess attributes and bad keys are
-//! rejected, an edit outside the batch or an absurd number of edits fails the call).
+//! rejected; an edit outside the batch, a malformed edit or an absurd number of edits fails the
+//! call). Edits arrive packed (rows + text, see `wit/plugin.wit`) and are checked completely
+//! before the first one is applied, so a bad edit leaves the batch untouched.
 
-use crate::span::{AttributeValue, Span, SpanStatus};
+use crate::span::{Attribute, AttributeValue, Span, SpanStatus};
 
-use super::bindings::types::{Edit, NewValue, StatusCode};
+use super::bindings::types::Edits;
+use super::codec::{EDIT_ROW, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
 
 #[derive(Clone, Copy, Debug)]
 pub struct EditLimits {
@@ -27,73 +30,156 @@ pub struct Applied {
     pub dropped: usize,
     pub truncated: u64,
     pub rejected: u64,
+    /// Edits other than drops were applied (the spans changed, not just their number).
+    pub changed: bool,
+}
+
+const OP_DROP: u8 = 0;
+const OP_RENAME: u8 = 1;
+const OP_SET_ATTRIBUTE: u8 = 2;
+const OP_REMOVE_ATTRIBUTE: u8 = 3;
+const OP_SET_STATUS: u8 = 4;
+
+/// One decoded edit row; strings borrow from the edits' text.
+enum Edit<'a> {
+    Drop,
+    Rename(&'a str),
+    SetAttribute(&'a str, Value<'a>),
+    RemoveAttribute(&'a str),
+    SetStatus(u8, &'a str),
+}
+
+enum Value<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+fn u32_at(row: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]])
+}
+
+fn u64_at(row: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&row[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// The string at (offset, length) stored at `row[at..at + 8]`, if it lies inside `text` on
+/// character boundaries (`text` was validated as UTF-8 as a whole, once).
+fn str_at<'a>(text: &'a str, row: &[u8], at: usize, i: usize) -> Result<&'a str, String> {
+    let start = u32_at(row, at) as usize;
+    let end = start.saturating_add(u32_at(row, at + 4) as usize);
+    text.get(start..end).ok_or_else(|| {
+        format!("edit {i}: string {start}..{end} is outside the edits' text or splits a character")
+    })
+}
+
+fn decode<'a>(text: &'a str, row: &[u8], i: usize) -> Result<Edit<'a>, String> {
+    Ok(match row[4] {
+        OP_DROP => Edit::Drop,
+        OP_RENAME => Edit::Rename(str_at(text, row, 8, i)?),
+        OP_SET_ATTRIBUTE => {
+            let value = match row[5] {
+                TAG_STR => Value::Str(str_at(text, row, 16, i)?),
+                TAG_INT => Value::Int(u64_at(row, 16) as i64),
+                TAG_FLOAT => Value::Float(f64::from_bits(u64_at(row, 16))),
+                TAG_BOOL => Value::Bool(u64_at(row, 16) != 0),
+                tag => return Err(format!("edit {i}: unknown value type {tag}")),
+            };
+            Edit::SetAttribute(str_at(text, row, 8, i)?, value)
+        }
+        OP_REMOVE_ATTRIBUTE => Edit::RemoveAttribute(str_at(text, row, 8, i)?),
+        OP_SET_STATUS if row[5] <= 2 => Edit::SetStatus(row[5], str_at(text, row, 8, i)?),
+        OP_SET_STATUS => return Err(format!("edit {i}: unknown status {}", row[5])),
+        op => return Err(format!("edit {i}: unknown operation {op}")),
+    })
 }
 
 /// Applies `edits` to `spans`, marking drops in `dropped` (same length as `spans`, all false
 /// on entry). On error nothing has been applied.
 pub fn apply(
     spans: &mut [Span],
-    edits: Vec<Edit>,
+    edits: &Edits,
     limits: &EditLimits,
     dropped: &mut [bool],
 ) -> Result<Applied, String> {
-    let max = limits.max_edits(spans.len());
-    if edits.len() > max {
+    if !edits.ops.len().is_multiple_of(EDIT_ROW) {
         return Err(format!(
-            "returned {} edits for a batch of {} spans (limit {max})",
-            edits.len(),
+            "edit table is {} bytes, not a multiple of {EDIT_ROW}",
+            edits.ops.len()
+        ));
+    }
+    let count = edits.ops.len() / EDIT_ROW;
+    let max = limits.max_edits(spans.len());
+    if count > max {
+        return Err(format!(
+            "returned {count} edits for a batch of {} spans (limit {max})",
             spans.len()
         ));
     }
-    if let Some(bad) = edits
-        .iter()
-        .map(target)
-        .find(|i| *i as usize >= spans.len())
-    {
-        return Err(format!(
-            "edit refers to span {bad} of a batch of {} spans",
-            spans.len()
-        ));
+    let text = std::str::from_utf8(&edits.text)
+        .map_err(|e| format!("the edits' text is not UTF-8: {e}"))?;
+    // Check everything first: on error nothing may have been applied.
+    for (i, row) in edits.ops.chunks_exact(EDIT_ROW).enumerate() {
+        let index = u32_at(row, 0);
+        if index as usize >= spans.len() {
+            return Err(format!(
+                "edit refers to span {index} of a batch of {} spans",
+                spans.len()
+            ));
+        }
+        decode(text, row, i)?;
     }
     let mut applied = Applied::default();
-    for edit in edits {
-        let index = target(&edit) as usize;
+    for (i, row) in edits.ops.chunks_exact(EDIT_ROW).enumerate() {
+        let index = u32_at(row, 0) as usize;
         let span = &mut spans[index];
+        let edit = decode(text, row, i)?;
+        if !matches!(edit, Edit::Drop) {
+            applied.changed = true;
+        }
         match edit {
-            Edit::Drop(_) => {
+            Edit::Drop => {
                 if !dropped[index] {
                     dropped[index] = true;
                     applied.dropped += 1;
                 }
             }
-            Edit::Rename(r) => span.name = truncate(r.name, limits, &mut applied),
-            Edit::SetAttribute(s) => {
-                if s.key.is_empty() || s.key.len() > limits.max_key_bytes {
+            Edit::Rename(name) => {
+                // Reuses the old name's buffer.
+                span.name.clear();
+                span.name.push_str(truncate(name, limits, &mut applied));
+            }
+            Edit::SetAttribute(key, value) => {
+                if key.is_empty() || key.len() > limits.max_key_bytes {
                     applied.rejected += 1;
                     continue;
                 }
-                let value = match s.value {
-                    NewValue::Str(v) => AttributeValue::Str(truncate(v, limits, &mut applied)),
-                    NewValue::Int(i) => AttributeValue::Int(i),
-                    NewValue::Float(f) => AttributeValue::Float(f),
-                    NewValue::Boolean(b) => AttributeValue::Bool(b),
-                };
-                let exists = span.attributes.iter().any(|a| a.key == s.key);
-                if !exists && span.attributes.len() >= limits.max_attributes_per_span {
-                    applied.rejected += 1;
-                    continue;
+                let full = span.attributes.len() >= limits.max_attributes_per_span;
+                match span.attributes.iter_mut().find(|a| a.key == key) {
+                    Some(existing) => set_value(&mut existing.value, value, limits, &mut applied),
+                    None if full => applied.rejected += 1,
+                    None => {
+                        let mut v = AttributeValue::Bool(false);
+                        set_value(&mut v, value, limits, &mut applied);
+                        span.attributes.push(Attribute {
+                            key: key.to_owned(),
+                            value: v,
+                        });
+                    }
                 }
-                span.set_attribute(&s.key, value);
             }
-            Edit::RemoveAttribute(r) => {
-                span.remove_attribute(&r.key);
+            Edit::RemoveAttribute(key) => {
+                span.remove_attribute(key);
             }
-            Edit::SetStatus(s) => {
-                span.status = match s.code {
-                    StatusCode::Unset => SpanStatus::Unset,
-                    StatusCode::Ok => SpanStatus::Ok,
-                    StatusCode::Error => SpanStatus::Error {
-                        description: truncate(s.message, limits, &mut applied),
+            Edit::SetStatus(code, message) => {
+                span.status = match code {
+                    0 => SpanStatus::Unset,
+                    1 => SpanStatus::Ok,
+                    _ => SpanStatus::Error {
+                        description: truncate(message, limits, &mut applied).to_owned(),
                     },
                 }
             }
@@ -102,28 +188,40 @@ pub fn apply(
     Ok(applied)
 }
 
-fn target(edit: &Edit) -> u32 {
-    match edit {
-        Edit::Drop(i) => *i,
-        Edit::Rename(r) => r.span,
-        Edit::SetAttribute(s) => s.span,
-        Edit::RemoveAttribute(r) => r.span,
-        Edit::SetStatus(s) => s.span,
-    }
+/// Stores `value` in `slot`, reusing the slot's string buffer when both are strings.
+fn set_value(
+    slot: &mut AttributeValue,
+    value: Value<'_>,
+    limits: &EditLimits,
+    applied: &mut Applied,
+) {
+    *slot = match value {
+        Value::Str(s) => {
+            let s = truncate(s, limits, applied);
+            if let AttributeValue::Str(old) = slot {
+                old.clear();
+                old.push_str(s);
+                return;
+            }
+            AttributeValue::Str(s.to_owned())
+        }
+        Value::Int(i) => AttributeValue::Int(i),
+        Value::Float(f) => AttributeValue::Float(f),
+        Value::Bool(b) => AttributeValue::Bool(b),
+    };
 }
 
 /// Cuts `s` to the value limit at a character boundary.
-fn truncate(mut s: String, limits: &EditLimits, applied: &mut Applied) -> String {
-    if s.len() > limits.max_value_bytes {
-        let mut end = limits.max_value_bytes;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.shrink_to_fit();
-        applied.truncated += 1;
+fn truncate<'a>(s: &'a str, limits: &EditLimits, applied: &mut Applied) -> &'a str {
+    if s.len() <= limits.max_value_bytes {
+        return s;
     }
-    s
+    let mut end = limits.max_value_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    applied.truncated += 1;
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -131,7 +229,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::plugins::bindings::types::{Rename, SetAttribute, SetStatus};
     use crate::span::{Resource, SpanKind};
 
     const LIMITS: EditLimits = EditLimits {
@@ -157,43 +254,86 @@ mod tests {
             .collect()
     }
 
-    fn set(span: u32, key: &str, value: &str) -> Edit {
-        Edit::SetAttribute(SetAttribute {
-            span,
-            key: key.into(),
-            value: NewValue::Str(value.into()),
-        })
+    /// Builds packed edits the way a guest does.
+    struct Builder(Edits);
+
+    impl Builder {
+        fn new() -> Self {
+            Builder(Edits {
+                ops: Vec::new(),
+                text: Vec::new(),
+            })
+        }
+
+        fn text(&mut self, s: &str) -> [u8; 8] {
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&(self.0.text.len() as u32).to_le_bytes());
+            b[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
+            self.0.text.extend_from_slice(s.as_bytes());
+            b
+        }
+
+        fn row(&mut self, span: u32, op: u8, tag: u8, a: [u8; 8], payload: [u8; 8]) -> &mut Self {
+            let mut row = [0u8; EDIT_ROW];
+            row[..4].copy_from_slice(&span.to_le_bytes());
+            row[4] = op;
+            row[5] = tag;
+            row[8..16].copy_from_slice(&a);
+            row[16..24].copy_from_slice(&payload);
+            self.0.ops.extend_from_slice(&row);
+            self
+        }
+
+        fn set(&mut self, span: u32, key: &str, value: &str) -> &mut Self {
+            let k = self.text(key);
+            let v = self.text(value);
+            self.row(span, OP_SET_ATTRIBUTE, TAG_STR, k, v)
+        }
+
+        fn set_int(&mut self, span: u32, key: &str, value: i64) -> &mut Self {
+            let k = self.text(key);
+            self.row(span, OP_SET_ATTRIBUTE, TAG_INT, k, value.to_le_bytes())
+        }
+
+        fn rename(&mut self, span: u32, name: &str) -> &mut Self {
+            let n = self.text(name);
+            self.row(span, OP_RENAME, 0, n, [0; 8])
+        }
+
+        fn status(&mut self, span: u32, code: u8, message: &str) -> &mut Self {
+            let m = self.text(message);
+            self.row(span, OP_SET_STATUS, code, m, [0; 8])
+        }
+
+        fn drop(&mut self, span: u32) -> &mut Self {
+            self.row(span, OP_DROP, 0, [0; 8], [0; 8])
+        }
     }
 
     #[test]
     fn applies_in_order_and_truncates_at_char_boundaries() {
         let mut s = spans(2);
         let mut dropped = vec![false; 2];
-        let edits = vec![
-            set(0, "a", "1"),
-            set(0, "a", "ééééé"),
-            Edit::Rename(Rename {
-                span: 1,
-                name: "0123456789".into(),
-            }),
-            Edit::SetStatus(SetStatus {
-                span: 1,
-                code: StatusCode::Error,
-                message: "bad".into(),
-            }),
-            Edit::Drop(1),
-            Edit::Drop(1),
-        ];
-        let applied = apply(&mut s, edits, &LIMITS, &mut dropped).unwrap();
+        let mut b = Builder::new();
+        b.set(0, "a", "1")
+            .set(0, "a", "ééééé")
+            .set_int(0, "b", 7)
+            .rename(1, "0123456789")
+            .status(1, 2, "bad")
+            .drop(1)
+            .drop(1);
+        let applied = apply(&mut s, &b.0, &LIMITS, &mut dropped).unwrap();
         assert_eq!(
             applied,
             Applied {
                 dropped: 1,
                 truncated: 2,
-                rejected: 0
+                rejected: 0,
+                changed: true,
             }
         );
         assert_eq!(s[0].attribute("a"), Some(&AttributeValue::from("éééé")));
+        assert_eq!(s[0].attribute("b"), Some(&AttributeValue::Int(7)));
         assert_eq!(s[1].name, "01234567");
         assert_eq!(
             s[1].status,
@@ -205,17 +345,25 @@ mod tests {
     }
 
     #[test]
+    fn drops_alone_do_not_count_as_changes() {
+        let mut s = spans(2);
+        let mut b = Builder::new();
+        b.drop(0);
+        let applied = apply(&mut s, &b.0, &LIMITS, &mut [false, false]).unwrap();
+        assert_eq!((applied.dropped, applied.changed), (1, false));
+    }
+
+    #[test]
     fn rejects_long_keys_and_attributes_beyond_the_cap() {
         let mut s = spans(1);
-        let edits = vec![
-            set(0, "toolong", "x"),
-            set(0, "", "x"),
-            set(0, "a", "1"),
-            set(0, "b", "2"),
-            set(0, "c", "3"),
-            set(0, "a", "4"),
-        ];
-        let applied = apply(&mut s, edits, &LIMITS, &mut [false]).unwrap();
+        let mut b = Builder::new();
+        b.set(0, "toolong", "x")
+            .set(0, "", "x")
+            .set(0, "a", "1")
+            .set(0, "b", "2")
+            .set(0, "c", "3")
+            .set(0, "a", "4");
+        let applied = apply(&mut s, &b.0, &LIMITS, &mut [false]).unwrap();
         assert_eq!(applied.rejected, 3);
         assert_eq!(s[0].attributes.len(), 2);
         assert_eq!(s[0].attribute("a"), Some(&AttributeValue::from("4")));
@@ -224,17 +372,79 @@ mod tests {
     #[test]
     fn an_edit_outside_the_batch_or_too_many_edits_fail_without_applying_anything() {
         let mut s = spans(1);
-        let err = apply(
-            &mut s,
-            vec![set(0, "a", "1"), Edit::Drop(3)],
-            &LIMITS,
-            &mut [false],
-        )
-        .unwrap_err();
+        let mut b = Builder::new();
+        b.set(0, "a", "1").drop(3);
+        let err = apply(&mut s, &b.0, &LIMITS, &mut [false]).unwrap_err();
         assert!(err.contains("span 3 of a batch of 1"), "{err}");
         assert!(s[0].attributes.is_empty());
-        let many = (0..1000).map(|_| set(0, "a", "1")).collect();
-        let err = apply(&mut s, many, &LIMITS, &mut [false]).unwrap_err();
+        let mut b = Builder::new();
+        for _ in 0..1000 {
+            b.set(0, "a", "1");
+        }
+        let err = apply(&mut s, &b.0, &LIMITS, &mut [false]).unwrap_err();
         assert!(err.contains("1000 edits"), "{err}");
+    }
+
+    #[test]
+    fn malformed_edits_fail_without_applying_anything() {
+        type Case = (Box<dyn Fn(&mut Builder)>, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                Box::new(|b: &mut Builder| {
+                    b.0.ops.pop();
+                }),
+                "not a multiple",
+            ),
+            (
+                Box::new(|b: &mut Builder| {
+                    b.row(0, 9, 0, [0; 8], [0; 8]);
+                }),
+                "unknown operation 9",
+            ),
+            (
+                Box::new(|b: &mut Builder| {
+                    b.row(0, OP_SET_ATTRIBUTE, 7, [0; 8], [0; 8]);
+                }),
+                "unknown value type 7",
+            ),
+            (
+                Box::new(|b: &mut Builder| {
+                    b.row(0, OP_SET_STATUS, 3, [0; 8], [0; 8]);
+                }),
+                "unknown status 3",
+            ),
+            (
+                Box::new(|b: &mut Builder| {
+                    let mut r = [0u8; 8];
+                    r[4..].copy_from_slice(&1000u32.to_le_bytes());
+                    b.row(0, OP_RENAME, 0, r, [0; 8]);
+                }),
+                "outside the edits' text",
+            ),
+            (
+                Box::new(|b: &mut Builder| {
+                    let t = b.text("é");
+                    let mut r = t;
+                    r[4..].copy_from_slice(&1u32.to_le_bytes());
+                    b.row(0, OP_RENAME, 0, r, [0; 8]);
+                }),
+                "splits a character",
+            ),
+            (
+                Box::new(|b: &mut Builder| {
+                    b.0.text.push(0xff);
+                }),
+                "not UTF-8",
+            ),
+        ];
+        for (make, expected) in cases {
+            let mut s = spans(1);
+            let mut b = Builder::new();
+            b.set(0, "a", "1");
+            make(&mut b);
+            let err = apply(&mut s, &b.0, &LIMITS, &mut [false]).unwrap_err();
+            assert!(err.contains(expected), "{err} does not say {expected}");
+            assert!(s[0].attributes.is_empty(), "nothing applied for {expected}");
+        }
     }
 }

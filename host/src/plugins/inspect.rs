@@ -8,7 +8,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// The export every plugin must have.
-pub const WORLD_EXPORT: &str = "http-autoinstrument:plugin/processor@0.1.0";
+pub const WORLD_EXPORT: &str = "http-autoinstrument:plugin/processor@0.2.0";
 const PACKAGE_PREFIX: &str = "http-autoinstrument:plugin/";
 
 /// What the agent gives a plugin for one import.
@@ -126,10 +126,10 @@ mod tests {
 
     #[test]
     fn grants_are_explicit_for_known_imports_and_absent_for_unknown_ones() {
-        assert!(grant_for("http-autoinstrument:plugin/host@0.1.0")
+        assert!(grant_for("http-autoinstrument:plugin/host@0.2.0")
             .unwrap()
             .contains("logging"));
-        assert_eq!(grant_for("http-autoinstrument:plugin/host@0.2.0"), None);
+        assert_eq!(grant_for("http-autoinstrument:plugin/host@0.1.0"), None);
         assert!(grant_for("wasi:sockets/tcp@0.2.6")
             .unwrap()
             .contains("denied"));

@@ -9,7 +9,7 @@ use wasmtime::Store;
 use crate::span::Span;
 
 use super::bindings::{SpanProcessor, SpanProcessorPre};
-use super::codec::BatchEncoder;
+use super::codec::SharedBatch;
 use super::config::{Grants, OnError, PluginSettings, PluginsConfig};
 use super::edits::{self, EditLimits};
 use super::engine::{budget_ticks, ContentHash, PluginEngine};
@@ -56,7 +56,6 @@ pub struct PluginVersion {
 
 struct Live {
     instance: Option<Instance>,
-    encoder: BatchEncoder,
     dropped: Vec<bool>,
     consecutive_failures: u32,
     suspensions: u32,
@@ -117,7 +116,6 @@ impl PluginVersion {
             pre,
             live: Mutex::new(Live {
                 instance: None,
-                encoder: BatchEncoder::default(),
                 dropped: Vec::new(),
                 consecutive_failures: 0,
                 suspensions: 0,
@@ -154,7 +152,14 @@ impl PluginVersion {
     }
 
     /// Runs `spans` through this plugin. Never fails: a failure applies the `on-error` policy.
-    pub fn process(&self, spans: &mut Vec<Span>, sink: &mut DropSink<'_>) {
+    /// `shared` holds the chain's encoding of `spans`; it is invalidated here when the spans
+    /// change.
+    pub fn process(
+        &self,
+        spans: &mut Vec<Span>,
+        sink: &mut DropSink<'_>,
+        shared: &mut SharedBatch,
+    ) {
         let n = spans.len();
         if n == 0 {
             return;
@@ -198,7 +203,7 @@ impl PluginVersion {
         let Some(instance) = live.instance.as_mut() else {
             return;
         };
-        let batch = live.encoder.encode(spans);
+        let batch = shared.get(spans);
         instance.store.data_mut().memory.exceeded = false;
         instance.store.set_epoch_deadline(budget_ticks(self.budget));
         let result = instance
@@ -224,7 +229,11 @@ impl PluginVersion {
             Ok(Ok(edits)) => {
                 live.dropped.clear();
                 live.dropped.resize(n, false);
-                match edits::apply(spans, edits, &self.limits, &mut live.dropped) {
+                let result = edits::apply(spans, &edits, &self.limits, &mut live.dropped);
+                if result.as_ref().is_ok_and(|a| a.changed || a.dropped > 0) {
+                    shared.invalidate();
+                }
+                match result {
                     Err(message) => {
                         self.fail(live, spans, FailureKind::InvalidOutput, &message, sink)
                     }
@@ -247,6 +256,9 @@ impl PluginVersion {
                     }
                 }
             }
+        }
+        if spans.len() != n {
+            shared.invalidate();
         }
         self.stats
             .record_batch(n, spans.len(), true, elapsed(started));

@@ -18,7 +18,7 @@ fn check_reports_world_imports_and_grants() {
         .all(|i| !i.import.starts_with("wasi:")));
     let text = report.to_string();
     assert!(
-        text.contains("http-autoinstrument:plugin/processor@0.1.0"),
+        text.contains("http-autoinstrument:plugin/processor@0.2.0"),
         "{text}"
     );
 

@@ -227,7 +227,7 @@ fn broken_files_are_refused_with_a_clear_error_and_the_rest_keeps_running() {
         error("10-truncated.wasm")
     );
     assert!(error("20-wrong-world.wasm")
-        .contains("does not export http-autoinstrument:plugin/processor@0.1.0"));
+        .contains("does not export http-autoinstrument:plugin/processor@0.2.0"));
     assert!(error("30-core-module.wasm").contains("core WebAssembly module"));
     assert!(error("40-not-wasm.wasm").contains("not a WebAssembly file"));
     let r = resource();

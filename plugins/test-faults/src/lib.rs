@@ -6,8 +6,7 @@
 //! `error` (returns an error), `huge-value` (sets a 16 MiB attribute),
 //! `many-attributes` (sets 100 000 attributes), `bad-index` (edits a span outside the batch).
 
-use http_autoinstrument_plugin::bindings::http_autoinstrument::plugin::types::Edit;
-use http_autoinstrument_plugin::{export_plugin, Batch, Edits, Plugin};
+use http_autoinstrument_plugin::{export_plugin, Batch, Edit, Edits, Plugin};
 
 pub struct Faults;
 
