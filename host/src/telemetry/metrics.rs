@@ -65,6 +65,23 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::
     )?)
 }
 
+#[derive(Clone, Copy)]
+enum Scalar {
+    Counter,
+    Gauge,
+}
+
+/// Metrics without labels, in the order given: (kind, name, help, value).
+fn scalars(e: &mut DescriptorEncoder, metrics: &[(Scalar, &str, &str, u64)]) -> std::fmt::Result {
+    for &(kind, name, help, value) in metrics {
+        match kind {
+            Scalar::Counter => counter(e, name, help, value)?,
+            Scalar::Gauge => gauge(e, name, help, value)?,
+        }
+    }
+    Ok(())
+}
+
 fn probe_hits(
     e: &mut DescriptorEncoder,
     kernel: &crate::attach::KernelCounters,
@@ -106,114 +123,124 @@ impl Collector for AgentCollector {
         let export = self.0.export.snapshot();
         let e = &mut e;
 
-        gauge(
+        scalars(
             e,
-            "processes_traced",
-            "Processes with probes attached now",
-            agent.processes_traced.load(Relaxed),
-        )?;
-        gauge(
-            e,
-            "probes_attached",
-            "Uprobe links attached now",
-            agent.probes_attached.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "processes_attached",
-            "Processes the probes were attached to",
-            agent.processes_attached.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "attach_failures",
-            "Processes the probes could not be attached to",
-            agent.attach_failures.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "process_scans",
-            "Completed scans of /proc for new and exited processes",
-            agent.scans_completed.load(Relaxed),
+            &[
+                (
+                    Scalar::Gauge,
+                    "processes_traced",
+                    "Processes with probes attached now",
+                    agent.processes_traced.load(Relaxed),
+                ),
+                (
+                    Scalar::Gauge,
+                    "probes_attached",
+                    "Uprobe links attached now",
+                    agent.probes_attached.load(Relaxed),
+                ),
+                (
+                    Scalar::Counter,
+                    "processes_attached",
+                    "Processes the probes were attached to",
+                    agent.processes_attached.load(Relaxed),
+                ),
+                (
+                    Scalar::Counter,
+                    "attach_failures",
+                    "Processes the probes could not be attached to",
+                    agent.attach_failures.load(Relaxed),
+                ),
+                (
+                    Scalar::Counter,
+                    "process_scans",
+                    "Completed scans of /proc for new and exited processes",
+                    agent.scans_completed.load(Relaxed),
+                ),
+            ],
         )?;
         probe_hits(e, &kernel)?;
-        counter(
+        scalars(
             e,
-            "kernel_events_submitted",
-            "Request events the probes wrote to the ring buffer",
-            kernel.events_submitted,
-        )?;
-        counter(
-            e,
-            "kernel_events_lost",
-            "Request events lost in the kernel because the ring buffer was full",
-            kernel.events_lost,
-        )?;
-        counter(
-            e,
-            "kernel_returns_without_entry",
-            "ServeHTTP returns seen without their entry",
-            kernel.returns_without_entry,
-        )?;
-        counter(
-            e,
-            "kernel_panics",
-            "Handler panics seen by the probes",
-            kernel.panics,
-        )?;
-        counter(
-            e,
-            "events_read",
-            "Request events read from the ring buffer",
-            agent.events_read.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "events_malformed",
-            "Ring buffer records that were not request events",
-            agent.events_malformed.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "spans_built",
-            "Spans built from request events",
-            agent.spans_built.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "spans_submitted",
-            "Spans handed to the exporter (after plugins)",
-            export.submitted,
-        )?;
-        counter(
-            e,
-            "spans_exported",
-            "Spans the collector (or stdout) accepted",
-            export.exported,
-        )?;
-        counter(
-            e,
-            "spans_dropped",
-            "Spans refused because the export queue was full",
-            export.dropped,
-        )?;
-        counter(
-            e,
-            "spans_failed",
-            "Spans given up on after retries, a permanent error or shutdown",
-            export.failed,
-        )?;
-        gauge(
-            e,
-            "spans_queued",
-            "Spans held by the exporter now",
-            export.queued,
-        )?;
-        counter(
-            e,
-            "export_retries",
-            "Export attempts that were retries",
-            export.retries,
+            &[
+                (
+                    Scalar::Counter,
+                    "kernel_events_submitted",
+                    "Request events the probes wrote to the ring buffer",
+                    kernel.events_submitted,
+                ),
+                (
+                    Scalar::Counter,
+                    "kernel_events_lost",
+                    "Request events lost in the kernel because the ring buffer was full",
+                    kernel.events_lost,
+                ),
+                (
+                    Scalar::Counter,
+                    "kernel_returns_without_entry",
+                    "ServeHTTP returns seen without their entry",
+                    kernel.returns_without_entry,
+                ),
+                (
+                    Scalar::Counter,
+                    "kernel_panics",
+                    "Handler panics seen by the probes",
+                    kernel.panics,
+                ),
+                (
+                    Scalar::Counter,
+                    "events_read",
+                    "Request events read from the ring buffer",
+                    agent.events_read.load(Relaxed),
+                ),
+                (
+                    Scalar::Counter,
+                    "events_malformed",
+                    "Ring buffer records that were not request events",
+                    agent.events_malformed.load(Relaxed),
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_built",
+                    "Spans built from request events",
+                    agent.spans_built.load(Relaxed),
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_submitted",
+                    "Spans handed to the exporter (after plugins)",
+                    export.submitted,
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_exported",
+                    "Spans the collector (or stdout) accepted",
+                    export.exported,
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_dropped",
+                    "Spans refused because the export queue was full",
+                    export.dropped,
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_failed",
+                    "Spans given up on after retries, a permanent error or shutdown",
+                    export.failed,
+                ),
+                (
+                    Scalar::Gauge,
+                    "spans_queued",
+                    "Spans held by the exporter now",
+                    export.queued,
+                ),
+                (
+                    Scalar::Counter,
+                    "export_retries",
+                    "Export attempts that were retries",
+                    export.retries,
+                ),
+            ],
         )?;
 
         let Some(chain) = &self.0.plugins else {
