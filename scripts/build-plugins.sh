@@ -44,7 +44,7 @@ cargo_wasm() {
 
 need wasm-tools
 # No WASI at all: these plugins only import the agent's `host` interface.
-# bench-shape-*: benchmark-only plugins (one per boundary shape, see host/benches/plugins.rs).
+# bench-shape-*: benchmark-only plugins (one per boundary shape, see bench/benches/plugins.rs).
 dir="$(cargo_wasm wasm32-unknown-unknown plugin-filter plugin-redact plugin-route-template plugin-test-faults \
   bench-shape-packed bench-shape-typed bench-shape-records)"
 for p in filter redact route-template test-faults; do

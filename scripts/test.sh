@@ -23,4 +23,10 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$RESULTS"
 echo "== guest SDK and example plugins (native unit tests)"
 (cd guest-sdk && cargo test --locked) 2>&1 | tee -a "$RESULTS"
 (cd plugins && cargo test --locked) 2>&1 | tee -a "$RESULTS"
+echo "== benchmarks (builds them and runs every step for a second; no timing is checked)"
+if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then
+  HTTP_AUTOINSTRUMENT_SETUP_DONE=1 scripts/bench.sh --smoke
+else
+  echo "skipped: the benchmark smoke run attaches uprobes and needs root (sudo scripts/test.sh)"
+fi
 awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$RESULTS"

@@ -41,6 +41,7 @@ pub use config::{
     TRACES_PROTOCOL, TRACES_TIMEOUT,
 };
 pub use convert::SCOPE_NAME;
+pub use otlp::sdk_batches;
 pub use queue::ExportStats;
 pub use stdout::{format_span_line, format_timestamp};
 

@@ -57,6 +57,17 @@ pub(crate) fn build_exporter(
     result.map_err(|e| e.to_string())
 }
 
+/// What the exporter hands opentelemetry-otlp for `spans`: per distinct resource, that resource
+/// and its spans as SDK data. The same conversion export uses; public so the pipeline benchmarks
+/// measure it without a collector.
+pub fn sdk_batches(spans: Vec<Span>) -> Vec<(opentelemetry_sdk::Resource, Vec<SpanData>)> {
+    let scope = convert::scope();
+    group_by_resource(spans, &scope)
+        .into_iter()
+        .map(|(resource, data)| (convert::resource(&resource), data))
+        .collect()
+}
+
 pub(crate) struct OtlpSink {
     exporter: opentelemetry_otlp::SpanExporter,
     scope: InstrumentationScope,

@@ -1,0 +1,194 @@
+//! http-autoinstrument's benchmarks: what the agent costs a traced Go service and what its
+//! pipeline can carry, measured side by side in one run and written up as `docs/benchmarks.md`.
+//!
+//! `scripts/bench.sh` builds everything and runs [`run`] through the `http-autoinstrument-bench`
+//! binary; criterion micro-benchmarks of the pipeline parts are in `benches/`.
+//!
+//! - `workload`, `replay`, `reload`: the pipeline without the kernel (also used by `benches/`).
+//! - `procs`, `http`, `wrk`, `load`, `sink`: processes, traffic and an OTLP receiver.
+//! - `overhead`, `hits`, `resources`, `startup`: one section of the report each.
+//! - `report`, `plot`, `machine`, `criterion`: the write-up.
+pub mod criterion;
+pub mod hits;
+pub mod http;
+pub mod load;
+pub mod machine;
+pub mod overhead;
+pub mod plot;
+pub mod procs;
+pub mod reload;
+pub mod replay;
+pub mod report;
+pub mod resources;
+pub mod sink;
+pub mod startup;
+pub mod stats;
+pub mod workload;
+pub mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde::Serialize;
+
+/// How long and how often; `smoke()` is the CI run that only shows everything works.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    pub rounds: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub rates: Vec<f64>,
+    pub hit_requests: u64,
+    pub startups: usize,
+    pub reload_swaps: usize,
+    pub replay_time: Duration,
+}
+
+impl Settings {
+    pub fn full() -> Settings {
+        Settings {
+            rounds: 3,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            rates: vec![1000.0, 5000.0, 10000.0],
+            hit_requests: 200,
+            startups: 5,
+            reload_swaps: 6,
+            replay_time: Duration::from_secs(3),
+        }
+    }
+
+    pub fn smoke() -> Settings {
+        Settings {
+            rounds: 1,
+            duration: Duration::from_secs(1),
+            warmup: Duration::from_secs(1),
+            rates: vec![1000.0],
+            hit_requests: 20,
+            startups: 1,
+            reload_swaps: 2,
+            replay_time: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Everything a run needs, prepared once.
+pub struct Bench {
+    pub settings: Settings,
+    pub agent: PathBuf,
+    /// The Go fixture server the agent traces.
+    pub server: PathBuf,
+    /// The same server stripped of symbols, for bpftrace (see `overhead::bpftrace_script`).
+    pub peer_server: PathBuf,
+    pub bpftrace_script: PathBuf,
+    pub built_plugins: PathBuf,
+    /// filter, redact and route-template, in chain order.
+    pub three_plugins: tempfile::TempDir,
+    pub sink: sink::OtlpSink,
+    pub go_version: String,
+    pub work: tempfile::TempDir,
+}
+
+impl Bench {
+    pub fn prepare(
+        settings: Settings,
+        agent: &Path,
+        server: &Path,
+        built_plugins: &Path,
+    ) -> Result<Bench> {
+        // SAFETY: geteuid has no preconditions.
+        ensure!(
+            unsafe { libc::geteuid() } == 0,
+            "the benchmarks attach uprobes: run them as root (sudo scripts/bench.sh)"
+        );
+        let binary = http_autoinstrument::inspect::inspect_binary(server)
+            .with_context(|| format!("inspecting {}", server.display()))?;
+        let work = tempfile::tempdir()?;
+        let peer_server = work.path().join("service-stripped");
+        std::fs::copy(server, &peer_server)?;
+        let status = std::process::Command::new("strip")
+            .arg(&peer_server)
+            .status()
+            .context("running strip (binutils)")?;
+        ensure!(status.success(), "strip {} failed", peer_server.display());
+        let bpftrace_script = work.path().join("peer.bt");
+        std::fs::write(
+            &bpftrace_script,
+            overhead::bpftrace_script(&binary, &peer_server),
+        )?;
+        Ok(Bench {
+            settings,
+            agent: agent.to_path_buf(),
+            server: server.to_path_buf(),
+            peer_server,
+            bpftrace_script,
+            built_plugins: built_plugins.to_path_buf(),
+            three_plugins: replay::three_plugin_dir(built_plugins)?,
+            sink: sink::OtlpSink::start()?,
+            go_version: binary.go_version.to_string(),
+            work,
+        })
+    }
+}
+
+/// Everything measured in one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub settings: Settings,
+    pub machine: machine::Machine,
+    pub overhead: Vec<overhead::OverheadRun>,
+    pub probe_hits: Vec<hits::ProbeHits>,
+    pub replay: Vec<replay::ReplayResult>,
+    pub resources: Vec<resources::ResourceRun>,
+    pub startup: Vec<startup::StartupRun>,
+    pub reload_ms: Vec<f64>,
+    pub micro: Vec<criterion::MicroBench>,
+}
+
+/// Runs every measurement in turn.
+pub fn run(bench: &Bench, criterion_dir: Option<&Path>) -> Result<Results> {
+    let machine = machine::describe(&bench.go_version);
+    eprintln!("== pipeline replay (no kernel)");
+    let chain = replay::load_chain(bench.three_plugins.path())?;
+    let replayer = replay::Replay::new(chain, 4 * replay::BATCH);
+    let replay = replay::Stage::ALL
+        .iter()
+        .map(|&stage| {
+            let r = replayer.measure(stage, bench.settings.replay_time);
+            eprintln!(
+                "replay: {} {:.0} spans/s",
+                stage.label(),
+                r.spans_per_second
+            );
+            r
+        })
+        .collect();
+    eprintln!("== plugin reload");
+    let reload_ms = reload::reload_latencies(&bench.built_plugins, bench.settings.reload_swaps)?
+        .iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    eprintln!("== probe hits per request");
+    let probe_hits = hits::measure(bench).context("probe hits")?;
+    eprintln!("== start to first span");
+    let startup = startup::measure(bench).context("start to first span")?;
+    eprintln!("== agent CPU and memory");
+    let resources = resources::measure(bench).context("agent resources")?;
+    eprintln!("== overhead on the traced service");
+    let overhead = overhead::measure(bench).context("overhead")?;
+    let micro = criterion_dir
+        .map(|dir| criterion::collect(dir, &["pipeline/", "chain-", "alone-", "shape-"]))
+        .unwrap_or_default();
+    Ok(Results {
+        settings: bench.settings.clone(),
+        machine,
+        overhead,
+        probe_hits,
+        replay,
+        resources,
+        startup,
+        reload_ms,
+        micro,
+    })
+}

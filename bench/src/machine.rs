@@ -1,0 +1,72 @@
+//! What the numbers were measured on.
+use std::process::Command;
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub virtualization: String,
+    pub tools: Vec<(String, String)>,
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "not found".into())
+}
+
+pub fn describe(go_version: &str) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+            .unwrap_or_default()
+    };
+    let memory_kib: f64 = field(&meminfo, "MemTotal")
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let hypervisor = cpuinfo.contains(" hypervisor");
+    let virt = first_line("systemd-detect-virt", &[]);
+    Machine {
+        cpu: field(&cpuinfo, "model name"),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_gib: memory_kib / 1024.0 / 1024.0,
+        kernel: first_line("uname", &["-r"]),
+        virtualization: match (hypervisor, virt.as_str()) {
+            (_, v) if v != "not found" && v != "none" => format!("virtual machine ({v})"),
+            (true, _) => "virtual machine (hypervisor flag set)".into(),
+            _ => "none detected".into(),
+        },
+        tools: vec![
+            ("Go (service)".into(), go_version.into()),
+            ("rustc".into(), first_line("rustc", &["--version"])),
+            ("wrk".into(), first_line("wrk", &["--version"])),
+            ("bpftrace".into(), first_line("bpftrace", &["--version"])),
+            ("curl".into(), first_line("curl", &["--version"])),
+        ],
+    }
+}

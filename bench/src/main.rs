@@ -1,0 +1,55 @@
+//! `http-autoinstrument-bench`: runs every benchmark and writes the report. Use
+//! `scripts/bench.sh`, which builds what this needs and passes the paths.
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use http_autoinstrument_bench::report::{self, Invocation};
+use http_autoinstrument_bench::{run, Bench, Settings};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of http-autoinstrument; writes docs/benchmarks.md")]
+struct Args {
+    /// The agent binary (a release build).
+    #[arg(long)]
+    agent: PathBuf,
+    /// The Go fixture server to trace.
+    #[arg(long)]
+    server: PathBuf,
+    /// Directory with the built example plugins (filter.wasm, redact.wasm, ...).
+    #[arg(long)]
+    plugins: PathBuf,
+    /// Criterion's output directory, to include the micro-benchmarks.
+    #[arg(long)]
+    criterion: Option<PathBuf>,
+    /// Where the report goes; charts and results.json go to a directory of the same stem.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Every step for about a second: shows the benchmarks work, measures nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// How the run was started, for the report.
+    #[arg(long, default_value = "sudo scripts/bench.sh")]
+    command: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let settings = if args.smoke {
+        Settings::smoke()
+    } else {
+        Settings::full()
+    };
+    let bench = Bench::prepare(settings, &args.agent, &args.server, &args.plugins)?;
+    let results = run(&bench, args.criterion.as_deref())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let invocation = Invocation {
+        command: args.command,
+        date: http_autoinstrument::export::format_timestamp(now),
+    };
+    report::write(&results, &args.out, &invocation)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Overhead on the traced service, every configuration side by side in each round:
+//! none, the floor (bare counting probes), the agent, the agent with three plugins, and the
+//! bpftrace peer, over HTTP and HTTPS.
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use http_autoinstrument::inspect::GoBinary;
+use serde::Serialize;
+
+use crate::procs::{sample, Agent, AgentRun, Peer, Service, Target};
+use crate::wrk::{self, WrkResult};
+use crate::Bench;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    None,
+    Floor,
+    Agent,
+    AgentPlugins,
+    Bpftrace,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 5] = [
+        Mode::None,
+        Mode::Floor,
+        Mode::Agent,
+        Mode::AgentPlugins,
+        Mode::Bpftrace,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::None => "(a) none",
+            Mode::Floor => "(b) floor: counting probes",
+            Mode::Agent => "(c) agent, no plugins",
+            Mode::AgentPlugins => "(d) agent + 3 plugins",
+            Mode::Bpftrace => "(e) bpftrace peer",
+        }
+    }
+
+    pub fn short(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Floor => "floor",
+            Mode::Agent => "agent",
+            Mode::AgentPlugins => "agent+3",
+            Mode::Bpftrace => "bpftrace",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scheme::Http => "HTTP",
+            Scheme::Https => "HTTPS",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OverheadRun {
+    pub scheme: Scheme,
+    pub mode: Mode,
+    pub round: usize,
+    pub wrk: WrkResult,
+    /// CPU time (user + system) the service used per request during the measurement. Uprobe
+    /// traps run in the service's own context, so this is what instrumentation adds to.
+    pub service_cpu_us_per_request: f64,
+    /// What the instrumentation reported for this run (spans exported, probe hits, lines printed).
+    pub check: String,
+}
+
+/// The bpftrace program: the probes on the same file offsets (entry and every RET of
+/// `net/http.serverHandler.ServeHTTP`), keyed by goroutine (R14 in Go's register ABI), reading
+/// `Request.Method` and `Request.URL.Path` with the offsets our inspection found.
+pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
+    let f = &binary.serve_http;
+    let o = &binary.offsets;
+    let at = |offset: u64| format!("uprobe:{}:{:#x}", peer_binary.display(), offset);
+    let mut script = String::new();
+    let _ = writeln!(
+        script,
+        "// Same capture as the agent, by bpftrace: method, path and duration of every request.\n\
+         {}\n{{\n  @start[reg(\"r14\")] = nsecs;\n  @req[reg(\"r14\")] = reg(\"di\");\n}}",
+        at(f.file_offset)
+    );
+    let rets: Vec<String> = f
+        .return_offsets
+        .iter()
+        .map(|r| at(f.file_offset + r))
+        .collect();
+    let _ = writeln!(
+        script,
+        "{}\n/@req[reg(\"r14\")]/\n{{\n  $g = reg(\"r14\");\n  $r = @req[$g];\n  \
+         $u = *(uint64*)($r + {url:#x});\n  \
+         printf(\"%s %s %d\\n\", str(*(uint64*)($r + {m:#x}), *(uint64*)($r + {m8:#x})), \
+         str(*(uint64*)($u + {p:#x}), *(uint64*)($u + {p8:#x})), (nsecs - @start[$g]) / 1000);\n  \
+         delete(@req[$g]);\n  delete(@start[$g]);\n}}",
+        rets.join(",\n"),
+        url = o.request_url,
+        m = o.request_method,
+        m8 = o.request_method + 8,
+        p = o.url_path,
+        p8 = o.url_path + 8,
+    );
+    script
+}
+
+/// Instrumentation running for one measurement.
+enum Instrumentation {
+    Nothing,
+    Agent(Agent),
+    Peer(Peer),
+}
+
+fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Result<Instrumentation> {
+    let run = |count_only: bool, plugins: bool| AgentRun {
+        count_only,
+        plugins: plugins.then(|| bench.three_plugins.path().to_path_buf()),
+        otlp_endpoint: Some(bench.sink.endpoint.clone()),
+        target: Target::Pid(service.pid),
+        metrics_port: None,
+    };
+    let agent = |run: AgentRun| -> Result<Instrumentation> {
+        let mut agent = Agent::start(&bench.agent, &run, dir, Stdio::null())?;
+        agent.wait_tracing(Duration::from_secs(60))?;
+        Ok(Instrumentation::Agent(agent))
+    };
+    match mode {
+        Mode::None => Ok(Instrumentation::Nothing),
+        Mode::Floor => agent(run(true, false)),
+        Mode::Agent => agent(run(false, false)),
+        Mode::AgentPlugins => agent(run(false, true)),
+        Mode::Bpftrace => {
+            let peer = Peer::start(&bench.bpftrace_script, dir)?;
+            // Attached once a request shows up in its output.
+            let started = Instant::now();
+            while !peer.printed("/bench-ready") {
+                let _ = crate::http::get(service.http_port, "/bench-ready");
+                ensure!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "bpftrace never printed a request: {}",
+                    std::fs::read_to_string(dir.join("bpftrace.err")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(Instrumentation::Peer(peer))
+        }
+    }
+}
+
+/// Stops the instrumentation and checks it captured what wrk sent; returns what it reported.
+fn finish(instrumentation: Instrumentation, mode: Mode, requests: u64) -> Result<String> {
+    match instrumentation {
+        Instrumentation::Nothing => Ok(String::new()),
+        Instrumentation::Agent(agent) => {
+            let stats = agent.stop()?;
+            let get = |k: &str| stats.get(k).copied().unwrap_or(0);
+            ensure!(get("events_lost") == 0, "{mode:?}: events lost: {stats:?}");
+            if mode == Mode::Floor {
+                ensure!(
+                    get("probe_entry_hits") >= requests,
+                    "{mode:?}: {requests} requests but {stats:?}"
+                );
+                Ok(format!(
+                    "probe hits {} + {}",
+                    get("probe_entry_hits"),
+                    get("probe_return_hits")
+                ))
+            } else {
+                ensure!(
+                    get("spans_exported") >= requests && get("spans_failed") == 0,
+                    "{mode:?}: {requests} requests but {stats:?}"
+                );
+                Ok(format!("{} spans exported", get("spans_exported")))
+            }
+        }
+        Instrumentation::Peer(peer) => {
+            let printed = peer.stop();
+            ensure!(
+                printed as u64 >= requests,
+                "bpftrace printed {printed} requests of {requests}"
+            );
+            Ok(format!("{printed} requests printed"))
+        }
+    }
+}
+
+pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
+    let service = Service::start(&bench.server)?;
+    let peer_service = Service::start(&bench.peer_server)?;
+    let mut runs = Vec::new();
+    for round in 1..=bench.settings.rounds {
+        for scheme in [Scheme::Http, Scheme::Https] {
+            for mode in Mode::ALL {
+                let target = if mode == Mode::Bpftrace {
+                    &peer_service
+                } else {
+                    &service
+                };
+                let url = match scheme {
+                    Scheme::Http => format!("http://127.0.0.1:{}/", target.http_port),
+                    Scheme::Https => format!("https://127.0.0.1:{}/", target.https_port),
+                };
+                let dir = tempfile::tempdir_in(bench.work.path())?;
+                let instrumentation = instrument(bench, mode, target, dir.path())
+                    .with_context(|| format!("starting {}", mode.label()))?;
+                wrk::run(&url, bench.settings.warmup)?;
+                let before = sample(target.pid)?;
+                let result = wrk::run(&url, bench.settings.duration)?;
+                let after = sample(target.pid)?;
+                let service_cpu_us_per_request =
+                    (after.cpu_seconds - before.cpu_seconds) * 1e6 / result.requests as f64;
+                let check = finish(instrumentation, mode, result.requests)?;
+                eprintln!(
+                    "overhead: round {round} {} {:<28} {:>9.0} req/s {:>6.1} us CPU/request p50 {:>7.0} us p99 {:>7.0} us {check}",
+                    scheme.label(),
+                    mode.label(),
+                    result.requests_per_second,
+                    service_cpu_us_per_request,
+                    result.p50_us,
+                    result.p99_us
+                );
+                runs.push(OverheadRun {
+                    scheme,
+                    mode,
+                    round,
+                    wrk: result,
+                    service_cpu_us_per_request,
+                    check,
+                });
+            }
+        }
+    }
+    Ok(runs)
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Every benchmark in one run, written up as docs/benchmarks.md (+ docs/benchmarks/*.svg, results.json):
+# overhead on a traced Go service (none / floor / agent / agent + 3 plugins / bpftrace peer, HTTP and
+# HTTPS), probe hits per request, pipeline replay throughput, agent CPU and RSS, start-to-first-span,
+# plugin reload, and the criterion micro-benchmarks.
+# Usage: sudo scripts/bench.sh            full run (about 15 minutes), rewrites docs/benchmarks.md
+#        sudo scripts/bench.sh --smoke    every step for a second, report to a temporary directory (CI)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/http-autoinstrument/target}"
+TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
+GO_VERSION="${GO_VERSION:-1.24.11}"
+SMOKE=""
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+if [ -z "${HTTP_AUTOINSTRUMENT_SETUP_DONE:-}" ]; then
+  scripts/setup.sh
+fi
+
+# The traced service: the end-to-end fixture, built with the Go the tests use.
+cp -r host/tests/fixtures/goserver "$WORK/src"
+(cd "$WORK/src" && rm -f go.mod &&
+  GOTOOLCHAIN=local GOFLAGS=-mod=mod GOCACHE="$WORK/gocache" "$TOOLS/go$GO_VERSION/bin/go" mod init fixture >/dev/null 2>&1 &&
+  GOTOOLCHAIN=local GOCACHE="$WORK/gocache" "$TOOLS/go$GO_VERSION/bin/go" build -o "$WORK/goserver" .)
+
+if [ -n "$SMOKE" ]; then
+  # Debug builds (what the test suite already built) and criterion's test mode: one pass each.
+  cargo build --locked -q -p http-autoinstrument -p http-autoinstrument-bench
+  cargo test --locked -q -p http-autoinstrument-bench --benches
+  BIN="$CARGO_TARGET_DIR/debug"
+  "$BIN/http-autoinstrument-bench" --smoke --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
+    --plugins target/plugins --out "$WORK/report/benchmarks.md" --command "sudo scripts/bench.sh --smoke"
+  test -s "$WORK/report/benchmarks.md" && ls "$WORK/report/benchmarks/"*.svg >/dev/null
+  echo "bench smoke run: ok ($(grep -c '^|' "$WORK/report/benchmarks.md") table rows, $(ls "$WORK/report/benchmarks/"*.svg | wc -l) charts)"
+  exit 0
+fi
+
+cargo build --locked --release -q -p http-autoinstrument -p http-autoinstrument-bench
+# Micro-benchmarks first, on the tools core, so the report can include them.
+rm -rf "$CARGO_TARGET_DIR/criterion"
+taskset -c 1 cargo bench --locked -q -p http-autoinstrument-bench
+BIN="$CARGO_TARGET_DIR/release"
+taskset -c 1 "$BIN/http-autoinstrument-bench" --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
+  --plugins target/plugins --criterion "$CARGO_TARGET_DIR/criterion" --out docs/benchmarks.md
