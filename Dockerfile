@@ -22,8 +22,12 @@ RUN LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 LLVM_PREFIX=/usr/lib/llvm-22 \
 
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# .cargo/config.toml sets how the allocator (mimalloc) is compiled; every workspace member must
+# be present for cargo to read the workspace, even those not built here (bench).
+COPY .cargo .cargo
 COPY ebpf ebpf
 COPY host host
+COPY bench bench
 COPY scripts/build-ebpf.sh scripts/build-ebpf.sh
 ENV CARGO_TARGET_DIR=/build
 RUN scripts/build-ebpf.sh /build/http-autoinstrument-probes \

@@ -47,6 +47,10 @@ fn stages(c: &mut Criterion) {
     group.finish();
 }
 
+/// The agent's allocator (host/src/main.rs), so the figures are the agent's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut c = Criterion::default()
         .configure_from_args()

@@ -146,37 +146,66 @@ pub struct Results {
     pub micro: Vec<criterion::MicroBench>,
 }
 
-/// Runs every measurement in turn.
-pub fn run(bench: &Bench, criterion_dir: Option<&Path>) -> Result<Results> {
+/// The report's sections, in the order they run.
+pub const SECTIONS: [&str; 6] = [
+    "replay",
+    "reload",
+    "hits",
+    "startup",
+    "resources",
+    "overhead",
+];
+
+/// Runs every measurement in turn, or only `only` (names from [`SECTIONS`]; what is left out
+/// stays empty).
+pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Result<Results> {
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
     let machine = machine::describe(&bench.go_version);
-    eprintln!("== pipeline replay (no kernel)");
-    let chain = replay::load_chain(bench.three_plugins.path())?;
-    let replayer = replay::Replay::new(chain, 4 * replay::BATCH);
-    let replay = replay::Stage::ALL
-        .iter()
-        .map(|&stage| {
-            let r = replayer.measure(stage, bench.settings.replay_time);
-            eprintln!(
-                "replay: {} {:.0} spans/s",
-                stage.label(),
-                r.spans_per_second
-            );
-            r
-        })
-        .collect();
-    eprintln!("== plugin reload");
-    let reload_ms = reload::reload_latencies(&bench.built_plugins, bench.settings.reload_swaps)?
-        .iter()
-        .map(|d| d.as_secs_f64() * 1e3)
-        .collect();
-    eprintln!("== probe hits per request");
-    let probe_hits = hits::measure(bench).context("probe hits")?;
-    eprintln!("== start to first span");
-    let startup = startup::measure(bench).context("start to first span")?;
-    eprintln!("== agent CPU and memory");
-    let resources = resources::measure(bench).context("agent resources")?;
-    eprintln!("== overhead on the traced service");
-    let overhead = overhead::measure(bench).context("overhead")?;
+    let mut replay = Vec::new();
+    if wanted("replay") {
+        eprintln!("== pipeline replay (no kernel)");
+        let chain = replay::load_chain(bench.three_plugins.path())?;
+        let replayer = replay::Replay::new(chain, replay::BATCH);
+        for round in 1..=bench.settings.rounds {
+            for stage in replay::Stage::ALL {
+                let r = replayer.measure(stage, bench.settings.replay_time);
+                eprintln!(
+                    "replay: round {round} {} {:.0} spans/s",
+                    stage.label(),
+                    r.spans_per_second
+                );
+                replay.push(r);
+            }
+        }
+    }
+    let mut reload_ms = Vec::new();
+    if wanted("reload") {
+        eprintln!("== plugin reload");
+        for d in reload::reload_latencies(&bench.built_plugins, bench.settings.reload_swaps)? {
+            reload_ms.push(d.as_secs_f64() * 1e3);
+        }
+        eprintln!("reload: {reload_ms:.1?} ms");
+    }
+    let mut probe_hits = Vec::new();
+    if wanted("hits") {
+        eprintln!("== probe hits per request");
+        probe_hits = hits::measure(bench).context("probe hits")?;
+    }
+    let mut startup = Vec::new();
+    if wanted("startup") {
+        eprintln!("== start to first span");
+        startup = startup::measure(bench).context("start to first span")?;
+    }
+    let mut resources = Vec::new();
+    if wanted("resources") {
+        eprintln!("== agent CPU and memory");
+        resources = resources::measure(bench).context("agent resources")?;
+    }
+    let mut overhead = Vec::new();
+    if wanted("overhead") {
+        eprintln!("== overhead on the traced service");
+        overhead = overhead::measure(bench).context("overhead")?;
+    }
     let micro = criterion_dir
         .map(|dir| criterion::collect(dir, &["pipeline/", "chain-", "alone-", "shape-"]))
         .unwrap_or_default();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use http_autoinstrument_bench::report::{self, Invocation};
-use http_autoinstrument_bench::{run, Bench, Settings};
+use http_autoinstrument_bench::{run, Bench, Settings, SECTIONS};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of http-autoinstrument; writes docs/benchmarks.md")]
@@ -28,10 +28,18 @@ struct Args {
     /// Every step for about a second: shows the benchmarks work, measures nothing.
     #[arg(long)]
     smoke: bool,
+    /// Run only these sections (replay, reload, hits, startup, resources, overhead) and print
+    /// their figures without writing the report.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTIONS))]
+    only: Vec<String>,
     /// How the run was started, for the report.
     #[arg(long, default_value = "sudo scripts/bench.sh")]
     command: String,
 }
+
+/// The agent's allocator (host/src/main.rs), so the figures are the agent's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -41,7 +49,10 @@ fn main() -> Result<()> {
         Settings::full()
     };
     let bench = Bench::prepare(settings, &args.agent, &args.server, &args.plugins)?;
-    let results = run(&bench, args.criterion.as_deref())?;
+    let results = run(&bench, args.criterion.as_deref(), &args.only)?;
+    if !args.only.is_empty() {
+        return Ok(());
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;

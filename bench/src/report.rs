@@ -153,12 +153,15 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let added = |figs: &[ModeFigures], mode: Mode| -> Option<Summary> {
         figs.iter().find(|f| f.mode == mode)?.added_us
     };
-    let replay = |stage: crate::replay::Stage| {
-        r.replay
-            .iter()
-            .find(|x| x.stage == stage)
-            .map_or(0.0, |x| x.spans_per_second)
+    let replay_runs = |stage: crate::replay::Stage| {
+        Summary::of(
+            r.replay
+                .iter()
+                .filter(|x| x.stage == stage)
+                .map(|x| x.spans_per_second),
+        )
     };
+    let replay = |stage| replay_runs(stage).map_or(0.0, |s| s.median);
     let rss_with_plugins = r
         .resources
         .iter()
@@ -195,13 +198,13 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let otlp_rate = replay(crate::replay::Stage::OtlpEncoding);
     let _ = writeln!(
         md,
-        "| pipeline without export ≥ 1,000,000 spans/s | {} spans/s | {} |",
+        "| pipeline without export (decode + 3 plugins) ≥ 1,000,000 spans/s | {} spans/s (median) | {} |",
         thousands(plugins_rate),
         verdict(plugins_rate >= 1e6)
     );
     let _ = writeln!(
         md,
-        "| pipeline with OTLP encoding ≥ 400,000 spans/s | {} spans/s | {} |",
+        "| pipeline with OTLP encoding ≥ 400,000 spans/s | {} spans/s (median) | {} |",
         thousands(otlp_rate),
         verdict(otlp_rate >= 4e5)
     );
@@ -348,39 +351,46 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(
         md,
         "## 3. Pipeline throughput without the kernel\n\n\
-         Ring-buffer records of a typical API's requests (`bench/src/workload.rs`) replayed \
-         through the agent's own code on one thread, {} events per batch, {:.1} s per stage.\n\n\
-         | stage | spans/s | µs per span | OTLP bytes per span |\n|---|---|---|---|",
+         Ring-buffer records of a typical API's requests (`bench/src/workload.rs`; one batch of \
+         distinct events, hot in cache as a batch just copied out of the ring buffer) replayed \
+         through the agent's own code on one thread, {} events per batch, {:.1} s per stage and round.\n\n\
+         | stage | spans/s, median (min – max) | µs per span | OTLP bytes per span |\n|---|---|---|---|",
         crate::replay::BATCH,
         s.replay_time.as_secs_f64()
     );
-    for x in &r.replay {
+    let stages = crate::replay::Stage::ALL;
+    for stage in stages {
+        let runs = replay_runs(stage);
+        let bytes = r
+            .replay
+            .iter()
+            .find(|x| x.stage == stage)
+            .and_then(|x| x.otlp_bytes_per_span);
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} | {} |",
-            x.stage.label(),
-            thousands(x.spans_per_second),
-            1e6 / x.spans_per_second,
-            x.otlp_bytes_per_span
-                .map_or("–".into(), |b| format!("{b:.0}"))
+            "| {} | {} | {} | {} |",
+            stage.label(),
+            runs.map_or("–".into(), |s| format!(
+                "{} ({} – {})",
+                thousands(s.median),
+                thousands(s.min),
+                thousands(s.max)
+            )),
+            runs.map_or("–".into(), |s| format!("{:.2}", 1e6 / s.median)),
+            bytes.map_or("–".into(), |b| format!("{b:.0}"))
         );
     }
-    let stages: Vec<String> = r
-        .replay
-        .iter()
-        .map(|x| x.stage.slug().to_string())
-        .collect();
     plot::grouped_bars(
         &charts.join("pipeline-throughput.svg"),
         "Spans per second on one core (no kernel, no network)",
         "spans/s",
-        &stages,
+        &stages
+            .iter()
+            .map(|x| x.slug().to_string())
+            .collect::<Vec<_>>(),
         &[(
             "spans/s".into(),
-            r.replay
-                .iter()
-                .map(|x| Summary::of([x.spans_per_second]))
-                .collect(),
+            stages.iter().map(|&x| replay_runs(x)).collect(),
         )],
         &[
             Target {
@@ -411,7 +421,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
             if x.plugins { "3 plugins" } else { "none" },
             if x.target_rate == 0.0 {
-                "idle".to_string()
+                "idle (after the load)".to_string()
             } else {
                 thousands(x.target_rate)
             },

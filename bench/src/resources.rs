@@ -38,7 +38,9 @@ pub fn measure(bench: &Bench) -> Result<Vec<ResourceRun>> {
         let mut agent = Agent::start(&bench.agent, &run, dir.path(), Stdio::null())?;
         agent.wait_tracing(Duration::from_secs(60))?;
         let pid = agent.pid();
-        for &rate in std::iter::once(&0.0).chain(&bench.settings.rates) {
+        // Idle last: right after start the resident size still holds what compiling the plugins
+        // used (reported as peak).
+        for &rate in bench.settings.rates.iter().chain(std::iter::once(&0.0)) {
             let before = sample(pid)?;
             let achieved_rate = if rate == 0.0 {
                 std::thread::sleep(bench.settings.duration);

@@ -87,3 +87,43 @@ fn the_daemonsets_configuration_passes_the_agents_check_and_serves_health() {
         .unwrap();
     assert_eq!(plugins_mount["subPath"], Value::Null);
 }
+
+/// The image's build stage copies only some of the repository: it must copy every workspace
+/// member (cargo reads them all) and the cargo configuration, or `docker build` fails.
+#[test]
+fn the_dockerfile_copies_everything_the_workspace_build_reads() {
+    let dockerfile = std::fs::read_to_string(repo_file("Dockerfile")).unwrap();
+    let build_stage = dockerfile
+        .split("\nFROM ")
+        .nth(1)
+        .expect("a multi-stage Dockerfile");
+    let copied: Vec<&str> = build_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .flat_map(|l| l.split_whitespace().filter(|w| !w.starts_with("--")))
+        .collect();
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo_file("Cargo.toml")).unwrap()).unwrap();
+    let members = manifest["workspace"]["members"].as_array().unwrap();
+    assert!(!members.is_empty());
+    for member in members {
+        let member = member.as_str().unwrap();
+        assert!(
+            copied
+                .iter()
+                .any(|c| member == *c || member.starts_with(&format!("{c}/"))),
+            "the Dockerfile's build stage does not COPY workspace member {member}: {copied:?}"
+        );
+    }
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        "scripts/build-ebpf.sh",
+    ] {
+        assert!(
+            copied.contains(&needed),
+            "the Dockerfile's build stage does not COPY {needed}"
+        );
+    }
+}

@@ -210,7 +210,7 @@ async fn round_trip(receiver: &OtlpReceiver, config: OtlpConfig, transport: Tran
                 AttributeValue::Bool(b) => Value::Bool(*b),
             };
             assert_eq!(
-                got.attributes.get(&attribute.key),
+                got.attributes.get(attribute.key.as_ref()),
                 Some(&expected),
                 "{}",
                 attribute.key

@@ -240,7 +240,7 @@ impl Records {
             attrs
                 .iter()
                 .map(|a| wit::Attribute {
-                    key: a.key.clone(),
+                    key: a.key.to_string(),
                     value: match &a.value {
                         AttributeValue::Str(s) => wit::Value::Str(s.clone()),
                         AttributeValue::Int(i) => wit::Value::Int(*i),
@@ -328,7 +328,7 @@ impl Records {
                         .filter(|a| !a.key.is_empty() && a.key.len() <= MAX_KEY_BYTES)
                         .take(MAX_ATTRIBUTES)
                         .map(|a| Attribute {
-                            key: a.key,
+                            key: a.key.into(),
                             value: match a.value {
                                 wit::Value::Str(v) if v.len() > MAX_VALUE_BYTES => {
                                     AttributeValue::Str(cut(&v))

@@ -19,6 +19,68 @@ pub fn read_u64(base: u64, offset: u64) -> Option<u64> {
     (ret == 0).then_some(value)
 }
 
+/// Bytes of a Go struct copied by one read. A helper call costs about the same for 8 bytes as
+/// for 256 (the call dominates), and the fields the probe reads of a `Request`, a `url.URL` or
+/// a `response` all lie in their first 256 bytes: one read per struct instead of one per field.
+pub const WINDOW_WORDS: usize = 32; // a power of two (see `Window::u64`)
+
+/// A struct's first `WINDOW_WORDS` words, copied out of the process. Fields outside the copy,
+/// or all of them when the copy failed (the struct ends just before unmapped memory), are read
+/// one by one as before.
+pub struct Window<'a> {
+    words: &'a [u64; WINDOW_WORDS],
+    copied: bool,
+    base: u64,
+}
+
+impl<'a> Window<'a> {
+    #[inline(always)]
+    pub fn read(buffer: &'a mut [u64; WINDOW_WORDS], base: u64) -> Window<'a> {
+        let copied = base != 0
+            && unsafe {
+                bpf_probe_read_user(
+                    buffer.as_mut_ptr() as *mut _,
+                    (WINDOW_WORDS * 8) as u32,
+                    base as *const _,
+                )
+            } == 0;
+        Window {
+            words: buffer,
+            copied,
+            base,
+        }
+    }
+
+    /// The word at `offset`, like [`read_u64`].
+    #[inline(always)]
+    pub fn u64(&self, offset: u64) -> Option<u64> {
+        if offset == ABSENT {
+            return None;
+        }
+        let index = offset / 8;
+        if self.copied && offset % 8 == 0 && index < WINDOW_WORDS as u64 {
+            // The mask changes nothing at run time; it shows the verifier the index's bound
+            // (LLVM folds the comparison above into a form the verifier cannot follow, and
+            // would drop a plain mask as redundant: the volatile read hides what it knows).
+            let index = unsafe { core::ptr::read_volatile(&index) };
+            let index = (index & (WINDOW_WORDS as u64 - 1)) as usize;
+            return Some(unsafe { *self.words.as_ptr().add(index) });
+        }
+        read_u64(self.base, offset)
+    }
+
+    /// Copies the Go string whose header (`ptr`, `len`) is at `offset` into `dst`, at most `N`
+    /// bytes of it. `dst.len` keeps the full length so the agent can mark a truncated value.
+    #[inline(always)]
+    pub fn go_string<const N: usize>(&self, dst: &mut BoundedStr<N>, offset: u64) {
+        dst.len = 0;
+        let (Some(ptr), Some(len)) = (self.u64(offset), self.u64(field(offset, 8))) else {
+            return;
+        };
+        read_bytes(dst, ptr, len);
+    }
+}
+
 /// `offset + extra`, or `ABSENT` when the field itself is absent.
 #[inline(always)]
 pub fn field(offset: u64, extra: u64) -> u64 {
@@ -27,17 +89,6 @@ pub fn field(offset: u64, extra: u64) -> u64 {
     } else {
         offset + extra
     }
-}
-
-/// Copies the Go string whose header (`ptr`, `len`) is at `base + offset` into `dst`, at most
-/// `N` bytes of it. `dst.len` keeps the full length so the agent can mark a truncated value.
-#[inline(always)]
-pub fn read_go_string<const N: usize>(dst: &mut BoundedStr<N>, base: u64, offset: u64) {
-    dst.len = 0;
-    let (Some(ptr), Some(len)) = (read_u64(base, offset), read_u64(base, field(offset, 8))) else {
-        return;
-    };
-    read_bytes(dst, ptr, len);
 }
 
 /// Copies `len` bytes at `ptr` (at most `N`) into `dst`.
@@ -57,6 +108,29 @@ pub fn read_bytes<const N: usize>(dst: &mut BoundedStr<N>, ptr: u64, len: u64) {
     if ret == 0 {
         dst.len = len;
     }
+}
+
+/// Whether a request's host (`Request.Host`, already copied) names a port, as in `shop:8080` or
+/// `[::1]:8080`. The agent takes `server.port` from there when it does, so the probe only
+/// follows the connection to its local port (five reads) when it does not.
+#[inline(always)]
+pub fn has_port<const N: usize>(host: &BoundedStr<N>) -> bool {
+    if host.len == 0 || host.len > N as u64 {
+        return false;
+    }
+    let mut colon = false;
+    for i in 0..N {
+        if i as u64 >= host.len {
+            break;
+        }
+        match host.bytes[i] {
+            b':' => colon = true,
+            // An IPv6 literal's colons are inside the brackets: only one after `]` counts.
+            b']' => colon = false,
+            _ => {}
+        }
+    }
+    colon
 }
 
 /// Local TCP port of the `net.Conn` interface stored at `holder + conn_offset`, following

@@ -46,23 +46,24 @@ fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoO
     };
     let b = b & 0xff;
     let count = if b >= 4 { MAX_GROUPS } else { 1u64 << b };
-    for i in 0..MAX_GROUPS * SLOTS_PER_GROUP {
-        let group = i / SLOTS_PER_GROUP;
+    for group in 0..MAX_GROUPS {
         if group >= count {
             return;
         }
-        let slot = i % SLOTS_PER_GROUP;
         let bucket = buckets + group * BUCKET_SIZE;
-        let tophash = read_u64(bucket, 0).unwrap_or(0) >> (slot * 8) & 0xff;
-        if tophash < MIN_TOP_HASH {
-            continue;
-        }
-        if copy_if_user_agent(
-            dst,
-            bucket + BUCKET_KEYS + slot * 16,
-            bucket + BUCKET_ELEMS + slot * 24,
-        ) {
-            return;
+        // The 8 tophash bytes in one read, then each slot from the copy.
+        let tophashes = read_u64(bucket, 0).unwrap_or(0);
+        for slot in 0..SLOTS_PER_GROUP {
+            if tophashes >> (slot * 8) & 0xff < MIN_TOP_HASH {
+                continue;
+            }
+            if copy_if_user_agent(
+                dst,
+                bucket + BUCKET_KEYS + slot * 16,
+                bucket + BUCKET_ELEMS + slot * 24,
+            ) {
+                return;
+            }
         }
     }
 }
@@ -95,20 +96,21 @@ fn find_in_swiss(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoOff
             },
         )
     };
-    for i in 0..MAX_GROUPS * SLOTS_PER_GROUP {
-        let group_index = i / SLOTS_PER_GROUP;
+    for group_index in 0..MAX_GROUPS {
         if group_index >= count {
             return;
         }
-        let slot = i % SLOTS_PER_GROUP;
         let group = groups + group_index * GROUP_SIZE;
-        let ctrl = read_u64(group, 0).unwrap_or(u64::MAX) >> (slot * 8) & 0xff;
-        if ctrl & 0x80 != 0 {
-            continue;
-        }
-        let key = group + 8 + slot * SLOT_SIZE;
-        if copy_if_user_agent(dst, key, key + 16) {
-            return;
+        // The group's control word (a byte per slot) in one read, then each slot from the copy.
+        let ctrl = read_u64(group, 0).unwrap_or(u64::MAX);
+        for slot in 0..SLOTS_PER_GROUP {
+            if ctrl >> (slot * 8) & 0x80 != 0 {
+                continue;
+            }
+            let key = group + 8 + slot * SLOT_SIZE;
+            if copy_if_user_agent(dst, key, key + 16) {
+                return;
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use http_autoinstrument_common::{
     counter, flags, GoOffsets, GoroutineKey, HttpServerEvent, InFlightRequest, ABSENT,
 };
 
-use go::{read_go_string, read_u64};
+use go::{read_u64, Window, WINDOW_WORDS};
 
 /// Offsets per traced process, written by the agent before it attaches the probes.
 #[map]
@@ -40,8 +40,10 @@ static IN_FLIGHT: LruHashMap<GoroutineKey, InFlightRequest> =
 #[map]
 static PANICKED: LruHashMap<GoroutineKey, HttpServerEvent> = LruHashMap::with_max_entries(1024, 0);
 
+/// Finished requests for the agent. The agent sets the size when it loads the probes
+/// (`attach::EVENTS_RING_BYTES`); this one is only the object file's default.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
@@ -49,6 +51,14 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Scratch space for building a panicked request's event: too large for the 512-byte BPF stack.
 #[map]
 static SCRATCH: PerCpuArray<HttpServerEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Copies of the request, its URL and the response writer while an event is filled (see
+/// `go::Window`); per CPU, as a probe runs to the end on the CPU it started on.
+#[map]
+static WINDOWS: PerCpuArray<[u64; WINDOW_WORDS]> = PerCpuArray::with_max_entries(3, 0);
+const REQUEST_WINDOW: u32 = 0;
+const URL_WINDOW: u32 = 1;
+const WRITER_WINDOW: u32 = 2;
 
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
@@ -196,54 +206,72 @@ fn fill_event(
     pid: u32,
     extra_flags: u8,
 ) {
-    let request = in_flight.request;
     event.start_monotonic_ns = in_flight.start_monotonic_ns;
     event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
     event.goroutine_id = in_flight.goroutine_id;
     event.pid = pid;
     event._pad = [0; 5];
-    event.request_content_length =
-        read_u64(request, offsets.request_content_length).unwrap_or(u64::MAX) as i64;
-    event.proto_major = read_u64(request, offsets.request_proto_major).unwrap_or(0) as u8;
-    event.proto_minor = read_u64(request, offsets.request_proto_minor).unwrap_or(0) as u8;
-
-    let mut event_flags = extra_flags;
-    if read_u64(request, offsets.request_tls).unwrap_or(0) != 0 {
-        event_flags |= flags::TLS;
-    }
-
-    read_go_string(&mut event.method, request, offsets.request_method);
-    let url = read_u64(request, offsets.request_url).unwrap_or(0);
-    read_go_string(&mut event.path, url, offsets.url_path);
-    read_go_string(&mut event.query, url, offsets.url_raw_query);
-    read_go_string(&mut event.host, request, offsets.request_host);
-    read_go_string(&mut event.remote_addr, request, offsets.request_remote_addr);
-    read_go_string(&mut event.route, request, offsets.request_pattern);
-    event.user_agent.len = 0;
-    let header = read_u64(request, offsets.request_header).unwrap_or(0);
-    header::find_user_agent(&mut event.user_agent, header, offsets);
-
-    let writer = in_flight.writer_data;
     event.status = 0;
     event.response_body_bytes = -1;
     event.server_port = 0;
+    event.user_agent.len = 0;
+    let (Some(request_buf), Some(url_buf), Some(writer_buf)) = (
+        WINDOWS.get_ptr_mut(REQUEST_WINDOW),
+        WINDOWS.get_ptr_mut(URL_WINDOW),
+        WINDOWS.get_ptr_mut(WRITER_WINDOW),
+    ) else {
+        event.flags = extra_flags | flags::UNKNOWN_WRITER;
+        return;
+    };
+    let request = Window::read(unsafe { &mut *request_buf }, in_flight.request);
+    event.request_content_length = request
+        .u64(offsets.request_content_length)
+        .unwrap_or(u64::MAX) as i64;
+    event.proto_major = request.u64(offsets.request_proto_major).unwrap_or(0) as u8;
+    event.proto_minor = request.u64(offsets.request_proto_minor).unwrap_or(0) as u8;
+
+    let mut event_flags = extra_flags;
+    if request.u64(offsets.request_tls).unwrap_or(0) != 0 {
+        event_flags |= flags::TLS;
+    }
+
+    request.go_string(&mut event.method, offsets.request_method);
+    let url = Window::read(
+        unsafe { &mut *url_buf },
+        request.u64(offsets.request_url).unwrap_or(0),
+    );
+    url.go_string(&mut event.path, offsets.url_path);
+    url.go_string(&mut event.query, offsets.url_raw_query);
+    request.go_string(&mut event.host, offsets.request_host);
+    request.go_string(&mut event.remote_addr, offsets.request_remote_addr);
+    request.go_string(&mut event.route, offsets.request_pattern);
+    let header = request.u64(offsets.request_header).unwrap_or(0);
+    header::find_user_agent(&mut event.user_agent, header, offsets);
+
+    let writer_data = in_flight.writer_data;
     if in_flight.writer_itab == offsets.response_itab {
         // HTTP/1.x: *http.response.
-        event.status = read_u64(writer, offsets.response_status).unwrap_or(0) as u16;
-        event.response_body_bytes =
-            read_u64(writer, offsets.response_written).unwrap_or(u64::MAX) as i64;
-        let conn = read_u64(writer, offsets.response_conn).unwrap_or(0);
-        event.server_port = go::local_port(conn, offsets.conn_rwc, offsets);
+        let writer = Window::read(unsafe { &mut *writer_buf }, writer_data);
+        event.status = writer.u64(offsets.response_status).unwrap_or(0) as u16;
+        event.response_body_bytes = writer.u64(offsets.response_written).unwrap_or(u64::MAX) as i64;
+        if !go::has_port(&event.host) {
+            let conn = writer.u64(offsets.response_conn).unwrap_or(0);
+            event.server_port = go::local_port(conn, offsets.conn_rwc, offsets);
+        }
     } else if offsets.h2_writer_itab != ABSENT && in_flight.writer_itab == offsets.h2_writer_itab {
         // HTTP/2: *http2responseWriter -> *http2responseWriterState.
         event_flags |= flags::HTTP2;
-        let state = read_u64(writer, offsets.h2_writer_rws).unwrap_or(0);
-        event.status = read_u64(state, offsets.h2_rws_status).unwrap_or(0) as u16;
-        event.response_body_bytes =
-            read_u64(state, offsets.h2_rws_wrote_bytes).unwrap_or(u64::MAX) as i64;
-        let stream = read_u64(state, offsets.h2_rws_stream).unwrap_or(0);
-        let server_conn = read_u64(stream, offsets.h2_stream_sc).unwrap_or(0);
-        event.server_port = go::local_port(server_conn, offsets.h2_server_conn_conn, offsets);
+        let state = read_u64(writer_data, offsets.h2_writer_rws).unwrap_or(0);
+        let state_window = Window::read(unsafe { &mut *writer_buf }, state);
+        event.status = state_window.u64(offsets.h2_rws_status).unwrap_or(0) as u16;
+        event.response_body_bytes = state_window
+            .u64(offsets.h2_rws_wrote_bytes)
+            .unwrap_or(u64::MAX) as i64;
+        if !go::has_port(&event.host) {
+            let stream = state_window.u64(offsets.h2_rws_stream).unwrap_or(0);
+            let server_conn = read_u64(stream, offsets.h2_stream_sc).unwrap_or(0);
+            event.server_port = go::local_port(server_conn, offsets.h2_server_conn_conn, offsets);
+        }
     } else {
         event_flags |= flags::UNKNOWN_WRITER;
     }

@@ -34,7 +34,11 @@ pub struct Text<'a> {
 impl<'a> Text<'a> {
     fn of<const N: usize>(s: &'a BoundedStr<N>) -> Self {
         Text {
-            value: String::from_utf8_lossy(s.copied()),
+            // from_utf8's ASCII fast path first; lossy (slower) only for invalid bytes.
+            value: match std::str::from_utf8(s.copied()) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(s.copied()),
+            },
             truncated: s.is_truncated(),
         }
     }

@@ -217,13 +217,14 @@ fn group_by_resource(
 ) -> Vec<(Arc<Resource>, Vec<SpanData>)> {
     let mut groups: Vec<(Arc<Resource>, Vec<SpanData>)> = Vec::new();
     for span in spans {
-        let data = convert::span_data(&span, scope);
+        let resource = span.resource.clone();
+        let data = convert::span_data(span, scope);
         match groups
             .iter_mut()
-            .find(|(r, _)| Arc::ptr_eq(r, &span.resource) || **r == *span.resource)
+            .find(|(r, _)| Arc::ptr_eq(r, &resource) || **r == *resource)
         {
             Some((_, group)) => group.push(data),
-            None => groups.push((span.resource, vec![data])),
+            None => groups.push((resource, vec![data])),
         }
     }
     groups

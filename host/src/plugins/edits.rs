@@ -165,7 +165,7 @@ pub fn apply(
                         let mut v = AttributeValue::Bool(false);
                         set_value(&mut v, value, limits, &mut applied);
                         span.attributes.push(Attribute {
-                            key: key.to_owned(),
+                            key: key.to_owned().into(),
                             value: v,
                         });
                     }

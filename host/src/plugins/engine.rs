@@ -39,6 +39,7 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        config.parallel_compilation(false);
         // For profiling plugins with `perf`: names the JIT code in /tmp/perf-PID.map.
         if std::env::var_os("HAI_PLUGINS_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);

@@ -108,7 +108,7 @@ pub fn span_record(span: &Span) -> SpanRecord {
                     AttributeValue::Float(f) => Value::from(*f),
                     AttributeValue::Bool(b) => Value::from(*b),
                 };
-                (a.key.clone(), v)
+                (a.key.to_string(), v)
             })
             .collect()
     };

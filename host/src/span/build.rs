@@ -1,7 +1,8 @@
 //! A served request to a SERVER span, per the OTel HTTP semantic conventions.
 use std::sync::Arc;
 
-use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use super::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus, WallClock};
 use crate::decode::{ServerRequest, Text};
@@ -45,24 +46,34 @@ fn split_host_port(s: &str) -> (&str, Option<u16>) {
 
 fn protocol_version(major: u8, minor: u8) -> String {
     match (major, minor) {
+        (1, 1) => "1.1".into(),
+        (1, 0) => "1.0".into(),
         (2, 0) => "2".into(),
         (3, 0) => "3".into(),
         (major, minor) => format!("{major}.{minor}"),
     }
 }
 
+thread_local! {
+    /// Ids need to be unpredictable enough not to collide, not secret: a per-thread SmallRng
+    /// seeded from the OS, as the OpenTelemetry SDK's own id generator does (ThreadRng's
+    /// ChaCha costs a visible share of span building).
+    static ID_RNG: std::cell::RefCell<SmallRng> = std::cell::RefCell::new(SmallRng::from_os_rng());
+}
+
 pub fn random_ids() -> ([u8; 16], [u8; 8]) {
-    let mut rng = rand::rng();
-    let mut trace_id = [0u8; 16];
-    let mut span_id = [0u8; 8];
-    // All-zero ids are invalid in W3C trace context: redraw (practically never happens).
-    while trace_id == [0; 16] {
-        rng.fill(&mut trace_id);
-    }
-    while span_id == [0; 8] {
-        rng.fill(&mut span_id);
-    }
-    (trace_id, span_id)
+    ID_RNG.with_borrow_mut(|rng| {
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        // All-zero ids are invalid in W3C trace context: redraw (practically never happens).
+        while trace_id == [0; 16] {
+            rng.fill(&mut trace_id);
+        }
+        while span_id == [0; 8] {
+            rng.fill(&mut span_id);
+        }
+        (trace_id, span_id)
+    })
 }
 
 /// Collects attributes, marking truncated text values.

@@ -3,6 +3,7 @@
 //! Deliberately small and owned (no SDK types) so the plugin host can map it to WIT records and
 //! the exporter to OTLP without going through a tracer.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -49,12 +50,14 @@ impl From<bool> for AttributeValue {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attribute {
-    pub key: String,
+    /// Borrowed for the agent's own semconv keys (no allocation per span); owned for keys that
+    /// come from plugins or configuration.
+    pub key: Cow<'static, str>,
     pub value: AttributeValue,
 }
 
 impl Attribute {
-    pub fn new(key: impl Into<String>, value: impl Into<AttributeValue>) -> Self {
+    pub fn new(key: impl Into<Cow<'static, str>>, value: impl Into<AttributeValue>) -> Self {
         Attribute {
             key: key.into(),
             value: value.into(),
@@ -126,7 +129,7 @@ impl Span {
         let value = value.into();
         match self.attributes.iter_mut().find(|a| a.key == key) {
             Some(existing) => existing.value = value,
-            None => self.attributes.push(Attribute::new(key, value)),
+            None => self.attributes.push(Attribute::new(key.to_owned(), value)),
         }
     }
 

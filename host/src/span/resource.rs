@@ -93,7 +93,7 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
     let mut attributes = vec![Attribute::new("service.name", service_name)];
     for (k, v) in &from_env {
         if k != "service.name" {
-            attributes.push(Attribute::new(k.as_str(), v.as_str()));
+            attributes.push(Attribute::new(k.clone(), v.as_str()));
         }
     }
     let ours: [(&str, AttributeValue); 11] = [
