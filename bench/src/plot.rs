@@ -27,8 +27,9 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing a chart: {e}")
 }
 
-fn draw_targets<DB: DrawingBackend, X: Ranged<ValueType = f64>>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+/// Draws the target lines and the legend.
+fn finish<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
     x: (f64, f64),
     targets: &[Target],
 ) -> Result<()> {
@@ -45,6 +46,13 @@ fn draw_targets<DB: DrawingBackend, X: Ranged<ValueType = f64>>(
             .label(target.label.clone())
             .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED));
     }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
     Ok(())
 }
 
@@ -116,14 +124,7 @@ pub fn grouped_bars(
             }))
             .map_err(err)?;
     }
-    draw_targets(&mut chart, (0.0, n), targets)?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
+    finish(&mut chart, (0.0, n), targets)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -173,14 +174,7 @@ pub fn lines(
             .draw_series(values.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(err)?;
     }
-    draw_targets(&mut chart, (0.0, x_max.max(1.0)), targets)?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
+    finish(&mut chart, (0.0, x_max.max(1.0)), targets)?;
     root.present().map_err(err)?;
     Ok(())
 }

@@ -435,14 +435,16 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         [(false, "agent"), (true, "agent + 3 plugins")]
             .iter()
             .map(|&(plugins, name)| {
-                (
-                    name.to_string(),
-                    r.resources
+                (name.to_string(), {
+                    let mut points: Vec<(f64, f64)> = r
+                        .resources
                         .iter()
                         .filter(|x| x.plugins == plugins)
                         .map(|x| (x.achieved_rate, f(x)))
-                        .collect(),
-                )
+                        .collect();
+                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    points
+                })
             })
             .collect()
     };
