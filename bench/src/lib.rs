@@ -6,9 +6,10 @@
 //!
 //! - `workload`, `replay`, `reload`: the pipeline without the kernel (also used by `benches/`).
 //! - `procs`, `http`, `wrk`, `load`, `sink`: processes, traffic and an OTLP receiver.
-//! - `overhead`, `hits`, `resources`, `startup`: one section of the report each.
+//! - `overhead`, `hits`, `resources`, `startup`, `export`: one section of the report each.
 //! - `report`, `plot`, `machine`, `criterion`: the write-up.
 pub mod criterion;
+pub mod export;
 pub mod hits;
 pub mod http;
 pub mod load;
@@ -43,6 +44,7 @@ pub struct Settings {
     pub startups: usize,
     pub reload_swaps: usize,
     pub replay_time: Duration,
+    pub export_spans: u64,
 }
 
 impl Settings {
@@ -56,6 +58,7 @@ impl Settings {
             startups: 5,
             reload_swaps: 6,
             replay_time: Duration::from_secs(3),
+            export_spans: 200_000,
         }
     }
 
@@ -69,6 +72,7 @@ impl Settings {
             startups: 1,
             reload_swaps: 2,
             replay_time: Duration::from_millis(300),
+            export_spans: 5_000,
         }
     }
 }
@@ -140,6 +144,7 @@ pub struct Results {
     pub overhead: Vec<overhead::OverheadRun>,
     pub probe_hits: Vec<hits::ProbeHits>,
     pub replay: Vec<replay::ReplayResult>,
+    pub export: Vec<export::ExportResult>,
     pub resources: Vec<resources::ResourceRun>,
     pub startup: Vec<startup::StartupRun>,
     pub reload_ms: Vec<f64>,
@@ -147,8 +152,9 @@ pub struct Results {
 }
 
 /// The report's sections, in the order they run.
-pub const SECTIONS: [&str; 6] = [
+pub const SECTIONS: [&str; 7] = [
     "replay",
+    "export",
     "reload",
     "hits",
     "startup",
@@ -176,6 +182,15 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
                 );
                 replay.push(r);
             }
+        }
+    }
+    let mut export = Vec::new();
+    if wanted("export") {
+        eprintln!("== export over loopback");
+        for round in 1..=bench.settings.rounds {
+            let r = export::measure(&bench.sink, bench.settings.export_spans)?;
+            eprintln!("export: round {round} {:.0} spans/s", r.spans_per_second);
+            export.push(r);
         }
     }
     let mut reload_ms = Vec::new();
@@ -215,6 +230,7 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
         overhead,
         probe_hits,
         replay,
+        export,
         resources,
         startup,
         reload_ms,

@@ -380,6 +380,19 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             bytes.map_or("–".into(), |b| format!("{b:.0}"))
         );
     }
+    let export = Summary::of(r.export.iter().map(|x| x.spans_per_second));
+    let _ = writeln!(
+        md,
+        "| export: built spans -> batches -> OTLP http/protobuf over loopback -> a receiver \
+         decoding every request (exporter and receiver on the same core) | {} | {} | – |",
+        export.map_or("–".into(), |s| format!(
+            "{} ({} – {})",
+            thousands(s.median),
+            thousands(s.min),
+            thousands(s.max)
+        )),
+        export.map_or("–".into(), |s| format!("{:.2}", 1e6 / s.median)),
+    );
     plot::grouped_bars(
         &charts.join("pipeline-throughput.svg"),
         "Spans per second on one core (no kernel, no network)",
