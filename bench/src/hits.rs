@@ -52,7 +52,6 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
             metrics_port: Some(metrics_port),
         },
         dir.path(),
-        Stdio::null(),
     )?;
     agent.wait_tracing(Duration::from_secs(60))?;
     let protocols: [(&str, String, &str); 3] = [

@@ -3,7 +3,6 @@
 //! bpftrace peer, over HTTP and HTTPS.
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -133,7 +132,7 @@ fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Resul
         metrics_port: None,
     };
     let agent = |run: AgentRun| -> Result<Instrumentation> {
-        let mut agent = Agent::start(&bench.agent, &run, dir, Stdio::null())?;
+        let mut agent = Agent::start(&bench.agent, &run, dir)?;
         agent.wait_tracing(Duration::from_secs(60))?;
         Ok(Instrumentation::Agent(agent))
     };

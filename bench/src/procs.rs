@@ -101,7 +101,8 @@ pub struct AgentRun {
     /// `--probe-mode count`: the bare counting probe pair (the floor).
     pub count_only: bool,
     pub plugins: Option<PathBuf>,
-    /// OTLP http/protobuf endpoint; `None`: spans on stdout (piped to `spans_to`).
+    /// OTLP http/protobuf endpoint; `None`: span lines on stdout, piped for the caller to read
+    /// (`Agent::child().stdout`).
     pub otlp_endpoint: Option<String>,
     /// `--pid`; otherwise `--exe` with this glob.
     pub target: Target,
@@ -124,8 +125,9 @@ pub struct Agent {
 pub type FinalStats = HashMap<String, u64>;
 
 impl Agent {
-    /// Starts the agent; `stdout` receives the span lines when there is no OTLP endpoint.
-    pub fn start(binary: &Path, run: &AgentRun, work: &Path, stdout: Stdio) -> Result<Agent> {
+    /// Starts the agent. Without an OTLP endpoint its stdout (span lines) is piped; with one,
+    /// stdout goes to a file `stop` reads the final counters from.
+    pub fn start(binary: &Path, run: &AgentRun, work: &Path) -> Result<Agent> {
         let log = work.join("agent.log");
         let out = work.join("agent.out");
         let mut command = pinned(TOOLS_CPU, binary);
@@ -153,11 +155,10 @@ impl Agent {
                 .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
                 .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
         }
-        let piped_stdout = run.otlp_endpoint.is_none();
         let child = command
             .env("HTTP_AUTOINSTRUMENT_LOG", "info")
-            .stdout(if piped_stdout {
-                stdout
+            .stdout(if run.otlp_endpoint.is_none() {
+                Stdio::piped()
             } else {
                 Stdio::from(std::fs::File::create(&out)?)
             })

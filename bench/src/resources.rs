@@ -1,6 +1,5 @@
 //! The agent's own CPU and memory at idle and at steady request rates, with and without the
 //! three plugins.
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -35,7 +34,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ResourceRun>> {
             target: Target::Pid(service.pid),
             metrics_port: None,
         };
-        let mut agent = Agent::start(&bench.agent, &run, dir.path(), Stdio::null())?;
+        let mut agent = Agent::start(&bench.agent, &run, dir.path())?;
         agent.wait_tracing(Duration::from_secs(60))?;
         let pid = agent.pid();
         // Idle last: right after start the resident size still holds what compiling the plugins

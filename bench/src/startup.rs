@@ -1,6 +1,5 @@
 //! Time from a target's start to its first exported span, and plugin reload time.
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<StartupRun>> {
         target: Target::Exe(binary.clone()),
         metrics_port: None,
     };
-    let mut agent = Agent::start(&bench.agent, &run, dir.path(), Stdio::piped())?;
+    let mut agent = Agent::start(&bench.agent, &run, dir.path())?;
     let stdout = agent.child().stdout.take().context("agent stdout")?;
     let (lines_tx, lines) = mpsc::channel::<(Instant, String)>();
     std::thread::spawn(move || {
