@@ -80,7 +80,7 @@ pub struct OverheadRun {
     pub check: String,
 }
 
-/// The bpftrace program: the probes on the same file offsets (entry and every RET of
+/// The bpftrace program: the probes on the same file offsets (the entry point and every RET of
 /// `net/http.serverHandler.ServeHTTP`), keyed by goroutine (R14 in Go's register ABI), reading
 /// `Request.Method` and `Request.URL.Path` with the offsets our inspection found.
 pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
@@ -92,7 +92,7 @@ pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
         script,
         "// Same capture as the agent, by bpftrace: method, path and duration of every request.\n\
          {}\n{{\n  @start[reg(\"r14\")] = nsecs;\n  @req[reg(\"r14\")] = reg(\"di\");\n}}",
-        at(f.file_offset)
+        at(f.file_offset + f.entry_offset)
     );
     let rets: Vec<String> = f
         .return_offsets

@@ -73,7 +73,7 @@ struct RunArgs {
     /// How often the ring buffer is read when no wakeup came [default: 50].
     #[arg(long, value_name = "MS")]
     poll_interval_ms: Option<NonZeroU64>,
-    /// Waiting events that wake the agent at once (probes never wake it per event) [default: 64].
+    /// Waiting events that wake the agent at once (probes never wake it per event) [default: 512].
     #[arg(long, value_name = "EVENTS")]
     wakeup_events: Option<NonZeroU64>,
     /// Directory of Wasm span-processor plugins (`*.wasm`, run in file-name order, hot-reloaded).

@@ -13,7 +13,7 @@ mod go;
 mod header;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_ANY, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -63,7 +63,7 @@ const WRITER_WINDOW: u32 = 2;
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
 #[no_mangle]
-static WAKEUP_BYTES: u64 = 64 * core::mem::size_of::<HttpServerEvent>() as u64;
+static WAKEUP_BYTES: u64 = 512 * core::mem::size_of::<HttpServerEvent>() as u64;
 
 #[inline(always)]
 fn bump(index: u32) {
@@ -100,13 +100,6 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     // ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request): rw is an interface (itab in
     // RBX, data in RCX), req is in RDI.
     let request = regs.rdi;
-    if let Some(existing) = unsafe { IN_FLIGHT.get(&key) } {
-        // Go's stack-growth path re-enters the function from the top for the same call: keep the
-        // first start time.
-        if existing.request == request && existing.flags & flags::PANICKED as u64 == 0 {
-            return 0;
-        }
-    }
     let in_flight = InFlightRequest {
         start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
         request,
@@ -115,7 +108,17 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
         goroutine_id: read_u64(key.g, offsets.g_goid).unwrap_or(0),
         flags: 0,
     };
-    let _ = IN_FLIGHT.insert(&key, &in_flight, 0);
+    if IN_FLIGHT.insert(&key, &in_flight, BPF_NOEXIST as u64).is_ok() {
+        return 0;
+    }
+    if let Some(existing) = unsafe { IN_FLIGHT.get(&key) } {
+        // Go's stack-growth path re-enters the function from the top for the same call: keep the
+        // first start time.
+        if existing.request == request && existing.flags & flags::PANICKED as u64 == 0 {
+            return 0;
+        }
+    }
+    let _ = IN_FLIGHT.insert(&key, &in_flight, BPF_ANY as u64);
     0
 }
 

@@ -75,8 +75,8 @@ fn raise_memlock_limit() {
     }
 }
 
-/// Size of the events ring buffer: ~2,800 events, over 250 ms of 10,000 requests/s while the
-/// agent wakes at 64 waiting events. Its pages count twice in the agent's resident memory (the
+/// Size of the events ring buffer: ~2,800 events, over 250 ms of 10,000 requests/s, and room
+/// for 2,300 more after the wakeup at 512 waiting events. Its pages count twice in the agent's resident memory (the
 /// kernel maps the data area twice), so it is kept to what that needs.
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -152,7 +152,8 @@ impl Probes {
         );
         let (entry, ret) = self.mode.programs();
         let function = &binary.serve_http;
-        let mut points: Vec<(&'static str, u64)> = vec![(entry, function.file_offset)];
+        let mut points: Vec<(&'static str, u64)> =
+            vec![(entry, function.file_offset + function.entry_offset)];
         points.extend(
             function
                 .return_offsets
@@ -160,7 +161,7 @@ impl Probes {
                 .map(|off| (ret, function.file_offset + off)),
         );
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
-            points.push(("gopanic_entry", gopanic.file_offset));
+            points.push(("gopanic_entry", gopanic.file_offset + gopanic.entry_offset));
         }
         let mut links = Vec::with_capacity(points.len());
         for (program, file_offset) in points {

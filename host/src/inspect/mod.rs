@@ -6,8 +6,8 @@
 //! process is never touched. One call reads the file once, walks the symbol table once and the
 //! DWARF type units once, collecting only the few names it needs.
 //!
-//! Files: `buildinfo` (Go version), `symbols` (ELF symbols, PIE, file offsets), `returns` (RET
-//! offsets), `dwarf` (struct field offsets and runtime type descriptors), `itabs` (itab addresses
+//! Files: `buildinfo` (Go version), `symbols` (ELF symbols, PIE, file offsets), `probe_points`
+//! (entry and RET offsets), `dwarf` (struct field offsets and runtime type descriptors), `itabs` (itab addresses
 //! of binaries whose symbol table has no `go:itab.*` symbols), `offsets` (assembles
 //! [`GoOffsets`]).
 
@@ -15,8 +15,8 @@ mod buildinfo;
 mod dwarf;
 mod itabs;
 mod offsets;
+mod probe_points;
 mod report;
-mod returns;
 mod symbols;
 
 use std::fmt;
@@ -83,8 +83,10 @@ pub struct Function {
     /// Link-time virtual address (before any PIE load bias).
     pub address: u64,
     pub size: u64,
-    /// File offset of the function's first byte (what a uprobe attaches to).
+    /// File offset of the function's first byte.
     pub file_offset: u64,
+    /// Where the entry probe goes, relative to the function start (see `probe_points`).
+    pub entry_offset: u64,
     /// Offsets of every RET instruction, relative to the function start.
     pub return_offsets: Vec<u64>,
 }
@@ -225,7 +227,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         go_version,
     })?;
     let serve_http_code = symbols::function_bytes(&elf, &serve_http).map_err(&malformed)?;
-    let return_offsets = returns::return_offsets(serve_http.address, serve_http_code);
+    let return_offsets = probe_points::return_offsets(serve_http.address, serve_http_code);
     if return_offsets.is_empty() {
         return Err(malformed(format!(
             "no RET instruction in {SERVE_HTTP_SYMBOL}"
@@ -236,6 +238,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         address: serve_http.address,
         size: serve_http.size,
         file_offset: symbols::file_offset(&elf, serve_http.address).map_err(&malformed)?,
+        entry_offset: probe_points::entry_offset(serve_http.address, serve_http_code),
         return_offsets,
     };
     let gopanic = match found.gopanic {
@@ -244,6 +247,10 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
             address: sym.address,
             size: sym.size,
             file_offset: symbols::file_offset(&elf, sym.address).map_err(&malformed)?,
+            entry_offset: probe_points::entry_offset(
+                sym.address,
+                symbols::function_bytes(&elf, &sym).map_err(&malformed)?,
+            ),
             return_offsets: Vec::new(),
         }),
         None => None,

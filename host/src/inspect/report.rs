@@ -15,11 +15,12 @@ fn function(out: &mut String, label: &str, f: &Function) {
         .collect();
     let _ = writeln!(
         out,
-        "{label}: {} at {:#x} ({} bytes, file offset {:#x}), RET at {}",
+        "{label}: {} at {:#x} ({} bytes, file offset {:#x}), entry probe at +{:#x}, RET at {}",
         f.name,
         f.address,
         f.size,
         f.file_offset,
+        f.entry_offset,
         if returns.is_empty() {
             "-".into()
         } else {
