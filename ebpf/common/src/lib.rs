@@ -148,6 +148,8 @@ pub struct GoOffsets {
 
     /// One of `map_layout::*`.
     pub map_layout: u64,
+    /// Entries in a map: `hmap.count` (Go <= 1.23) or `Map.used` (Go >= 1.24).
+    pub map_count: u64,
     /// Go <= 1.23: `hmap.B` and `hmap.buckets`.
     pub hmap_b: u64,
     pub hmap_buckets: u64,
@@ -180,7 +182,7 @@ pub mod counter {
 
 /// Key of the in-flight request map: a goroutine of a process. `g` pointers are reused by the Go
 /// runtime, so a key is valid only between one entry and its return; the map is an LRU so entries
-/// of handlers that never return (panics) are evicted.
+/// of goroutines that are gone are evicted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoroutineKey {
@@ -189,15 +191,17 @@ pub struct GoroutineKey {
     pub g: u64,
 }
 
-/// What the entry probe remembers for the return probe.
+/// What the entry probe remembers for the return probe. The slot stays in the map after the
+/// return, marked finished (`request` 0), and the goroutine's next request reuses it in place:
+/// no map insert or delete per request on a keep-alive connection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct InFlightRequest {
     pub start_monotonic_ns: u64,
+    /// `*http.Request`; 0 once the return probe has taken the request.
     pub request: u64,
     pub writer_itab: u64,
     pub writer_data: u64,
-    pub goroutine_id: u64,
     pub flags: u64,
 }
 
@@ -229,9 +233,9 @@ mod tests {
                 + ROUTE_CAP
         );
         assert_eq!(size_of::<HttpServerEvent>(), 1472);
-        assert_eq!(size_of::<GoOffsets>(), 38 * 8);
+        assert_eq!(size_of::<GoOffsets>(), 39 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
-        assert_eq!(size_of::<InFlightRequest>(), 48);
+        assert_eq!(size_of::<InFlightRequest>(), 40);
     }
 
     #[test]

@@ -69,6 +69,16 @@ impl<'a> Window<'a> {
         read_u64(self.base, offset)
     }
 
+    /// The byte at `offset` (a `uint8` field, which need not be 8-aligned).
+    #[inline(always)]
+    pub fn byte(&self, offset: u64) -> Option<u8> {
+        if offset == ABSENT {
+            return None;
+        }
+        let word = self.u64(offset & !7)?;
+        Some((word >> ((offset & 7) * 8)) as u8)
+    }
+
     /// Copies the Go string whose header (`ptr`, `len`) is at `offset` into `dst`, at most `N`
     /// bytes of it. `dst.len` keeps the full length so the agent can mark a truncated value.
     #[inline(always)]

@@ -6,7 +6,7 @@
 //! (`User-Agent`), so a byte comparison suffices.
 use http_autoinstrument_common::{map_layout, BoundedStr, GoOffsets, USER_AGENT_CAP};
 
-use crate::go::{field, read_bytes, read_u64};
+use crate::go::{field, read_bytes, read_u64, Window, WINDOW_WORDS};
 
 const KEY: &[u8; 10] = b"User-Agent";
 const SLOTS_PER_GROUP: u64 = 8;
@@ -25,26 +25,36 @@ const MIN_TOP_HASH: u64 = 5;
 const SLOT_SIZE: u64 = 16 + 24;
 const GROUP_SIZE: u64 = 8 + SLOTS_PER_GROUP * SLOT_SIZE;
 
-pub fn find_user_agent(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoOffsets) {
+pub fn find_user_agent(
+    dst: &mut BoundedStr<USER_AGENT_CAP>,
+    map: u64,
+    buffer: &mut [u64; WINDOW_WORDS],
+    offsets: &GoOffsets,
+) {
     if map == 0 {
         return;
     }
+    // The map's header in one read; an empty map (a request without headers) ends here.
+    let header = Window::read(buffer, map);
+    if header.u64(offsets.map_count) == Some(0) {
+        return;
+    }
     if offsets.map_layout == map_layout::SWISS {
-        find_in_swiss(dst, map, offsets);
+        find_in_swiss(dst, &header, offsets);
     } else {
-        find_in_buckets(dst, map, offsets);
+        find_in_buckets(dst, &header, offsets);
     }
 }
 
 #[inline(always)]
-fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoOffsets) {
-    let Some(b) = read_u64(map, offsets.hmap_b) else {
+fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: &GoOffsets) {
+    let Some(b) = map.byte(offsets.hmap_b) else {
         return;
     };
-    let Some(buckets) = read_u64(map, offsets.hmap_buckets) else {
+    let Some(buckets) = map.u64(offsets.hmap_buckets) else {
         return;
     };
-    let b = b & 0xff;
+    let b = b as u64;
     let count = if b >= 4 { MAX_GROUPS } else { 1u64 << b };
     for group in 0..MAX_GROUPS {
         if group >= count {
@@ -69,11 +79,11 @@ fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoO
 }
 
 #[inline(always)]
-fn find_in_swiss(dst: &mut BoundedStr<USER_AGENT_CAP>, map: u64, offsets: &GoOffsets) {
-    let Some(dir_len) = read_u64(map, offsets.swiss_dir_len) else {
+fn find_in_swiss(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: &GoOffsets) {
+    let Some(dir_len) = map.u64(offsets.swiss_dir_len) else {
         return;
     };
-    let Some(dir) = read_u64(map, offsets.swiss_dir_ptr) else {
+    let Some(dir) = map.u64(offsets.swiss_dir_ptr) else {
         return;
     };
     // A small map (<= 8 entries) has no directory: dirPtr points at its single group.

@@ -13,7 +13,7 @@ mod go;
 mod header;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -29,8 +29,9 @@ use go::{read_u64, Window, WINDOW_WORDS};
 #[map]
 static OFFSETS: HashMap<u32, GoOffsets> = HashMap::with_max_entries(4096, 0);
 
-/// Requests between entry and return. Shared by all processes and bounded: an LRU, so entries of
-/// handlers that never return are evicted rather than filling the map.
+/// Requests between entry and return, one slot per goroutine, reused by its next request. Shared
+/// by all processes and bounded: an LRU, so slots of goroutines that are gone (and of handlers
+/// that never returned) are evicted rather than filling the map.
 #[map]
 static IN_FLIGHT: LruHashMap<GoroutineKey, InFlightRequest> =
     LruHashMap::with_max_entries(16384, 0);
@@ -55,10 +56,11 @@ static SCRATCH: PerCpuArray<HttpServerEvent> = PerCpuArray::with_max_entries(1, 
 /// Copies of the request, its URL and the response writer while an event is filled (see
 /// `go::Window`); per CPU, as a probe runs to the end on the CPU it started on.
 #[map]
-static WINDOWS: PerCpuArray<[u64; WINDOW_WORDS]> = PerCpuArray::with_max_entries(3, 0);
+static WINDOWS: PerCpuArray<[u64; WINDOW_WORDS]> = PerCpuArray::with_max_entries(4, 0);
 const REQUEST_WINDOW: u32 = 0;
 const URL_WINDOW: u32 = 1;
 const WRITER_WINDOW: u32 = 2;
+const MAP_WINDOW: u32 = 3;
 
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
@@ -90,35 +92,33 @@ fn goroutine_key(ctx: &ProbeContext, pid: u32) -> GoroutineKey {
 #[uprobe]
 pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     bump(counter::ENTRY_HITS);
-    let pid = current_pid();
-    let Some(offsets) = (unsafe { OFFSETS.get(&pid) }) else {
-        bump(counter::UNCONFIGURED_HITS);
-        return 0;
-    };
-    let key = goroutine_key(&ctx, pid);
+    // No offsets are needed here: the return probe reads everything and checks the process.
+    let key = goroutine_key(&ctx, current_pid());
     let regs = unsafe { &*ctx.regs };
     // ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request): rw is an interface (itab in
     // RBX, data in RCX), req is in RDI.
-    let request = regs.rdi;
     let in_flight = InFlightRequest {
         start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
-        request,
+        request: regs.rdi,
         writer_itab: regs.rbx,
         writer_data: regs.rcx,
-        goroutine_id: read_u64(key.g, offsets.g_goid).unwrap_or(0),
         flags: 0,
     };
-    if IN_FLIGHT.insert(&key, &in_flight, BPF_NOEXIST as u64).is_ok() {
-        return 0;
-    }
-    if let Some(existing) = unsafe { IN_FLIGHT.get(&key) } {
-        // Go's stack-growth path re-enters the function from the top for the same call: keep the
-        // first start time.
-        if existing.request == request && existing.flags & flags::PANICKED as u64 == 0 {
-            return 0;
+    match IN_FLIGHT.get_ptr_mut(&key) {
+        Some(slot) => {
+            let slot = unsafe { &mut *slot };
+            // Go's stack-growth path re-enters the function from the top for the same call: keep
+            // the first start time.
+            if slot.request == in_flight.request && slot.flags & flags::PANICKED as u64 == 0 {
+                return 0;
+            }
+            // The slot of this goroutine's previous request (finished, or killed by a panic).
+            *slot = in_flight;
+        }
+        None => {
+            let _ = IN_FLIGHT.insert(&key, &in_flight, 0);
         }
     }
-    let _ = IN_FLIGHT.insert(&key, &in_flight, BPF_ANY as u64);
     0
 }
 
@@ -131,11 +131,20 @@ pub fn serve_http_return(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let key = goroutine_key(&ctx, pid);
-    let Some(in_flight) = (unsafe { IN_FLIGHT.get(&key) }).copied() else {
+    let Some(slot) = IN_FLIGHT.get_ptr_mut(&key) else {
         bump(counter::RETURNS_WITHOUT_ENTRY);
         return 0;
     };
-    let _ = IN_FLIGHT.remove(&key);
+    let in_flight = unsafe { *slot };
+    if in_flight.request == 0 {
+        bump(counter::RETURNS_WITHOUT_ENTRY);
+        return 0;
+    }
+    // Finished: the slot waits for the goroutine's next request (see `InFlightRequest`).
+    unsafe {
+        (*slot).request = 0;
+        (*slot).flags = 0;
+    }
     if in_flight.flags & flags::PANICKED as u64 != 0 {
         // The handler panicked and recovered by itself: the request completes normally.
         let _ = PANICKED.remove(&key);
@@ -146,7 +155,7 @@ pub fn serve_http_return(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let event = entry.as_mut_ptr();
-    unsafe { fill_event(&mut *event, &in_flight, offsets, pid, 0) };
+    unsafe { fill_event(&mut *event, &in_flight, key.g, offsets, pid, 0) };
     let unread = EVENTS.query(0 /* BPF_RB_AVAIL_DATA */);
     let wakeup = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
     entry.submit(if unread >= wakeup {
@@ -179,7 +188,7 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
         return 0;
     };
     unsafe {
-        fill_event(&mut *scratch, &in_flight, offsets, pid, flags::PANICKED);
+        fill_event(&mut *scratch, &in_flight, key.g, offsets, pid, flags::PANICKED);
         let _ = PANICKED.insert(&key, &*scratch, 0);
     }
     0
@@ -205,23 +214,25 @@ pub fn count_return(_ctx: ProbeContext) -> u32 {
 fn fill_event(
     event: &mut HttpServerEvent,
     in_flight: &InFlightRequest,
+    g: u64,
     offsets: &GoOffsets,
     pid: u32,
     extra_flags: u8,
 ) {
     event.start_monotonic_ns = in_flight.start_monotonic_ns;
     event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
-    event.goroutine_id = in_flight.goroutine_id;
+    event.goroutine_id = read_u64(g, offsets.g_goid).unwrap_or(0);
     event.pid = pid;
     event._pad = [0; 5];
     event.status = 0;
     event.response_body_bytes = -1;
     event.server_port = 0;
     event.user_agent.len = 0;
-    let (Some(request_buf), Some(url_buf), Some(writer_buf)) = (
+    let (Some(request_buf), Some(url_buf), Some(writer_buf), Some(map_buf)) = (
         WINDOWS.get_ptr_mut(REQUEST_WINDOW),
         WINDOWS.get_ptr_mut(URL_WINDOW),
         WINDOWS.get_ptr_mut(WRITER_WINDOW),
+        WINDOWS.get_ptr_mut(MAP_WINDOW),
     ) else {
         event.flags = extra_flags | flags::UNKNOWN_WRITER;
         return;
@@ -249,7 +260,7 @@ fn fill_event(
     request.go_string(&mut event.remote_addr, offsets.request_remote_addr);
     request.go_string(&mut event.route, offsets.request_pattern);
     let header = request.u64(offsets.request_header).unwrap_or(0);
-    header::find_user_agent(&mut event.user_agent, header, offsets);
+    header::find_user_agent(&mut event.user_agent, header, unsafe { &mut *map_buf }, offsets);
 
     let writer_data = in_flight.writer_data;
     if in_flight.writer_itab == offsets.response_itab {

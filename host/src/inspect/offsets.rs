@@ -162,6 +162,7 @@ pub fn assemble(
         tcp_addr_port: optional(TCP_ADDR, "Port"),
 
         map_layout: ABSENT,
+        map_count: ABSENT,
         hmap_b: ABSENT,
         hmap_buckets: ABSENT,
         swiss_dir_ptr: ABSENT,
@@ -174,6 +175,7 @@ pub fn assemble(
     // with GOEXPERIMENT=noswissmap is read correctly.
     if types.structs.contains_key(SWISS_MAP) {
         offsets.map_layout = map_layout::SWISS;
+        offsets.map_count = required(SWISS_MAP, "used")?;
         offsets.swiss_dir_ptr = required(SWISS_MAP, "dirPtr")?;
         offsets.swiss_dir_len = required(SWISS_MAP, "dirLen")?;
         offsets.swiss_table_groups = required(SWISS_TABLE, "groups")?;
@@ -187,6 +189,7 @@ pub fn assemble(
         }
     } else if types.structs.contains_key(HMAP) {
         offsets.map_layout = map_layout::BUCKETS;
+        offsets.map_count = required(HMAP, "count")?;
         offsets.hmap_b = required(HMAP, "B")?;
         offsets.hmap_buckets = required(HMAP, "buckets")?;
     } else {
