@@ -82,7 +82,8 @@ pub struct OverheadRun {
 
 /// The bpftrace program: the probes on the same file offsets (the entry point and every RET of
 /// `net/http.serverHandler.ServeHTTP`), keyed by goroutine (R14 in Go's register ABI), reading
-/// `Request.Method` and `Request.URL.Path` with the offsets our inspection found.
+/// `Request.Method` and `Request.RequestURI` (path and query) with the offsets our inspection
+/// found.
 pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
     let f = &binary.serve_http;
     let o = &binary.offsets;
@@ -90,7 +91,7 @@ pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
     let mut script = String::new();
     let _ = writeln!(
         script,
-        "// Same capture as the agent, by bpftrace: method, path and duration of every request.\n\
+        "// Same capture as the agent, by bpftrace: method, target and duration of every request.\n\
          {}\n{{\n  @start[reg(\"r14\")] = nsecs;\n  @req[reg(\"r14\")] = reg(\"di\");\n}}",
         at(f.file_offset + f.entry_offset)
     );
@@ -102,16 +103,14 @@ pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
     let _ = writeln!(
         script,
         "{}\n/@req[reg(\"r14\")]/\n{{\n  $g = reg(\"r14\");\n  $r = @req[$g];\n  \
-         $u = *(uint64*)($r + {url:#x});\n  \
          printf(\"%s %s %d\\n\", str(*(uint64*)($r + {m:#x}), *(uint64*)($r + {m8:#x})), \
-         str(*(uint64*)($u + {p:#x}), *(uint64*)($u + {p8:#x})), (nsecs - @start[$g]) / 1000);\n  \
+         str(*(uint64*)($r + {t:#x}), *(uint64*)($r + {t8:#x})), (nsecs - @start[$g]) / 1000);\n  \
          delete(@req[$g]);\n  delete(@start[$g]);\n}}",
         rets.join(",\n"),
-        url = o.request_url,
         m = o.request_method,
         m8 = o.request_method + 8,
-        p = o.url_path,
-        p8 = o.url_path + 8,
+        t = o.request_request_uri,
+        t8 = o.request_request_uri + 8,
     );
     script
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http_autoinstrument::decode::{decode_event, ServerRequest};
 use http_autoinstrument::span::{server_span, Attribute, Resource, Span, WallClock};
-use http_autoinstrument_common::{BoundedStr, HttpServerEvent};
+use http_autoinstrument_common::{flags, BoundedStr, HttpServerEvent};
 
 /// Process id on every replayed event.
 pub const PID: u32 = 4242;
@@ -34,11 +34,18 @@ pub fn event(i: usize) -> HttpServerEvent {
     e.server_port = 8080;
     e.proto_major = 1;
     e.proto_minor = 1;
-    set(&mut e.method, "GET");
-    set(&mut e.path, &format!("/api/v1/users/{}/orders", 1000 + i));
-    if i.is_multiple_of(8) {
-        set(&mut e.query, "page=2&token=abc123");
-    }
+    // As the probe copies an HTTP/1 request: method and target from the request line.
+    let query = if i.is_multiple_of(8) {
+        "?page=2&token=abc123"
+    } else {
+        ""
+    };
+    set(
+        &mut e.target,
+        &format!("GET /api/v1/users/{}/orders{query}", 1000 + i),
+    );
+    e.method.len = 3;
+    e.flags = flags::REQUEST_LINE;
     set(&mut e.host, "shop.internal:8080");
     set(&mut e.remote_addr, "10.1.2.3:52100");
     set(

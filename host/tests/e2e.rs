@@ -257,7 +257,8 @@ fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
             server_port: port,
         });
         // No port in Host: server.port is then the connection's local port, which the probe
-        // reads only in this case.
+        // reads only in this case. The path is sent percent-encoded; url.path is decoded, as the
+        // handler sees it in Request.URL.Path.
         out.push(Scripted {
             args: vec![
                 proto_flag.into(),
@@ -265,10 +266,10 @@ fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
                 ua.clone(),
                 "-H".into(),
                 "Host: shop.internal".into(),
-                format!("{base}/users/{}", 60 + i),
+                format!("{base}/users/caf%C3%A9%20{}", 60 + i),
             ],
             method: "GET",
-            path: format!("/users/{}", 60 + i),
+            path: format!("/users/café {}", 60 + i),
             query: None,
             scheme,
             protocol,

@@ -10,8 +10,9 @@
 pub const ABSENT: u64 = u64::MAX;
 
 pub const METHOD_CAP: usize = 16;
-pub const PATH_CAP: usize = 512;
-pub const QUERY_CAP: usize = 256;
+/// The request target: path and query (`/users/7?page=2`), or in a request-line event the method,
+/// a space and the target (see `flags::REQUEST_LINE`).
+pub const TARGET_CAP: usize = 768;
 pub const HOST_CAP: usize = 128;
 pub const REMOTE_ADDR_CAP: usize = 64;
 pub const USER_AGENT_CAP: usize = 256;
@@ -54,6 +55,10 @@ pub mod flags {
     pub const PANICKED: u8 = 4;
     /// The ResponseWriter was of a type the probe does not know; status and size are unknown.
     pub const UNKNOWN_WRITER: u8 = 8;
+    /// `target` holds `METHOD TARGET` and `method` only the method's length: HTTP/1 keeps
+    /// `Request.Method` and `Request.RequestURI` side by side in the request line, so the probe
+    /// copies both with one read.
+    pub const REQUEST_LINE: u8 = 16;
 }
 
 /// One served HTTP request, written by the return probe of `net/http.serverHandler.ServeHTTP`.
@@ -80,8 +85,8 @@ pub struct HttpServerEvent {
     pub flags: u8,
     pub _pad: [u8; 5],
     pub method: BoundedStr<METHOD_CAP>,
-    pub path: BoundedStr<PATH_CAP>,
-    pub query: BoundedStr<QUERY_CAP>,
+    /// `Request.RequestURI`: the target as the client sent it (path and query, percent-encoded).
+    pub target: BoundedStr<TARGET_CAP>,
     pub host: BoundedStr<HOST_CAP>,
     pub remote_addr: BoundedStr<REMOTE_ADDR_CAP>,
     pub user_agent: BoundedStr<USER_AGENT_CAP>,
@@ -108,7 +113,7 @@ pub struct GoOffsets {
     pub g_goid: u64,
 
     pub request_method: u64,
-    pub request_url: u64,
+    pub request_request_uri: u64,
     pub request_proto_major: u64,
     pub request_proto_minor: u64,
     pub request_header: u64,
@@ -117,8 +122,6 @@ pub struct GoOffsets {
     pub request_remote_addr: u64,
     pub request_tls: u64,
     pub request_pattern: u64,
-    pub url_path: u64,
-    pub url_raw_query: u64,
 
     /// Address of the itab `*net/http.response` as `net/http.ResponseWriter` (HTTP/1.x).
     pub response_itab: u64,
@@ -223,17 +226,16 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(
             size_of::<HttpServerEvent>(),
-            56 + 8 * 7
+            56 + 8 * 6
                 + METHOD_CAP
-                + PATH_CAP
-                + QUERY_CAP
+                + TARGET_CAP
                 + HOST_CAP
                 + REMOTE_ADDR_CAP
                 + USER_AGENT_CAP
                 + ROUTE_CAP
         );
-        assert_eq!(size_of::<HttpServerEvent>(), 1472);
-        assert_eq!(size_of::<GoOffsets>(), 39 * 8);
+        assert_eq!(size_of::<HttpServerEvent>(), 1464);
+        assert_eq!(size_of::<GoOffsets>(), 37 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 40);
     }

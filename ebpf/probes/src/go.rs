@@ -20,7 +20,7 @@ pub fn read_u64(base: u64, offset: u64) -> Option<u64> {
 }
 
 /// Bytes of a Go struct copied by one read. A helper call costs about the same for 8 bytes as
-/// for 256 (the call dominates), and the fields the probe reads of a `Request`, a `url.URL` or
+/// for 256 (the call dominates), and the fields the probe reads of a `Request`, a map header or
 /// a `response` all lie in their first 256 bytes: one read per struct instead of one per field.
 pub const WINDOW_WORDS: usize = 32; // a power of two (see `Window::u64`)
 
@@ -79,14 +79,20 @@ impl<'a> Window<'a> {
         Some((word >> ((offset & 7) * 8)) as u8)
     }
 
-    /// Copies the Go string whose header (`ptr`, `len`) is at `offset` into `dst`, at most `N`
-    /// bytes of it. `dst.len` keeps the full length so the agent can mark a truncated value.
+    /// The header (`ptr`, `len`) of the Go string at `offset`; (0, 0) when unreadable.
+    #[inline(always)]
+    pub fn go_string_header(&self, offset: u64) -> (u64, u64) {
+        match (self.u64(offset), self.u64(field(offset, 8))) {
+            (Some(ptr), Some(len)) => (ptr, len),
+            _ => (0, 0),
+        }
+    }
+
+    /// Copies the Go string at `offset` into `dst`, at most `N` bytes of it. `dst.len` keeps the
+    /// full length so the agent can mark a truncated value.
     #[inline(always)]
     pub fn go_string<const N: usize>(&self, dst: &mut BoundedStr<N>, offset: u64) {
-        dst.len = 0;
-        let (Some(ptr), Some(len)) = (self.u64(offset), self.u64(field(offset, 8))) else {
-            return;
-        };
+        let (ptr, len) = self.go_string_header(offset);
         read_bytes(dst, ptr, len);
     }
 }

@@ -23,7 +23,7 @@ use http_autoinstrument_common::{
     counter, flags, GoOffsets, GoroutineKey, HttpServerEvent, InFlightRequest, ABSENT,
 };
 
-use go::{read_u64, Window, WINDOW_WORDS};
+use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
 
 /// Offsets per traced process, written by the agent before it attaches the probes.
 #[map]
@@ -53,19 +53,32 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[map]
 static SCRATCH: PerCpuArray<HttpServerEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Copies of the request, its URL and the response writer while an event is filled (see
-/// `go::Window`); per CPU, as a probe runs to the end on the CPU it started on.
+/// Copies of the request, the response writer and the header map's header while an event is
+/// filled (see `go::Window`); per CPU, as a probe runs to the end on the CPU it started on.
 #[map]
-static WINDOWS: PerCpuArray<[u64; WINDOW_WORDS]> = PerCpuArray::with_max_entries(4, 0);
+static WINDOWS: PerCpuArray<[u64; WINDOW_WORDS]> = PerCpuArray::with_max_entries(3, 0);
 const REQUEST_WINDOW: u32 = 0;
-const URL_WINDOW: u32 = 1;
-const WRITER_WINDOW: u32 = 2;
-const MAP_WINDOW: u32 = 3;
+const WRITER_WINDOW: u32 = 1;
+const MAP_WINDOW: u32 = 2;
 
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
 #[no_mangle]
-static WAKEUP_BYTES: u64 = 512 * core::mem::size_of::<HttpServerEvent>() as u64;
+static WAKEUP_BYTES: u64 = 512 * RECORD_BYTES;
+
+/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
+const RECORD_BYTES: u64 = core::mem::size_of::<HttpServerEvent>() as u64 + 8;
+
+/// Whether this event, `unread` bytes waiting with it, takes the backlog past a multiple of
+/// `WAKEUP_BYTES`. Only such an event wakes the agent: one that is already behind is draining, and
+/// waking it on every event would cost the service a wakeup per request until it catches up.
+/// (Two CPUs submitting at once may both miss a crossing; the next multiple, or the agent's poll
+/// timer, then wakes it.)
+#[inline(always)]
+fn crosses_wakeup_level(unread: u64) -> bool {
+    let wakeup = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+    wakeup != 0 && unread >= wakeup && unread / wakeup != (unread - RECORD_BYTES.min(unread)) / wakeup
+}
 
 #[inline(always)]
 fn bump(index: u32) {
@@ -156,9 +169,7 @@ pub fn serve_http_return(ctx: ProbeContext) -> u32 {
     };
     let event = entry.as_mut_ptr();
     unsafe { fill_event(&mut *event, &in_flight, key.g, offsets, pid, 0) };
-    let unread = EVENTS.query(0 /* BPF_RB_AVAIL_DATA */);
-    let wakeup = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
-    entry.submit(if unread >= wakeup {
+    entry.submit(if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -208,8 +219,9 @@ pub fn count_return(_ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Reads the request and the response writer into `event`. Every field is written, so no stale
-/// bytes of an earlier event survive in a reused ring-buffer slot.
+/// Reads the request and the response writer into `event`. Every field the agent reads is
+/// written, so nothing of an earlier event in a reused ring-buffer slot is taken for this one (in
+/// a request-line event the agent ignores `method.bytes`).
 #[inline(always)]
 fn fill_event(
     event: &mut HttpServerEvent,
@@ -228,9 +240,8 @@ fn fill_event(
     event.response_body_bytes = -1;
     event.server_port = 0;
     event.user_agent.len = 0;
-    let (Some(request_buf), Some(url_buf), Some(writer_buf), Some(map_buf)) = (
+    let (Some(request_buf), Some(writer_buf), Some(map_buf)) = (
         WINDOWS.get_ptr_mut(REQUEST_WINDOW),
-        WINDOWS.get_ptr_mut(URL_WINDOW),
         WINDOWS.get_ptr_mut(WRITER_WINDOW),
         WINDOWS.get_ptr_mut(MAP_WINDOW),
     ) else {
@@ -249,13 +260,17 @@ fn fill_event(
         event_flags |= flags::TLS;
     }
 
-    request.go_string(&mut event.method, offsets.request_method);
-    let url = Window::read(
-        unsafe { &mut *url_buf },
-        request.u64(offsets.request_url).unwrap_or(0),
-    );
-    url.go_string(&mut event.path, offsets.url_path);
-    url.go_string(&mut event.query, offsets.url_raw_query);
+    let (method, method_len) = request.go_string_header(offsets.request_method);
+    let (target, target_len) = request.go_string_header(offsets.request_request_uri);
+    if method != 0 && method_len != 0 && target == method + method_len + 1 {
+        // HTTP/1: both are slices of the request line (`GET /users/7 HTTP/1.1`): one read.
+        read_bytes(&mut event.target, method, method_len + 1 + target_len);
+        event.method.len = method_len;
+        event_flags |= flags::REQUEST_LINE;
+    } else {
+        read_bytes(&mut event.method, method, method_len);
+        read_bytes(&mut event.target, target, target_len);
+    }
     request.go_string(&mut event.host, offsets.request_host);
     request.go_string(&mut event.remote_addr, offsets.request_remote_addr);
     request.go_string(&mut event.route, offsets.request_pattern);

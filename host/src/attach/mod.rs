@@ -326,10 +326,10 @@ mod tests {
         let mut o: GoOffsets = unsafe { std::mem::zeroed() };
         o.response_itab = 0x1000;
         o.h2_writer_itab = ABSENT;
-        o.request_url = 0x10;
+        o.request_request_uri = 0xc0;
         let r = relocate(o, 0x5000);
         assert_eq!(r.response_itab, 0x6000);
         assert_eq!(r.h2_writer_itab, ABSENT);
-        assert_eq!(r.request_url, 0x10);
+        assert_eq!(r.request_request_uri, 0xc0);
     }
 }

@@ -1,6 +1,8 @@
 //! Ring-buffer records to requests: checks the size, copies the fixed-size event out and exposes
 //! its strings as text. Nothing here trusts the record: a short record is an error, lengths are
 //! bounded by the layout, and bytes that are not UTF-8 are replaced, not rejected.
+mod target;
+
 use std::borrow::Cow;
 
 use http_autoinstrument_common::{flags, BoundedStr, HttpServerEvent};
@@ -34,11 +36,7 @@ pub struct Text<'a> {
 impl<'a> Text<'a> {
     fn of<const N: usize>(s: &'a BoundedStr<N>) -> Self {
         Text {
-            // from_utf8's ASCII fast path first; lossy (slower) only for invalid bytes.
-            value: match std::str::from_utf8(s.copied()) {
-                Ok(text) => Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(s.copied()),
-            },
+            value: target::text(s.copied()),
             truncated: s.is_truncated(),
         }
     }
@@ -88,14 +86,26 @@ impl<'a> ServerRequest<'a> {
             100..=999 if !unknown_writer => Some(event.status),
             _ => None,
         };
+        let (method, target, target_truncated) = method_and_target(event);
+        let method = Text {
+            value: target::text(method.0),
+            truncated: method.1,
+        };
+        let (path, query, cut) = target::split(target, target_truncated, &method.value);
         ServerRequest {
             pid: event.pid,
             goroutine_id: event.goroutine_id,
             start_monotonic_ns: event.start_monotonic_ns,
             end_monotonic_ns: event.end_monotonic_ns.max(event.start_monotonic_ns),
-            method: Text::of(&event.method),
-            path: Text::of(&event.path),
-            query: Text::of(&event.query),
+            method,
+            path: Text {
+                value: path,
+                truncated: cut == target::Part::Path,
+            },
+            query: Text {
+                value: query,
+                truncated: cut == target::Part::Query,
+            },
             host: Text::of(&event.host),
             remote_addr: Text::of(&event.remote_addr),
             user_agent: Text::of(&event.user_agent),
@@ -111,6 +121,33 @@ impl<'a> ServerRequest<'a> {
             panicked,
         }
     }
+}
+
+/// The method (bytes, cut short) and the target (bytes, cut short) of an event, from the request
+/// line when the probe copied that (`flags::REQUEST_LINE`).
+fn method_and_target(event: &HttpServerEvent) -> ((&[u8], bool), &[u8], bool) {
+    if event.flags & flags::REQUEST_LINE == 0 {
+        return (
+            (event.method.copied(), event.method.is_truncated()),
+            event.target.copied(),
+            event.target.is_truncated(),
+        );
+    }
+    let line = event.target.copied();
+    let method_len = usize::try_from(event.method.len).unwrap_or(usize::MAX);
+    if method_len >= line.len() {
+        // A bad length, or a line cut within the method: all of it is the method.
+        return (
+            (line, method_len > line.len()),
+            &[],
+            event.target.is_truncated(),
+        );
+    }
+    (
+        (&line[..method_len], false),
+        &line[method_len + 1..],
+        event.target.is_truncated(),
+    )
 }
 
 #[cfg(test)]
@@ -149,16 +186,45 @@ pub(crate) mod tests {
         e.response_body_bytes = 12;
         e.proto_major = 2;
         set(&mut e.method, b"GET");
-        set(&mut e.path, b"/users/7");
+        set(&mut e.target, b"/users/7?page=2");
         let decoded = decode_event(as_bytes(&e)).unwrap();
         let r = ServerRequest::from_event(&decoded);
         assert_eq!(r.pid, 42);
         assert_eq!(r.status, Some(404));
         assert_eq!(r.method.value, "GET");
         assert_eq!(r.path.value, "/users/7");
+        assert_eq!(r.query.value, "page=2");
         assert!(r.tls && r.http2 && !r.panicked);
         assert_eq!(r.request_content_length, None);
         assert_eq!(r.response_body_bytes, Some(12));
+    }
+
+    #[test]
+    fn a_request_line_gives_method_path_and_query() {
+        let mut e = event();
+        e.flags = flags::REQUEST_LINE;
+        set(&mut e.target, b"DELETE /carts/9/items/%C3%A9?force=1");
+        e.method.len = 6;
+        let r = ServerRequest::from_event(&e);
+        assert_eq!(r.method.value, "DELETE");
+        assert_eq!(r.path.value, "/carts/9/items/é");
+        assert_eq!(r.query.value, "force=1");
+        assert!(!r.method.truncated && !r.path.truncated && !r.query.truncated);
+
+        // Cut within the query; then a method length beyond the line (a torn read).
+        let mut long = b"GET /search?q=".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 2000));
+        set(&mut e.target, &long);
+        e.method.len = 3;
+        let r = ServerRequest::from_event(&e);
+        assert_eq!(
+            (r.method.value.as_ref(), r.path.value.as_ref()),
+            ("GET", "/search")
+        );
+        assert!(r.query.truncated && !r.path.truncated);
+        e.method.len = u64::MAX;
+        let r = ServerRequest::from_event(&e);
+        assert!(r.method.truncated && r.path.value.is_empty());
     }
 
     #[test]
@@ -182,12 +248,12 @@ pub(crate) mod tests {
     fn malformed_strings_are_bounded_and_replaced() {
         let mut e = event();
         // A length far beyond the buffer (a torn read in the kernel) must not overrun.
-        e.path.len = u64::MAX;
-        e.path.bytes.fill(b'a');
+        e.target.len = u64::MAX;
+        e.target.bytes.fill(b'a');
         set(&mut e.method, &[0xff, 0xfe, b'G']);
         let r = ServerRequest::from_event(&e);
         assert!(r.path.truncated);
-        assert_eq!(r.path.value.len(), e.path.bytes.len());
+        assert_eq!(r.path.value.len(), e.target.bytes.len());
         assert_eq!(r.method.value, "\u{fffd}\u{fffd}G");
     }
 

@@ -16,7 +16,6 @@ pub enum OffsetError {
 
 const G: &str = "runtime.g";
 const REQUEST: &str = "net/http.Request";
-const URL: &str = "net/url.URL";
 const RESPONSE: &str = "net/http.response";
 const CONN: &str = "net/http.conn";
 const TLS_CONN: &str = "crypto/tls.Conn";
@@ -59,7 +58,6 @@ const H2_INTERNAL: H2Names = H2Names {
 pub const WANTED_STRUCTS: &[&str] = &[
     G,
     REQUEST,
-    URL,
     RESPONSE,
     CONN,
     TLS_CONN,
@@ -127,7 +125,7 @@ pub fn assemble(
     let mut offsets = GoOffsets {
         g_goid: required(G, "goid")?,
         request_method: required(REQUEST, "Method")?,
-        request_url: required(REQUEST, "URL")?,
+        request_request_uri: required(REQUEST, "RequestURI")?,
         request_proto_major: required(REQUEST, "ProtoMajor")?,
         request_proto_minor: required(REQUEST, "ProtoMinor")?,
         request_header: required(REQUEST, "Header")?,
@@ -137,8 +135,6 @@ pub fn assemble(
         request_tls: required(REQUEST, "TLS")?,
         // Go 1.23+.
         request_pattern: optional(REQUEST, "Pattern"),
-        url_path: required(URL, "Path")?,
-        url_raw_query: required(URL, "RawQuery")?,
 
         response_itab: itab(itabs::RESPONSE),
         response_status: required(RESPONSE, "status")?,

@@ -88,10 +88,11 @@ async fn shutdown_signal() {
 
 pub async fn run(options: AgentOptions) -> Result<()> {
     let clock = WallClock::measure();
-    let event_size = std::mem::size_of::<HttpServerEvent>() as u64;
+    // A ring-buffer record is the event and the kernel's 8-byte header.
+    let record_size = std::mem::size_of::<HttpServerEvent>() as u64 + 8;
     let mut probes = Probes::load(
         options.probe_mode,
-        options.wakeup_events.max(1) * event_size,
+        options.wakeup_events.max(1) * record_size,
     )?;
     let ring = probes.take_events()?;
     let processes = ProcessTable::default();

@@ -229,8 +229,7 @@ mod tests {
     fn builds_semconv_attributes() {
         let mut e = event();
         set(&mut e.method, b"GET");
-        set(&mut e.path, b"/users/7");
-        set(&mut e.query, b"a=1");
+        set(&mut e.target, b"/users/7?a=1");
         set(&mut e.host, b"localhost:8443");
         set(&mut e.remote_addr, b"127.0.0.1:50000");
         set(&mut e.user_agent, b"curl/8.0");
@@ -288,7 +287,7 @@ mod tests {
         let mut e = event();
         set(&mut e.method, b"GET");
         let long = vec![b'x'; 4096];
-        set(&mut e.path, &long);
+        set(&mut e.target, &long);
         let s = span_of(&e);
         let Some(AttributeValue::Str(path)) = s.attribute("url.path") else {
             panic!("no url.path");

@@ -1,0 +1,148 @@
+//! The request target as the client sent it (`Request.RequestURI`) to `url.path` and `url.query`
+//! as Go's `url.ParseRequestURI` gives them to the handler: the path percent-decoded, the query
+//! raw. The probe copies the target rather than `Request.URL`'s fields because it is one string
+//! next to the method (one read for both in HTTP/1) where the URL is a struct of its own.
+use std::borrow::Cow;
+
+/// `url.path` and `url.query` of a request target (`target` as copied; `truncated` when the probe
+/// had to cut it, which then applies to whichever part the cut fell in).
+pub fn split<'a>(
+    target: &'a [u8],
+    truncated: bool,
+    method: &str,
+) -> (Cow<'a, str>, Cow<'a, str>, Part) {
+    let question = target.iter().position(|&b| b == b'?');
+    let (path, query) = match question {
+        Some(i) => (&target[..i], &target[i + 1..]),
+        None => (target, &target[target.len()..]),
+    };
+    let cut = match (truncated, question) {
+        (false, _) => Part::Neither,
+        (true, None) => Part::Path,
+        (true, Some(_)) => Part::Query,
+    };
+    (decode_path(path_of(path, method)), text(query), cut)
+}
+
+/// Which part of the target was cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Neither,
+    Path,
+    Query,
+}
+
+/// The path of a target's part before `?`: origin form (`/users/7`) and `*` as they are; the path
+/// of an absolute form (`http://shop/users/7`, sent to proxies); nothing for CONNECT's authority
+/// form (`shop:443`).
+fn path_of<'a>(raw: &'a [u8], method: &str) -> &'a [u8] {
+    if raw.first() == Some(&b'/') || raw == b"*" {
+        return raw;
+    }
+    if method == "CONNECT" {
+        return &[];
+    }
+    match find(raw, b"://") {
+        Some(i) => {
+            let after = &raw[i + 3..];
+            match after.iter().position(|&b| b == b'/') {
+                Some(slash) => &after[slash..],
+                None => &[],
+            }
+        }
+        None => raw,
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Percent-decodes a path (`%2F` too, as `url.URL.Path` does); `+` stays `+`. An escape cut
+/// short by truncation stays as it is.
+fn decode_path(raw: &[u8]) -> Cow<'_, str> {
+    if !raw.contains(&b'%') {
+        return text(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let escaped = (raw[i] == b'%')
+            .then(|| Some((hex(*raw.get(i + 1)?)? << 4) | hex(*raw.get(i + 2)?)?))
+            .flatten();
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(raw[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Bytes as text: borrowed when UTF-8 (the common case), replaced characters otherwise.
+pub fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(target: &str, method: &str) -> (String, String) {
+        let (path, query, _) = split(target.as_bytes(), false, method);
+        (path.into_owned(), query.into_owned())
+    }
+
+    #[test]
+    fn splits_origin_form_at_the_first_question_mark() {
+        assert_eq!(parts("/users/7", "GET"), ("/users/7".into(), "".into()));
+        assert_eq!(
+            parts("/search?q=a?b&x=1", "GET"),
+            ("/search".into(), "q=a?b&x=1".into())
+        );
+        assert_eq!(parts("/?", "GET"), ("/".into(), "".into()));
+    }
+
+    #[test]
+    fn decodes_the_path_like_go_and_leaves_the_query_raw() {
+        assert_eq!(
+            parts("/a%20b/c%2Fd+e?x=%20y+z", "GET"),
+            ("/a b/c/d+e".into(), "x=%20y+z".into())
+        );
+        assert_eq!(parts("/caf%C3%A9", "GET"), ("/café".into(), "".into()));
+        // Not an escape (or cut short): kept as sent.
+        assert_eq!(parts("/100%zz/%4", "GET"), ("/100%zz/%4".into(), "".into()));
+        assert_eq!(parts("/%ff", "GET"), ("/\u{fffd}".into(), "".into()));
+    }
+
+    #[test]
+    fn other_forms_give_the_path_go_gives_the_handler() {
+        assert_eq!(
+            parts("http://shop:8080/users/7?a=1", "GET"),
+            ("/users/7".into(), "a=1".into())
+        );
+        assert_eq!(parts("http://shop", "GET"), ("".into(), "".into()));
+        assert_eq!(parts("*", "OPTIONS"), ("*".into(), "".into()));
+        assert_eq!(parts("shop:443", "CONNECT"), ("".into(), "".into()));
+        assert_eq!(parts("", "CONNECT"), ("".into(), "".into()));
+    }
+
+    #[test]
+    fn a_cut_is_reported_in_the_part_it_fell_in() {
+        assert_eq!(split(b"/very/long", true, "GET").2, Part::Path);
+        assert_eq!(split(b"/p?q=very-long", true, "GET").2, Part::Query);
+        assert_eq!(split(b"/p?q=1", false, "GET").2, Part::Neither);
+    }
+}
