@@ -76,6 +76,8 @@ pub struct OverheadRun {
     /// CPU time (user + system) the service used per request during the measurement. Uprobe
     /// traps run in the service's own context, so this is what instrumentation adds to.
     pub service_cpu_us_per_request: f64,
+    /// The service's CPU time over the wall time of the measurement: ~100 when wrk kept it busy.
+    pub service_busy_percent: f64,
     /// What the instrumentation reported for this run (spans exported, probe hits, lines printed).
     pub check: String,
 }
@@ -218,15 +220,18 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                 let before = sample(target.pid)?;
                 let result = wrk::run(&url, bench.settings.duration)?;
                 let after = sample(target.pid)?;
-                let service_cpu_us_per_request =
-                    (after.cpu_seconds - before.cpu_seconds) * 1e6 / result.requests as f64;
+                let cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+                let service_cpu_us_per_request = cpu_seconds * 1e6 / result.requests as f64;
+                let service_busy_percent =
+                    100.0 * cpu_seconds / after.at.duration_since(before.at).as_secs_f64();
                 let check = finish(instrumentation, mode, result.requests)?;
                 eprintln!(
-                    "overhead: round {round} {} {:<28} {:>9.0} req/s {:>6.1} us CPU/request p50 {:>7.0} us p99 {:>7.0} us {check}",
+                    "overhead: round {round} {} {:<28} {:>9.0} req/s {:>6.1} us CPU/request (busy {:.0}%) p50 {:>7.0} us p99 {:>7.0} us {check}",
                     scheme.label(),
                     mode.label(),
                     result.requests_per_second,
                     service_cpu_us_per_request,
+                    service_busy_percent,
                     result.p50_us,
                     result.p99_us
                 );
@@ -236,6 +241,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                     round,
                     wrk: result,
                     service_cpu_us_per_request,
+                    service_busy_percent,
                     check,
                 });
             }

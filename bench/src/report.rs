@@ -23,6 +23,7 @@ pub struct ModeFigures {
     pub mode: Mode,
     pub rps: Option<Summary>,
     pub cpu_us: Option<Summary>,
+    pub busy: Option<Summary>,
     pub p50: Option<Summary>,
     pub p99: Option<Summary>,
     pub added_us: Option<Summary>,
@@ -51,6 +52,7 @@ pub fn mode_figures(runs: &[OverheadRun], scheme: Scheme) -> Vec<ModeFigures> {
                 mode,
                 rps: Summary::of(mine.iter().map(|r| r.wrk.requests_per_second)),
                 cpu_us: Summary::of(mine.iter().map(|r| r.service_cpu_us_per_request)),
+                busy: Summary::of(mine.iter().map(|r| r.service_busy_percent)),
                 p50: Summary::of(mine.iter().map(|r| r.wrk.p50_us)),
                 p99: Summary::of(mine.iter().map(|r| r.wrk.p99_us)),
                 added_us: (mode != Mode::None)
@@ -138,9 +140,10 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         "\nThe traced service is the end-to-end test fixture (`host/tests/fixtures/goserver`, \
          stdlib net/http, answering `hello`) on CPU 0 with `GOMAXPROCS=1`; the load generator, \
          the agent, the OTLP receiver and the peer share CPU 1. Per configuration: {} rounds, \
-         {} s of `wrk -t1 -c8` after a {} s warm-up.\n",
+         {} s of `wrk -t1 -c{}` after a {} s warm-up.\n",
         s.rounds,
         s.duration.as_secs(),
+        crate::wrk::CONNECTIONS,
         s.warmup.as_secs()
     );
 
@@ -219,20 +222,24 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(
         md,
         "## 1. Overhead on the traced service\n\n\
-         wrk saturates the service's core. **Service CPU per request** is the CPU time (user + \
-         system, from /proc) the service used during the measurement divided by the requests \
-         served; uprobe traps and the probes run in the service's own context, so this is where \
+         wrk saturates the service's core (**busy**: the service's CPU time over the wall time, \
+         ~100% in every configuration: a service that idles spends more CPU per request, which \
+         would be miscounted as instrumentation). **Service CPU per request** is the CPU time \
+         (user + system, from /proc) the service used during the measurement divided by the \
+         requests served; uprobe traps and the probes run in the service's own context, so this is where \
          instrumentation shows. **Added µs/request** is that minus the same round's \
          uninstrumented figure, the latency each request gains on an uncontended core; **vs \
          floor** divides it by the floor's added µs of the same round. Values are median \
          (min – max) over the rounds.\n\n\
          - (b) floor: the agent's `--probe-mode count`, one counting program on the same entry and \
-         RET offsets as (c), nothing read or sent: the price of the uprobe traps alone.\n\
+         RET offsets as (c), nothing read or sent: the price of the uprobe traps alone. The entry \
+         probe sits on the conditional jump of ServeHTTP's stack check and the return probes on \
+         its RETs, instructions the kernel emulates instead of single-stepping.\n\
          - (c) the agent as shipped, spans exported over OTLP http/protobuf to a local receiver.\n\
          - (d) as (c) with `filter`, `redact` and `route-template` (the Rust example plugins) in \
          the chain.\n\
          - (e) `bpftrace` with a script the benchmark writes from the same inspection: the same \
-         entry and RET probes keyed by goroutine, printing method, path and duration per request. \
+         entry and RET probes keyed by goroutine, printing method, target and duration per request. \
          Debian's bpftrace {} refuses `function+offset` probes (built without libbfd) but takes raw \
          file offsets in a binary without symbols, so it traces a stripped copy of the same \
          executable (same code, same offsets).\n",
@@ -245,15 +252,16 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
         let _ = writeln!(
             md,
-            "### {}\n\n| configuration | requests/s | service CPU µs/request | p50 µs | p99 µs | added µs/request | vs floor |\n|---|---|---|---|---|---|---|",
+            "### {}\n\n| configuration | requests/s | busy % | service CPU µs/request | p50 µs | p99 µs | added µs/request | vs floor |\n|---|---|---|---|---|---|---|---|",
             scheme.label()
         );
         for f in figs.iter() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.mode.label(),
                 range(f.rps, 0),
+                range(f.busy, 0),
                 range(f.cpu_us, 1),
                 range(f.p50, 0),
                 range(f.p99, 0),
@@ -289,7 +297,10 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
      -> Vec<Option<Summary>> { figs.iter().map(pick).collect() };
     plot::grouped_bars(
         &charts.join("overhead-latency.svg"),
-        "Request latency under saturating load (wrk, 8 connections)",
+        &format!(
+            "Request latency under saturating load (wrk, {} connections)",
+            crate::wrk::CONNECTIONS
+        ),
         "µs",
         &all,
         &[

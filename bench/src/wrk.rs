@@ -1,4 +1,4 @@
-//! Saturating load with wrk (one thread, 8 connections, on the tools core).
+//! Saturating load with wrk (one thread, `CONNECTIONS` connections, on the tools core).
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -47,6 +47,13 @@ pub fn parse(output: &str) -> Option<WrkResult> {
     })
 }
 
+/// Requests wrk keeps open. The agent, the OTLP receiver and the peer take turns with wrk on the
+/// tools core; with 8 connections a batch of theirs could leave every request answered and the
+/// service idle for a moment (2-4% of the time with the agent, measured), and a service that
+/// idles spends more CPU per request (wakeups), which would be counted as instrumentation cost.
+/// With 32 waiting requests the service stays busy in every configuration (the report shows it).
+pub const CONNECTIONS: u32 = 32;
+
 pub fn run(url: &str, duration: Duration) -> Result<WrkResult> {
     let output = std::process::Command::new("taskset")
         .args([
@@ -54,7 +61,7 @@ pub fn run(url: &str, duration: Duration) -> Result<WrkResult> {
             &TOOLS_CPU.to_string(),
             "wrk",
             "-t1",
-            "-c8",
+            &format!("-c{CONNECTIONS}"),
             "--latency",
         ])
         .arg(format!("-d{}s", duration.as_secs().max(1)))
