@@ -229,6 +229,10 @@ impl Peer {
         Ok(Peer { child, output })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Lines printed so far that are requests (`METHOD /path micros`).
     pub fn printed_requests(&self) -> usize {
         std::fs::read_to_string(&self.output)

@@ -27,6 +27,8 @@ pub struct ModeFigures {
     pub p50: Option<Summary>,
     pub p99: Option<Summary>,
     pub added_us: Option<Summary>,
+    /// Nanoseconds the instrumentation's BPF programs ran per request.
+    pub probe_ns: Option<Summary>,
     /// Added latency divided by the floor's, same round.
     pub vs_floor: Option<Summary>,
 }
@@ -58,6 +60,7 @@ pub fn mode_figures(runs: &[OverheadRun], scheme: Scheme) -> Vec<ModeFigures> {
                 added_us: (mode != Mode::None)
                     .then(|| Summary::of(mine.iter().filter_map(|r| added_us(runs, r))))
                     .flatten(),
+                probe_ns: Summary::of(mine.iter().filter_map(|r| r.probe_ns_per_request)),
                 vs_floor: vs_floor.flatten(),
             }
         })
@@ -229,12 +232,18 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          requests served; uprobe traps and the probes run in the service's own context, so this is where \
          instrumentation shows. **Added µs/request** is that minus the same round's \
          uninstrumented figure, the latency each request gains on an uncontended core; **vs \
-         floor** divides it by the floor's added µs of the same round. Values are median \
-         (min – max) over the rounds.\n\n\
+         floor** divides it by the floor's added µs of the same round. **Probe ns/request** is how \
+         long the instrumentation's BPF programs ran per request, from the kernel's own accounting \
+         (`kernel.bpf_stats_enabled`, switched on for {} s of extra load after each measurement): \
+         unlike CPU time it does not move with the machine's load, and above the floor's it is \
+         what the agent's probes themselves add (the rest of the added time is the traps, which \
+         the floor pays too, and cache effects). Values are median (min – max) over the \
+         rounds.\n\n\
          - (b) floor: the agent's `--probe-mode count`, one counting program on the same entry and \
          RET offsets as (c), nothing read or sent: the price of the uprobe traps alone. The entry \
-         probe sits on the conditional jump of ServeHTTP's stack check and the return probes on \
-         its RETs, instructions the kernel emulates instead of single-stepping.\n\
+         probe sits on the conditional jump of ServeHTTP's stack check, which the kernel emulates; \
+         a RET it executes out of line, a second trap (single-step), so the return probe costs \
+         more than the entry probe in every configuration.\n\
          - (c) the agent as shipped, spans exported over OTLP http/protobuf to a local receiver.\n\
          - (d) as (c) with `filter`, `redact` and `route-template` (the Rust example plugins) in \
          the chain.\n\
@@ -243,6 +252,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          Debian's bpftrace {} refuses `function+offset` probes (built without libbfd) but takes raw \
          file offsets in a binary without symbols, so it traces a stripped copy of the same \
          executable (same code, same offsets).\n",
+        s.probe_time.as_secs(),
         r.machine
             .tools
             .iter()
@@ -252,13 +262,13 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
         let _ = writeln!(
             md,
-            "### {}\n\n| configuration | requests/s | busy % | service CPU µs/request | p50 µs | p99 µs | added µs/request | vs floor |\n|---|---|---|---|---|---|---|---|",
+            "### {}\n\n| configuration | requests/s | busy % | service CPU µs/request | p50 µs | p99 µs | added µs/request | vs floor | probe ns/request |\n|---|---|---|---|---|---|---|---|---|",
             scheme.label()
         );
         for f in figs.iter() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.mode.label(),
                 range(f.rps, 0),
                 range(f.busy, 0),
@@ -266,7 +276,8 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
                 range(f.p50, 0),
                 range(f.p99, 0),
                 range(f.added_us, 1),
-                range(f.vs_floor, 2)
+                range(f.vs_floor, 2),
+                range(f.probe_ns, 0)
             );
         }
         md.push('\n');

@@ -48,11 +48,13 @@ pub fn parse(output: &str) -> Option<WrkResult> {
 }
 
 /// Requests wrk keeps open. The agent, the OTLP receiver and the peer take turns with wrk on the
-/// tools core; with 8 connections a batch of theirs could leave every request answered and the
-/// service idle for a moment (2-4% of the time with the agent, measured), and a service that
-/// idles spends more CPU per request (wakeups), which would be counted as instrumentation cost.
-/// With 32 waiting requests the service stays busy in every configuration (the report shows it).
-pub const CONNECTIONS: u32 = 32;
+/// tools core. While the agent works through a batch, wrk waits, and the service idles once it
+/// has answered every open request: with 32 connections it idled 14-16% of the time with the
+/// agent at 30-40k requests/s (measured), and a service that idles spends more CPU per request
+/// (wakeups), which would be counted as instrumentation cost. 256 open requests are several
+/// milliseconds of the service's work: it stays ~100% busy in every configuration (the report
+/// shows it).
+pub const CONNECTIONS: u32 = 256;
 
 pub fn run(url: &str, duration: Duration) -> Result<WrkResult> {
     let output = std::process::Command::new("taskset")
