@@ -275,8 +275,30 @@ fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
             protocol,
             status: 200,
             route: users_route,
-            user_agent: ua,
+            user_agent: ua.clone(),
             server_address: "shop.internal",
+            server_port: port,
+        });
+        // Enough headers for a header map of several groups (buckets), among them ten-byte
+        // names other than User-Agent, which the probe must compare and pass over.
+        let mut args = vec![proto_flag.into(), "-A".into(), ua.clone()];
+        for n in 0..14 {
+            args.extend(["-H".into(), format!("X-Extra-{n:02}: value {n}")]);
+        }
+        args.extend(["-H".into(), "X-Trace-Id: 4bf92f3577b34da6".into()]);
+        args.extend(["-H".into(), "Accept-Foo: bar".into()]);
+        args.push(format!("{base}/users/{}", 80 + i));
+        out.push(Scripted {
+            args,
+            method: "GET",
+            path: format!("/users/{}", 80 + i),
+            query: None,
+            scheme,
+            protocol,
+            status: 200,
+            route: users_route,
+            user_agent: ua,
+            server_address: "127.0.0.1",
             server_port: port,
         });
     }

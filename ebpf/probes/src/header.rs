@@ -2,52 +2,75 @@
 //!
 //! The probe walks the map's memory with bounded loops. Two layouts exist: Go <= 1.23's buckets
 //! (`runtime.hmap`) and Go >= 1.24's Swiss tables (`internal/runtime/maps`). Both keep entries in
-//! groups of 8 slots; only the group addressing differs. Header keys are canonicalised by Go
-//! (`User-Agent`), so a byte comparison suffices.
+//! groups of 8 slots; only the group addressing and the order inside a group differ. A group is
+//! copied with one read, so a request pays one read per group plus one per key that is ten
+//! bytes long (the length of `User-Agent`), not several per header. Header keys are canonicalised
+//! by Go (`User-Agent`), so a byte comparison suffices.
 use http_autoinstrument_common::{map_layout, BoundedStr, GoOffsets, USER_AGENT_CAP};
 
 use crate::go::{field, read_bytes, read_u64, Window, WINDOW_WORDS};
+use aya_ebpf::helpers::generated::bpf_probe_read_user;
 
 const KEY: &[u8; 10] = b"User-Agent";
-const SLOTS_PER_GROUP: u64 = 8;
+const SLOTS_PER_GROUP: usize = 8;
 /// Most groups (buckets) searched: enough for ~100 headers; larger maps are searched partially.
 const MAX_GROUPS: u64 = 16;
 
-/// Old layout: `tophash [8]uint8`, `keys [8]string`, `elems [8][]string`, `overflow *bmap`.
-const BUCKET_KEYS: u64 = 8;
-const BUCKET_ELEMS: u64 = BUCKET_KEYS + 8 * 16;
-const BUCKET_SIZE: u64 = BUCKET_ELEMS + 8 * 24 + 8;
+/// Old layout: `tophash [8]uint8`, `keys [8]string`, `elems [8][]string`, `overflow *bmap`; in
+/// words: tophash at 0, key `i` at `1 + 2i`, elem `i` at `17 + 3i`.
+const BUCKET_WORDS: usize = 1 + 8 * 2 + 8 * 3 + 1;
 /// tophash values below this mark empty or evacuated slots.
 const MIN_TOP_HASH: u64 = 5;
 
-/// Swiss layout: a group is one control word (a byte per slot, high bit set = empty/deleted)
-/// followed by 8 slots of `{key string, elem []string}`.
-const SLOT_SIZE: u64 = 16 + 24;
-const GROUP_SIZE: u64 = 8 + SLOTS_PER_GROUP * SLOT_SIZE;
+/// Swiss layout: one control word (a byte per slot, high bit set = empty/deleted) followed by 8
+/// slots of `{key string, elem []string}`; in words: key `i` at `1 + 5i`, elem `i` at `3 + 5i`.
+const SWISS_GROUP_WORDS: usize = 1 + 8 * 5;
+
+/// Words of the per-CPU buffer one group is copied into: the larger of the two layouts.
+pub const GROUP_WORDS: usize = BUCKET_WORDS;
 
 pub fn find_user_agent(
     dst: &mut BoundedStr<USER_AGENT_CAP>,
     map: u64,
-    buffer: &mut [u64; WINDOW_WORDS],
+    map_buffer: &mut [u64; WINDOW_WORDS],
+    group: &mut [u64; GROUP_WORDS],
     offsets: &GoOffsets,
 ) {
     if map == 0 {
         return;
     }
     // The map's header in one read; an empty map (a request without headers) ends here.
-    let header = Window::read(buffer, map);
+    let header = Window::read(map_buffer, map);
     if header.u64(offsets.map_count) == Some(0) {
         return;
     }
     if offsets.map_layout == map_layout::SWISS {
-        find_in_swiss(dst, &header, offsets);
+        find_in_swiss(dst, &header, group, offsets);
     } else {
-        find_in_buckets(dst, &header, offsets);
+        find_in_buckets(dst, &header, group, offsets);
     }
 }
 
+/// Copies `WORDS` words at `address` into `group`; false when the memory could not be read.
 #[inline(always)]
-fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: &GoOffsets) {
+fn copy_group<const WORDS: usize>(group: &mut [u64; GROUP_WORDS], address: u64) -> bool {
+    address != 0
+        && unsafe {
+            bpf_probe_read_user(
+                group.as_mut_ptr() as *mut _,
+                (WORDS * 8) as u32,
+                address as *const _,
+            )
+        } == 0
+}
+
+#[inline(always)]
+fn find_in_buckets(
+    dst: &mut BoundedStr<USER_AGENT_CAP>,
+    map: &Window,
+    group: &mut [u64; GROUP_WORDS],
+    offsets: &GoOffsets,
+) {
     let Some(b) = map.byte(offsets.hmap_b) else {
         return;
     };
@@ -56,22 +79,21 @@ fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: 
     };
     let b = b as u64;
     let count = if b >= 4 { MAX_GROUPS } else { 1u64 << b };
-    for group in 0..MAX_GROUPS {
-        if group >= count {
+    for index in 0..MAX_GROUPS {
+        if index >= count {
             return;
         }
-        let bucket = buckets + group * BUCKET_SIZE;
-        // The 8 tophash bytes in one read, then each slot from the copy.
-        let tophashes = read_u64(bucket, 0).unwrap_or(0);
+        if !copy_group::<BUCKET_WORDS>(group, buckets + index * BUCKET_WORDS as u64 * 8) {
+            continue;
+        }
+        let tophashes = group[0];
         for slot in 0..SLOTS_PER_GROUP {
             if tophashes >> (slot * 8) & 0xff < MIN_TOP_HASH {
                 continue;
             }
-            if copy_if_user_agent(
-                dst,
-                bucket + BUCKET_KEYS + slot * 16,
-                bucket + BUCKET_ELEMS + slot * 24,
-            ) {
+            let (key, elem) = (1 + 2 * slot, 17 + 3 * slot);
+            if is_user_agent(group[key], group[key + 1]) {
+                copy_first_value(dst, group[elem], group[elem + 1]);
                 return;
             }
         }
@@ -79,7 +101,12 @@ fn find_in_buckets(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: 
 }
 
 #[inline(always)]
-fn find_in_swiss(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: &GoOffsets) {
+fn find_in_swiss(
+    dst: &mut BoundedStr<USER_AGENT_CAP>,
+    map: &Window,
+    group: &mut [u64; GROUP_WORDS],
+    offsets: &GoOffsets,
+) {
     let Some(dir_len) = map.u64(offsets.swiss_dir_len) else {
         return;
     };
@@ -106,50 +133,51 @@ fn find_in_swiss(dst: &mut BoundedStr<USER_AGENT_CAP>, map: &Window, offsets: &G
             },
         )
     };
-    for group_index in 0..MAX_GROUPS {
-        if group_index >= count {
+    for index in 0..MAX_GROUPS {
+        if index >= count {
             return;
         }
-        let group = groups + group_index * GROUP_SIZE;
-        // The group's control word (a byte per slot) in one read, then each slot from the copy.
-        let ctrl = read_u64(group, 0).unwrap_or(u64::MAX);
+        if !copy_group::<SWISS_GROUP_WORDS>(group, groups + index * SWISS_GROUP_WORDS as u64 * 8) {
+            continue;
+        }
+        let ctrl = group[0];
         for slot in 0..SLOTS_PER_GROUP {
             if ctrl >> (slot * 8) & 0x80 != 0 {
                 continue;
             }
-            let key = group + 8 + slot * SLOT_SIZE;
-            if copy_if_user_agent(dst, key, key + 16) {
+            let (key, elem) = (1 + 5 * slot, 3 + 5 * slot);
+            if is_user_agent(group[key], group[key + 1]) {
+                copy_first_value(dst, group[elem], group[elem + 1]);
                 return;
             }
         }
     }
 }
 
-/// If the string at `key` is `User-Agent`, copies the first value of the `[]string` at `elem`.
+/// Whether the Go string (`ptr`, `len`) is `User-Agent`: only ten-byte keys are read.
 #[inline(always)]
-fn copy_if_user_agent(dst: &mut BoundedStr<USER_AGENT_CAP>, key: u64, elem: u64) -> bool {
-    if read_u64(key, 8) != Some(KEY.len() as u64) {
+fn is_user_agent(ptr: u64, len: u64) -> bool {
+    if len != KEY.len() as u64 {
         return false;
     }
-    let Some(key_ptr) = read_u64(key, 0) else {
-        return false;
-    };
     let mut name = BoundedStr::<16> {
         len: 0,
         bytes: [0; 16],
     };
-    read_bytes(&mut name, key_ptr, KEY.len() as u64);
-    if name.len != KEY.len() as u64 || &name.bytes[..KEY.len()] != KEY {
-        return false;
+    read_bytes(&mut name, ptr, len);
+    name.len == KEY.len() as u64 && &name.bytes[..KEY.len()] == KEY
+}
+
+/// Copies the first value of a `[]string` whose data pointer and length are `values`, `count`.
+#[inline(always)]
+fn copy_first_value(dst: &mut BoundedStr<USER_AGENT_CAP>, values: u64, count: u64) {
+    if count == 0 || values == 0 {
+        return;
     }
-    // elem is a []string: {ptr, len, cap}; the first value's string header is at ptr.
-    if read_u64(elem, 8).unwrap_or(0) == 0 {
-        return true;
+    // The first value's string header (ptr, len) in one read.
+    let mut first = [0u64; 2];
+    if unsafe { bpf_probe_read_user(first.as_mut_ptr() as *mut _, 16, values as *const _) } != 0 {
+        return;
     }
-    let values = read_u64(elem, 0).unwrap_or(0);
-    let (Some(ptr), Some(len)) = (read_u64(values, 0), read_u64(values, 8)) else {
-        return true;
-    };
-    read_bytes(dst, ptr, len);
-    true
+    read_bytes(dst, first[0], first[1]);
 }

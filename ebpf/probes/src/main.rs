@@ -61,6 +61,10 @@ const REQUEST_WINDOW: u32 = 0;
 const WRITER_WINDOW: u32 = 1;
 const MAP_WINDOW: u32 = 2;
 
+/// One group of the header map's entries (see `header`), per CPU like `WINDOWS`.
+#[map]
+static HEADER_GROUP: PerCpuArray<[u64; header::GROUP_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
 #[no_mangle]
@@ -240,10 +244,11 @@ fn fill_event(
     event.response_body_bytes = -1;
     event.server_port = 0;
     event.user_agent.len = 0;
-    let (Some(request_buf), Some(writer_buf), Some(map_buf)) = (
+    let (Some(request_buf), Some(writer_buf), Some(map_buf), Some(group_buf)) = (
         WINDOWS.get_ptr_mut(REQUEST_WINDOW),
         WINDOWS.get_ptr_mut(WRITER_WINDOW),
         WINDOWS.get_ptr_mut(MAP_WINDOW),
+        HEADER_GROUP.get_ptr_mut(0),
     ) else {
         event.flags = extra_flags | flags::UNKNOWN_WRITER;
         return;
@@ -275,7 +280,13 @@ fn fill_event(
     request.go_string(&mut event.remote_addr, offsets.request_remote_addr);
     request.go_string(&mut event.route, offsets.request_pattern);
     let header = request.u64(offsets.request_header).unwrap_or(0);
-    header::find_user_agent(&mut event.user_agent, header, unsafe { &mut *map_buf }, offsets);
+    header::find_user_agent(
+        &mut event.user_agent,
+        header,
+        unsafe { &mut *map_buf },
+        unsafe { &mut *group_buf },
+        offsets,
+    );
 
     let writer_data = in_flight.writer_data;
     if in_flight.writer_itab == offsets.response_itab {
