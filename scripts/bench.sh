@@ -3,7 +3,7 @@
 # overhead on a traced Go service (none / floor / agent / agent + 3 plugins / bpftrace peer, HTTP and
 # HTTPS), probe hits per request, pipeline replay throughput, agent CPU and RSS, start-to-first-span,
 # plugin reload, and the criterion micro-benchmarks.
-# Usage: sudo scripts/bench.sh            full run (about 15 minutes), rewrites docs/benchmarks.md
+# Usage: sudo scripts/bench.sh            full run (about 20 minutes), rewrites docs/benchmarks.md
 #        sudo scripts/bench.sh --smoke    every step for a second, report to a temporary directory (CI)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -552,7 +552,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
 
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\nscripts/setup.sh      # once: toolchains, Go, wrk, bpftrace, plugins\nsudo scripts/bench.sh # about 15 minutes; rewrites this file\n```\n\n\
+        "## Reproduce\n\n```sh\nscripts/setup.sh      # once: toolchains, Go, wrk, bpftrace, plugins\nsudo scripts/bench.sh # about 20 minutes; rewrites this file\n```\n\n\
          `sudo scripts/bench.sh --smoke` runs every step for a second (what CI does). Only the \
          micro-benchmarks: `cargo bench -p http-autoinstrument-bench`."
     );
