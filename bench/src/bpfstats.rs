@@ -1,12 +1,10 @@
 //! How long the BPF programs of a process ran, from the kernel's own accounting.
 //!
 //! With `kernel.bpf_stats_enabled` set, the kernel times every run of every program and shows the
-//! totals in the `fdinfo` of each program's file descriptor (`run_time_ns`, `run_cnt`). The time a
-//! probe spends in the traced service is then known exactly, whatever the machine's noise, which
-//! a service's CPU time per request is not: it separates what the agent's probes cost from what
-//! the uprobe traps cost.
-use std::path::Path;
-
+//! totals in the `fdinfo` of each program's file descriptor (`run_time_ns`, `run_cnt`). That is
+//! the programs' own time and nothing else: it separates what the agent's probes cost from what
+//! the uprobe traps cost, and unlike a service's CPU time per request it is not blurred by the
+//! traps, the service or other processes (it still scales with the host's speed).
 use anyhow::{Context, Result};
 
 const SWITCH: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -61,15 +59,14 @@ fn add_program(totals: &mut ProgramTotals, fdinfo: &str) {
 /// previous setting. Accounting costs each program run two clock reads, so it is on only here.
 pub fn with_accounting<T>(measure: impl FnOnce() -> Result<T>) -> Result<T> {
     let previous = std::fs::read_to_string(SWITCH).with_context(|| format!("reading {SWITCH}"))?;
-    set(SWITCH, "1")?;
+    switch("1")?;
     let result = measure();
-    set(SWITCH, previous.trim())?;
+    switch(previous.trim())?;
     result
 }
 
-fn set(path: impl AsRef<Path>, value: &str) -> Result<()> {
-    std::fs::write(path.as_ref(), value)
-        .with_context(|| format!("writing {value} to {}", path.as_ref().display()))
+fn switch(value: &str) -> Result<()> {
+    std::fs::write(SWITCH, value).with_context(|| format!("writing {value} to {SWITCH}"))
 }
 
 #[cfg(test)]

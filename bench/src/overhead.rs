@@ -141,7 +141,7 @@ impl Instrumentation {
 
 /// Nanoseconds the BPF programs of process `pid` run per request, over `duration` of load with
 /// the kernel's run-time accounting on. Kept out of the timed measurement, which the accounting
-/// would slow a little; the figure itself does not depend on how busy the machine is.
+/// would slow a little.
 fn probe_ns_per_request(pid: u32, url: &str, duration: Duration) -> Result<f64> {
     bpfstats::with_accounting(|| {
         let before = bpfstats::programs_of(pid)?;
@@ -220,9 +220,8 @@ fn finish(
                     get("probe_return_hits")
                 ))
             } else {
-                let kept_pace = get("events_lost") == 0
-                    && get("spans_exported") >= requests
-                    && get("spans_failed") == 0;
+                // (No event lost was checked above.)
+                let kept_pace = get("spans_exported") >= requests && get("spans_failed") == 0;
                 let accounted = get("events_submitted") + get("events_lost") >= requests;
                 ensure!(
                     accounted && (kept_pace || !require_keeping_pace),

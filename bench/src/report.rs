@@ -235,7 +235,8 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          floor** divides it by the floor's added µs of the same round. **Probe ns/request** is how \
          long the instrumentation's BPF programs ran per request, from the kernel's own accounting \
          (`kernel.bpf_stats_enabled`, switched on for {} s of extra load after each measurement): \
-         unlike CPU time it does not move with the machine's load, and above the floor's it is \
+         the programs' own time, which the traps, the service and other processes do not blur as \
+         they do CPU time (it still scales with the host's speed), and above the floor's it is \
          what the agent's probes themselves add (the rest of the added time is the traps, which \
          the floor pays too, and cache effects). Values are median (min – max) over the \
          rounds.\n\n\

@@ -2,12 +2,27 @@
 use aya_ebpf::helpers::generated::bpf_probe_read_user;
 use http_autoinstrument_common::{BoundedStr, GoOffsets, ABSENT};
 
+/// Copies `dst.len()` words at `address` out of the process; false for a nil address or a fault.
+#[inline(always)]
+pub fn read_words(dst: &mut [u64], address: u64) -> bool {
+    address != 0
+        && unsafe {
+            bpf_probe_read_user(
+                dst.as_mut_ptr() as *mut _,
+                (dst.len() * 8) as u32,
+                address as *const _,
+            )
+        } == 0
+}
+
 /// Reads the 8-byte word at `base + offset`; `None` for a nil base, an absent field or a fault.
 #[inline(always)]
 pub fn read_u64(base: u64, offset: u64) -> Option<u64> {
     if base == 0 || offset == ABSENT {
         return None;
     }
+    // Not through `read_words`: with a one-word array there, LLVM spilled a register left
+    // undefined on one path, which the verifier rejects ("R5 !read_ok") in the return probe.
     let mut value: u64 = 0;
     let ret = unsafe {
         bpf_probe_read_user(
@@ -36,14 +51,7 @@ pub struct Window<'a> {
 impl<'a> Window<'a> {
     #[inline(always)]
     pub fn read(buffer: &'a mut [u64; WINDOW_WORDS], base: u64) -> Window<'a> {
-        let copied = base != 0
-            && unsafe {
-                bpf_probe_read_user(
-                    buffer.as_mut_ptr() as *mut _,
-                    (WINDOW_WORDS * 8) as u32,
-                    base as *const _,
-                )
-            } == 0;
+        let copied = read_words(buffer, base);
         Window {
             words: buffer,
             copied,

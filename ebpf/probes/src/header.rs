@@ -8,8 +8,7 @@
 //! by Go (`User-Agent`), so a byte comparison suffices.
 use http_autoinstrument_common::{map_layout, BoundedStr, GoOffsets, USER_AGENT_CAP};
 
-use crate::go::{field, read_bytes, read_u64, Window, WINDOW_WORDS};
-use aya_ebpf::helpers::generated::bpf_probe_read_user;
+use crate::go::{field, read_bytes, read_u64, read_words, Window, WINDOW_WORDS};
 
 const KEY: &[u8; 10] = b"User-Agent";
 const SLOTS_PER_GROUP: usize = 8;
@@ -51,19 +50,6 @@ pub fn find_user_agent(
     }
 }
 
-/// Copies `WORDS` words at `address` into `group`; false when the memory could not be read.
-#[inline(always)]
-fn copy_group<const WORDS: usize>(group: &mut [u64; GROUP_WORDS], address: u64) -> bool {
-    address != 0
-        && unsafe {
-            bpf_probe_read_user(
-                group.as_mut_ptr() as *mut _,
-                (WORDS * 8) as u32,
-                address as *const _,
-            )
-        } == 0
-}
-
 #[inline(always)]
 fn find_in_buckets(
     dst: &mut BoundedStr<USER_AGENT_CAP>,
@@ -83,7 +69,10 @@ fn find_in_buckets(
         if index >= count {
             return;
         }
-        if !copy_group::<BUCKET_WORDS>(group, buckets + index * BUCKET_WORDS as u64 * 8) {
+        if !read_words(
+            &mut group[..BUCKET_WORDS],
+            buckets + index * BUCKET_WORDS as u64 * 8,
+        ) {
             continue;
         }
         let tophashes = group[0];
@@ -137,7 +126,8 @@ fn find_in_swiss(
         if index >= count {
             return;
         }
-        if !copy_group::<SWISS_GROUP_WORDS>(group, groups + index * SWISS_GROUP_WORDS as u64 * 8) {
+        let address = groups + index * SWISS_GROUP_WORDS as u64 * 8;
+        if !read_words(&mut group[..SWISS_GROUP_WORDS], address) {
             continue;
         }
         let ctrl = group[0];
@@ -171,12 +161,9 @@ fn is_user_agent(ptr: u64, len: u64) -> bool {
 /// Copies the first value of a `[]string` whose data pointer and length are `values`, `count`.
 #[inline(always)]
 fn copy_first_value(dst: &mut BoundedStr<USER_AGENT_CAP>, values: u64, count: u64) {
-    if count == 0 || values == 0 {
-        return;
-    }
     // The first value's string header (ptr, len) in one read.
     let mut first = [0u64; 2];
-    if unsafe { bpf_probe_read_user(first.as_mut_ptr() as *mut _, 16, values as *const _) } != 0 {
+    if count == 0 || !read_words(&mut first, values) {
         return;
     }
     read_bytes(dst, first[0], first[1]);
