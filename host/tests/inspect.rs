@@ -10,7 +10,7 @@ use go_fixtures::{build_go_server, go_versions, require_go, GoToolchain, Variant
 use http_autoinstrument::inspect::{
     inspect_binary, inspect_bytes, itab_addresses_by_scan, GoBinary, GoVersion, InspectError,
 };
-use http_autoinstrument_common::{map_layout, ABSENT};
+use http_autoinstrument_common::{map_layout, ABSENT, WINDOW_WORDS};
 
 /// Checks what the agent relies on in a binary built by `toolchain`.
 fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
@@ -126,6 +126,50 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         assert_ne!(o.hmap_buckets, ABSENT);
         assert_eq!(o.swiss_dir_ptr, ABSENT);
     }
+
+    // Each struct is copied through the last field the probe reads of it (with one read when
+    // that fits the probe's buffer) and no further.
+    let covers = |words: u64, fields: &[u64]| {
+        let end = fields
+            .iter()
+            .filter(|&&f| f != ABSENT)
+            .map(|f| f + 8)
+            .max()
+            .unwrap();
+        words * 8 >= end.min(WINDOW_WORDS * 8) && words * 8 < end + 8
+    };
+    assert!(
+        covers(
+            o.request_window_words,
+            &[
+                o.request_request_uri + 8,
+                o.request_tls,
+                o.request_pattern.saturating_add(8)
+            ]
+        ),
+        "Go {v}: {o:?}"
+    );
+    assert!(
+        covers(
+            o.response_window_words,
+            &[o.response_status, o.response_written]
+        ),
+        "Go {v}: {o:?}"
+    );
+    assert!(
+        covers(
+            o.h2_rws_window_words,
+            &[o.h2_rws_status, o.h2_rws_wrote_bytes]
+        ),
+        "Go {v}: {o:?}"
+    );
+    assert!(
+        covers(
+            o.map_window_words,
+            &[o.map_count, o.hmap_buckets, o.swiss_dir_len]
+        ),
+        "Go {v}: {o:?}"
+    );
 
     // The content scan (the only source in Go releases without go:itab symbols) must agree with
     // the symbols where both exist.

@@ -162,6 +162,66 @@ pub struct GoOffsets {
     pub swiss_dir_len: u64,
     pub swiss_table_groups: u64,
     pub swiss_groups_length_mask: u64,
+
+    /// Words of a `Request`, a `response`, an `http2responseWriterState` and a map header the
+    /// probe copies with one read each: through the last field above that it reads of the
+    /// struct, and no further (see `GoOffsets::set_window_words`).
+    pub request_window_words: u64,
+    pub response_window_words: u64,
+    pub h2_rws_window_words: u64,
+    pub map_window_words: u64,
+}
+
+/// The most words the probe copies of one struct at once (the size of its buffers; a power of
+/// two).
+pub const WINDOW_WORDS: u64 = 64;
+
+/// Words from a struct's start through the end of the last of `fields` (byte offsets of 8-byte
+/// fields, or of a byte field, which a word covers too; `ABSENT` ones are skipped), at most
+/// `WINDOW_WORDS`: fields further out are read one by one.
+pub fn words_through(fields: &[u64]) -> u64 {
+    let last = fields.iter().filter(|&&o| o != ABSENT).max();
+    last.map_or(0, |o| (o / 8 + 1).min(WINDOW_WORDS))
+}
+
+impl GoOffsets {
+    /// Sets the `*_window_words` from the field offsets. A helper call to copy costs about the
+    /// same for 8 bytes as for 256, so the probe copies each struct's fields with one read; but
+    /// every line copied is a line of the traced process's heap that may not be in cache, so not
+    /// past the last field it needs (copying `response` and a map header that far instead of 256
+    /// bytes each made the return probe 2-10% faster, measured side by side on two services).
+    pub fn set_window_words(&mut self) {
+        let string = |offset: u64| if offset == ABSENT { ABSENT } else { offset + 8 };
+        self.request_window_words = words_through(&[
+            string(self.request_method),
+            string(self.request_request_uri),
+            self.request_proto_major,
+            self.request_proto_minor,
+            self.request_header,
+            self.request_content_length,
+            string(self.request_host),
+            string(self.request_remote_addr),
+            self.request_tls,
+            string(self.request_pattern),
+        ]);
+        self.response_window_words = words_through(&[
+            self.response_status,
+            self.response_written,
+            self.response_conn,
+        ]);
+        self.h2_rws_window_words = words_through(&[
+            self.h2_rws_status,
+            self.h2_rws_wrote_bytes,
+            self.h2_rws_stream,
+        ]);
+        self.map_window_words = words_through(&[
+            self.map_count,
+            self.hmap_b,
+            self.hmap_buckets,
+            self.swiss_dir_ptr,
+            self.swiss_dir_len,
+        ]);
+    }
 }
 
 /// Indexes into the per-CPU `COUNTERS` array. The agent sums them across CPUs and exports them.
@@ -235,9 +295,20 @@ mod tests {
                 + ROUTE_CAP
         );
         assert_eq!(size_of::<HttpServerEvent>(), 1464);
-        assert_eq!(size_of::<GoOffsets>(), 37 * 8);
+        assert_eq!(size_of::<GoOffsets>(), 41 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 40);
+    }
+
+    #[test]
+    fn a_window_ends_with_the_last_field_it_covers() {
+        // Through the 8 bytes at 0x78; a byte field at 9 needs the second word.
+        assert_eq!(words_through(&[0x68, 0x78, 0]), 16);
+        assert_eq!(words_through(&[0, 9]), 2);
+        assert_eq!(words_through(&[ABSENT, 0x10, ABSENT]), 3);
+        assert_eq!(words_through(&[ABSENT]), 0);
+        // Fields past the buffer are left out (read one by one).
+        assert_eq!(words_through(&[0x10, 0x400]), WINDOW_WORDS);
     }
 
     #[test]

@@ -34,27 +34,43 @@ pub fn read_u64(base: u64, offset: u64) -> Option<u64> {
     (ret == 0).then_some(value)
 }
 
-/// Bytes of a Go struct copied by one read. A helper call costs about the same for 8 bytes as
-/// for 256 (the call dominates), and the fields the probe reads of a `Request`, a map header or
-/// a `response` all lie in their first 256 bytes: one read per struct instead of one per field.
-pub const WINDOW_WORDS: usize = 32; // a power of two (see `Window::u64`)
+/// Words of the buffers a struct is copied into (see `GoOffsets::set_window_words`); a power of
+/// two (see `Window::u64`).
+pub const WINDOW_WORDS: usize = http_autoinstrument_common::WINDOW_WORDS as usize;
 
-/// A struct's first `WINDOW_WORDS` words, copied out of the process. Fields outside the copy,
-/// or all of them when the copy failed (the struct ends just before unmapped memory), are read
-/// one by one as before.
+/// A struct's first words, copied out of the process with one read, as many as the agent found
+/// the probe needs of it (`GoOffsets::*_window_words`). Fields outside the copy, or all of them
+/// when the copy failed (the struct ends just before unmapped memory), are read one by one.
 pub struct Window<'a> {
     words: &'a [u64; WINDOW_WORDS],
-    copied: bool,
+    /// How many words were copied: 0 when the copy failed.
+    copied: u64,
     base: u64,
 }
 
 impl<'a> Window<'a> {
+    /// Copies the first `words` words at `base`.
     #[inline(always)]
-    pub fn read(buffer: &'a mut [u64; WINDOW_WORDS], base: u64) -> Window<'a> {
-        let copied = read_words(buffer, base);
+    pub fn read(buffer: &'a mut [u64; WINDOW_WORDS], base: u64, words: u64) -> Window<'a> {
+        // Bounded again where the verifier sees it, like the index in `u64`.
+        let words = unsafe { core::ptr::read_volatile(&words) };
+        let words = if words > WINDOW_WORDS as u64 {
+            WINDOW_WORDS as u64
+        } else {
+            words
+        };
+        let copied = base != 0
+            && words != 0
+            && unsafe {
+                bpf_probe_read_user(
+                    buffer.as_mut_ptr() as *mut _,
+                    (words * 8) as u32,
+                    base as *const _,
+                )
+            } == 0;
         Window {
             words: buffer,
-            copied,
+            copied: if copied { words } else { 0 },
             base,
         }
     }
@@ -66,7 +82,7 @@ impl<'a> Window<'a> {
             return None;
         }
         let index = offset / 8;
-        if self.copied && offset % 8 == 0 && index < WINDOW_WORDS as u64 {
+        if offset % 8 == 0 && index < self.copied {
             // The mask changes nothing at run time; it shows the verifier the index's bound
             // (LLVM folds the comparison above into a form the verifier cannot follow, and
             // would drop a plain mask as redundant: the volatile read hides what it knows).

@@ -39,7 +39,7 @@ pub fn find_user_agent(
         return;
     }
     // The map's header in one read; an empty map (a request without headers) ends here.
-    let header = Window::read(map_buffer, map);
+    let header = Window::read(map_buffer, map, offsets.map_window_words);
     if header.u64(offsets.map_count) == Some(0) {
         return;
     }

@@ -81,7 +81,9 @@ const RECORD_BYTES: u64 = core::mem::size_of::<HttpServerEvent>() as u64 + 8;
 #[inline(always)]
 fn crosses_wakeup_level(unread: u64) -> bool {
     let wakeup = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
-    wakeup != 0 && unread >= wakeup && unread / wakeup != (unread - RECORD_BYTES.min(unread)) / wakeup
+    wakeup != 0
+        && unread >= wakeup
+        && unread / wakeup != (unread - RECORD_BYTES.min(unread)) / wakeup
 }
 
 #[inline(always)]
@@ -173,11 +175,13 @@ pub fn serve_http_return(ctx: ProbeContext) -> u32 {
     };
     let event = entry.as_mut_ptr();
     unsafe { fill_event(&mut *event, &in_flight, key.g, offsets, pid, 0) };
-    entry.submit(if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    });
+    entry.submit(
+        if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
+            BPF_RB_FORCE_WAKEUP as u64
+        } else {
+            BPF_RB_NO_WAKEUP as u64
+        },
+    );
     bump(counter::EVENTS_SUBMITTED);
     0
 }
@@ -203,7 +207,14 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
         return 0;
     };
     unsafe {
-        fill_event(&mut *scratch, &in_flight, key.g, offsets, pid, flags::PANICKED);
+        fill_event(
+            &mut *scratch,
+            &in_flight,
+            key.g,
+            offsets,
+            pid,
+            flags::PANICKED,
+        );
         let _ = PANICKED.insert(&key, &*scratch, 0);
     }
     0
@@ -253,7 +264,11 @@ fn fill_event(
         event.flags = extra_flags | flags::UNKNOWN_WRITER;
         return;
     };
-    let request = Window::read(unsafe { &mut *request_buf }, in_flight.request);
+    let request = Window::read(
+        unsafe { &mut *request_buf },
+        in_flight.request,
+        offsets.request_window_words,
+    );
     event.request_content_length = request
         .u64(offsets.request_content_length)
         .unwrap_or(u64::MAX) as i64;
@@ -291,7 +306,11 @@ fn fill_event(
     let writer_data = in_flight.writer_data;
     if in_flight.writer_itab == offsets.response_itab {
         // HTTP/1.x: *http.response.
-        let writer = Window::read(unsafe { &mut *writer_buf }, writer_data);
+        let writer = Window::read(
+            unsafe { &mut *writer_buf },
+            writer_data,
+            offsets.response_window_words,
+        );
         event.status = writer.u64(offsets.response_status).unwrap_or(0) as u16;
         event.response_body_bytes = writer.u64(offsets.response_written).unwrap_or(u64::MAX) as i64;
         if !go::has_port(&event.host) {
@@ -302,7 +321,11 @@ fn fill_event(
         // HTTP/2: *http2responseWriter -> *http2responseWriterState.
         event_flags |= flags::HTTP2;
         let state = read_u64(writer_data, offsets.h2_writer_rws).unwrap_or(0);
-        let state_window = Window::read(unsafe { &mut *writer_buf }, state);
+        let state_window = Window::read(
+            unsafe { &mut *writer_buf },
+            state,
+            offsets.h2_rws_window_words,
+        );
         event.status = state_window.u64(offsets.h2_rws_status).unwrap_or(0) as u16;
         event.response_body_bytes = state_window
             .u64(offsets.h2_rws_wrote_bytes)

@@ -165,6 +165,11 @@ pub fn assemble(
         swiss_dir_len: ABSENT,
         swiss_table_groups: ABSENT,
         swiss_groups_length_mask: ABSENT,
+
+        request_window_words: 0,
+        response_window_words: 0,
+        h2_rws_window_words: 0,
+        map_window_words: 0,
     };
 
     // Decided by what the binary contains rather than by version alone, so a Go 1.24 binary built
@@ -191,5 +196,6 @@ pub fn assemble(
     } else {
         return Err(OffsetError::MissingType(format!("{SWISS_MAP} or {HMAP}")));
     }
+    offsets.set_window_words();
     Ok(offsets)
 }
