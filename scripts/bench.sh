@@ -5,6 +5,9 @@
 # plugin reload, and the criterion micro-benchmarks.
 # Usage: sudo scripts/bench.sh            full run (about 20 minutes), rewrites docs/benchmarks.md
 #        sudo scripts/bench.sh --smoke    every step for a second, report to a temporary directory (CI)
+#        sudo scripts/bench.sh --compare OLD_AGENT
+#                                         the probes' run time per request of this tree's agent (B)
+#                                         against another build (A), both at once (about a minute)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,7 +15,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/http-autoinstrument/ta
 TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
 GO_VERSION="${GO_VERSION:-1.24.11}"
 SMOKE=""
-[ "${1:-}" = "--smoke" ] && SMOKE=1
+COMPARE=""
+case "${1:-}" in
+  --smoke) SMOKE=1 ;;
+  --compare)
+    COMPARE="$(realpath "${2:?usage: scripts/bench.sh --compare OLD_AGENT_BINARY}")"
+    test -x "$COMPARE" || { echo "bench.sh: $COMPARE is not an executable agent build" >&2; exit 2; }
+    ;;
+esac
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -35,11 +45,20 @@ if [ -n "$SMOKE" ]; then
   "$BIN/http-autoinstrument-bench" --smoke --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
     --plugins target/plugins --out "$WORK/report/benchmarks.md" --command "sudo scripts/bench.sh --smoke"
   test -s "$WORK/report/benchmarks.md" && ls "$WORK/report/benchmarks/"*.svg >/dev/null
+  # The side-by-side comparison, of the build with itself.
+  "$BIN/http-autoinstrument-bench" --smoke --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
+    --plugins target/plugins --compare-with "$BIN/http-autoinstrument"
   echo "bench smoke run: ok ($(grep -c '^|' "$WORK/report/benchmarks.md") table rows, $(ls "$WORK/report/benchmarks/"*.svg | wc -l) charts)"
   exit 0
 fi
 
 cargo build --locked --release -q -p http-autoinstrument -p http-autoinstrument-bench
+if [ -n "$COMPARE" ]; then
+  BIN="$CARGO_TARGET_DIR/release"
+  taskset -c 1 "$BIN/http-autoinstrument-bench" --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
+    --plugins target/plugins --compare-with "$COMPARE"
+  exit 0
+fi
 # Micro-benchmarks first, on the tools core, so the report can include them.
 rm -rf "$CARGO_TARGET_DIR/criterion"
 taskset -c 1 cargo bench --locked -q -p http-autoinstrument-bench

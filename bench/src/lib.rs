@@ -8,7 +8,9 @@
 //! - `procs`, `http`, `wrk`, `load`, `sink`: processes, traffic and an OTLP receiver.
 //! - `overhead`, `hits`, `resources`, `startup`, `export`: one section of the report each.
 //! - `report`, `plot`, `machine`, `criterion`: the write-up.
+//! - `compare`: two builds of the probes side by side (`scripts/bench.sh --compare`).
 pub mod bpfstats;
+pub mod compare;
 pub mod criterion;
 pub mod export;
 pub mod hits;
@@ -89,6 +91,15 @@ impl Settings {
     }
 }
 
+pub fn ensure_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the benchmarks attach uprobes: run them as root (sudo scripts/bench.sh)"
+    );
+    Ok(())
+}
+
 /// Everything a run needs, prepared once.
 pub struct Bench {
     pub settings: Settings,
@@ -113,11 +124,7 @@ impl Bench {
         server: &Path,
         built_plugins: &Path,
     ) -> Result<Bench> {
-        // SAFETY: geteuid has no preconditions.
-        ensure!(
-            unsafe { libc::geteuid() } == 0,
-            "the benchmarks attach uprobes: run them as root (sudo scripts/bench.sh)"
-        );
+        ensure_root()?;
         let binary = http_autoinstrument::inspect::inspect_binary(server)
             .with_context(|| format!("inspecting {}", server.display()))?;
         let work = tempfile::tempdir()?;

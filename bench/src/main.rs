@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use http_autoinstrument_bench::report::{self, Invocation};
-use http_autoinstrument_bench::{run, Bench, Settings, SECTIONS};
+use http_autoinstrument_bench::{compare, ensure_root, run, Bench, Settings, SECTIONS};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of http-autoinstrument; writes docs/benchmarks.md")]
@@ -35,6 +35,10 @@ struct Args {
     /// How the run was started, for the report.
     #[arg(long, default_value = "sudo scripts/bench.sh")]
     command: String,
+    /// Instead of the benchmarks: compare the BPF run time per request of `--agent` (B) with
+    /// this other build (A), side by side (see `compare`), and print it.
+    #[arg(long, value_name = "AGENT")]
+    compare_with: Option<PathBuf>,
 }
 
 /// The agent's allocator (host/src/main.rs), so the figures are the agent's.
@@ -48,6 +52,19 @@ fn main() -> Result<()> {
     } else {
         Settings::full()
     };
+    if let Some(a) = &args.compare_with {
+        ensure_root()?;
+        compare::compare(
+            a,
+            &args.agent,
+            &args.server,
+            // An even number, so both builds trace each service as often.
+            2 * settings.rounds,
+            settings.duration,
+            settings.require_keeping_pace,
+        )?;
+        return Ok(());
+    }
     let bench = Bench::prepare(settings, &args.agent, &args.server, &args.plugins)?;
     let results = run(&bench, args.criterion.as_deref(), &args.only)?;
     if !args.only.is_empty() {

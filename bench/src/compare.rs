@@ -1,0 +1,138 @@
+//! Two builds of the agent side by side, for changes to the probes: each traces its own copy of
+//! the service, both services share the service core at once under the same load, and the
+//! kernel's accounting gives each build's BPF run time per request.
+//!
+//! A probe change worth a few percent is invisible in sequential runs here: the host's speed
+//! drifts by more than that between two measurements (the report's CPU-time ratios span 0.5-1.9
+//! for identical code). Measured at the same moment on the same core, both builds see the same
+//! host; the ratio of their run times is then steady to a few percent (an A/A run shows the spread
+//! to expect).
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::bpfstats;
+use crate::procs::{Agent, AgentRun, Service, Target};
+use crate::sink::OtlpSink;
+use crate::stats::Summary;
+use crate::wrk;
+
+/// One round: each build's BPF run time per request, in ns.
+#[derive(Clone, Copy, Debug)]
+pub struct Round {
+    pub a_ns: f64,
+    pub b_ns: f64,
+}
+
+impl Round {
+    pub fn ratio(&self) -> f64 {
+        self.b_ns / self.a_ns
+    }
+}
+
+/// Runs `rounds` rounds of `duration` with build `a` and build `b` of the agent (no plugins: the
+/// probes are what is compared), and prints each round. `require_keeping_pace`: fail if a build
+/// lost events (off for the smoke run's debug builds, which cannot keep up).
+pub fn compare(
+    a: &Path,
+    b: &Path,
+    server: &Path,
+    rounds: usize,
+    duration: Duration,
+    require_keeping_pace: bool,
+) -> Result<Vec<Round>> {
+    let work = tempfile::tempdir()?;
+    // A copy, so the two builds' uprobes sit on different files and neither filters the other's
+    // hits.
+    let server_b = work.path().join("service-b");
+    std::fs::copy(server, &server_b).with_context(|| format!("copying {}", server.display()))?;
+    let services = [Service::start(server)?, Service::start(&server_b)?];
+    // Both export, as the agent does in use (a build that fell behind would lose events, and a
+    // lost event skips most of the return probe's work).
+    let sink = OtlpSink::start()?;
+    let urls: Vec<String> = services
+        .iter()
+        .map(|s| format!("http://127.0.0.1:{}/", s.http_port))
+        .collect();
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        // Fresh agents every round, and the services swapped every other round: two instances
+        // of the same build differ by ~5% on their own (where the kernel happened to place their
+        // maps and ring buffer, which service), and this spreads that over both builds.
+        let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        let mut agents = Vec::new();
+        for (build, &service) in [a, b].iter().zip(&order) {
+            let dir = work.path().join(format!("round-{round}-{}", agents.len()));
+            std::fs::create_dir(&dir)?;
+            let run = AgentRun {
+                count_only: false,
+                plugins: None,
+                otlp_endpoint: Some(sink.endpoint.clone()),
+                target: Target::Pid(services[service].pid),
+                metrics_port: None,
+            };
+            let mut agent = Agent::start(build, &run, &dir)?;
+            agent.wait_tracing(Duration::from_secs(60))?;
+            agents.push(agent);
+        }
+        let per_request = bpfstats::with_accounting(|| {
+            let before: Vec<_> = agents
+                .iter()
+                .map(|agent| bpfstats::programs_of(agent.pid()))
+                .collect::<Result<_>>()?;
+            let loads = std::thread::scope(|scope| {
+                let running: Vec<_> = order
+                    .iter()
+                    .map(|&service| {
+                        let url = &urls[service];
+                        scope.spawn(move || wrk::run(url, duration))
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|load| load.join().expect("wrk thread"))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            let mut per_request = Vec::new();
+            for ((agent, before), load) in agents.iter().zip(before).zip(&loads) {
+                let ran = bpfstats::programs_of(agent.pid())?.since(before);
+                ensure!(
+                    ran.run_count >= load.requests,
+                    "the programs of pid {} ran {} times for {} requests",
+                    agent.pid(),
+                    ran.run_count,
+                    load.requests
+                );
+                per_request.push(ran.run_time_ns as f64 / load.requests as f64);
+            }
+            Ok(per_request)
+        })?;
+        for (agent, name) in agents.into_iter().zip(["A", "B"]) {
+            let stats = agent.stop()?;
+            let lost = stats.get("events_lost").copied().unwrap_or(0);
+            ensure!(
+                lost == 0 || !require_keeping_pace,
+                "build {name} lost {lost} events: {stats:?}"
+            );
+        }
+        let r = Round {
+            a_ns: per_request[0],
+            b_ns: per_request[1],
+        };
+        eprintln!(
+            "compare: round {round}: A {:.0} ns/request, B {:.0} ns/request, B/A {:.3}",
+            r.a_ns,
+            r.b_ns,
+            r.ratio()
+        );
+        results.push(r);
+    }
+    if let Some(s) = Summary::of(results.iter().map(Round::ratio)) {
+        eprintln!(
+            "compare: B/A median {:.3} (min {:.3}, max {:.3}) over {} rounds",
+            s.median, s.min, s.max, s.n
+        );
+    }
+    Ok(results)
+}
