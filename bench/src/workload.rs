@@ -26,7 +26,6 @@ pub fn event(i: usize) -> HttpServerEvent {
     let mut e: HttpServerEvent = unsafe { std::mem::zeroed() };
     e.start_monotonic_ns = 1_000_000_000 + i as u64 * 10_000;
     e.end_monotonic_ns = e.start_monotonic_ns + 850_000;
-    e.goroutine_id = 100 + i as u64;
     e.request_content_length = 0;
     e.response_body_bytes = 312;
     e.pid = PID;

@@ -50,7 +50,6 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
     let o = &inspected.offsets;
     assert_eq!(o.request_method, 0, "Go {v}");
     for (name, value) in [
-        ("g.goid", o.g_goid),
         ("Request.ProtoMajor", o.request_proto_major),
         ("Request.ProtoMinor", o.request_proto_minor),
         ("Request.Header", o.request_header),
@@ -217,7 +216,6 @@ fn go1_24_matches_measured_offsets() {
     // Disassembled by hand: `cmp rsp, [r14+0x10]` (4 bytes), then the `jbe` the probe goes on.
     assert_eq!(inspected.serve_http.entry_offset, 4);
     let o = inspected.offsets;
-    assert_eq!(o.g_goid, 0xa0);
     assert_eq!(o.request_request_uri, 0xc0);
 }
 

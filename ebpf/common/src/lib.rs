@@ -70,7 +70,6 @@ pub mod flags {
 pub struct HttpServerEvent {
     pub start_monotonic_ns: u64,
     pub end_monotonic_ns: u64,
-    pub goroutine_id: u64,
     /// `Request.ContentLength`: -1 when unknown (chunked), 0 with no body.
     pub request_content_length: i64,
     /// Response body bytes written by the handler; -1 when unknown.
@@ -110,8 +109,6 @@ pub mod map_layout {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoOffsets {
-    pub g_goid: u64,
-
     pub request_method: u64,
     pub request_request_uri: u64,
     pub request_proto_major: u64,
@@ -286,7 +283,7 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(
             size_of::<HttpServerEvent>(),
-            56 + 8 * 6
+            48 + 8 * 6
                 + METHOD_CAP
                 + TARGET_CAP
                 + HOST_CAP
@@ -294,8 +291,8 @@ mod tests {
                 + USER_AGENT_CAP
                 + ROUTE_CAP
         );
-        assert_eq!(size_of::<HttpServerEvent>(), 1464);
-        assert_eq!(size_of::<GoOffsets>(), 41 * 8);
+        assert_eq!(size_of::<HttpServerEvent>(), 1456);
+        assert_eq!(size_of::<GoOffsets>(), 40 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 40);
     }

@@ -174,7 +174,7 @@ pub fn serve_http_return(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let event = entry.as_mut_ptr();
-    unsafe { fill_event(&mut *event, &in_flight, key.g, offsets, pid, 0) };
+    unsafe { fill_event(&mut *event, &in_flight, offsets, pid, 0) };
     entry.submit(
         if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
             BPF_RB_FORCE_WAKEUP as u64
@@ -207,14 +207,7 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
         return 0;
     };
     unsafe {
-        fill_event(
-            &mut *scratch,
-            &in_flight,
-            key.g,
-            offsets,
-            pid,
-            flags::PANICKED,
-        );
+        fill_event(&mut *scratch, &in_flight, offsets, pid, flags::PANICKED);
         let _ = PANICKED.insert(&key, &*scratch, 0);
     }
     0
@@ -241,14 +234,12 @@ pub fn count_return(_ctx: ProbeContext) -> u32 {
 fn fill_event(
     event: &mut HttpServerEvent,
     in_flight: &InFlightRequest,
-    g: u64,
     offsets: &GoOffsets,
     pid: u32,
     extra_flags: u8,
 ) {
     event.start_monotonic_ns = in_flight.start_monotonic_ns;
     event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
-    event.goroutine_id = read_u64(g, offsets.g_goid).unwrap_or(0);
     event.pid = pid;
     event._pad = [0; 5];
     event.status = 0;

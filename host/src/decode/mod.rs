@@ -50,7 +50,6 @@ impl<'a> Text<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerRequest<'a> {
     pub pid: u32,
-    pub goroutine_id: u64,
     pub start_monotonic_ns: u64,
     pub end_monotonic_ns: u64,
     pub method: Text<'a>,
@@ -94,7 +93,6 @@ impl<'a> ServerRequest<'a> {
         let (path, query, cut) = target::split(target, target_truncated, &method.value);
         ServerRequest {
             pid: event.pid,
-            goroutine_id: event.goroutine_id,
             start_monotonic_ns: event.start_monotonic_ns,
             end_monotonic_ns: event.end_monotonic_ns.max(event.start_monotonic_ns),
             method,

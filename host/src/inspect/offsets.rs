@@ -14,7 +14,6 @@ pub enum OffsetError {
     UnsupportedLayout(String),
 }
 
-const G: &str = "runtime.g";
 const REQUEST: &str = "net/http.Request";
 const RESPONSE: &str = "net/http.response";
 const CONN: &str = "net/http.conn";
@@ -56,7 +55,6 @@ const H2_INTERNAL: H2Names = H2Names {
 
 /// Every struct the DWARF walk should keep.
 pub const WANTED_STRUCTS: &[&str] = &[
-    G,
     REQUEST,
     RESPONSE,
     CONN,
@@ -123,7 +121,6 @@ pub fn assemble(
     let itab = |slot: usize| itabs.0[slot].unwrap_or(ABSENT);
 
     let mut offsets = GoOffsets {
-        g_goid: required(G, "goid")?,
         request_method: required(REQUEST, "Method")?,
         request_request_uri: required(REQUEST, "RequestURI")?,
         request_proto_major: required(REQUEST, "ProtoMajor")?,

@@ -152,7 +152,6 @@ pub fn server_span(
     if let Some(n) = request.response_body_bytes {
         attrs.add("http.response.body.size", n as i64);
     }
-    attrs.add("go.goroutine.id", request.goroutine_id as i64);
     if !attrs.truncated.is_empty() {
         attrs.add(TRUNCATED_ATTRIBUTE, attrs.truncated.join(","));
     }
