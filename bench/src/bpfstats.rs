@@ -5,7 +5,7 @@
 //! the programs' own time and nothing else: it separates what the agent's probes cost from what
 //! the uprobe traps cost, and unlike a service's CPU time per request it is not blurred by the
 //! traps, the service or other processes (it still scales with the host's speed).
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
 const SWITCH: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
@@ -37,6 +37,18 @@ pub fn programs_of(pid: u32) -> Result<ProgramTotals> {
         add_program(&mut totals, &text);
     }
     Ok(totals)
+}
+
+/// Nanoseconds per request the programs of `pid` ran since `before`, over a load of `requests`;
+/// an error when they ran fewer times than that (they are not on the loaded path).
+pub fn ns_per_request(pid: u32, before: ProgramTotals, requests: u64) -> Result<f64> {
+    let ran = programs_of(pid)?.since(before);
+    ensure!(
+        ran.run_count >= requests,
+        "the programs of pid {pid} ran {} times for {requests} requests",
+        ran.run_count
+    );
+    Ok(ran.run_time_ns as f64 / requests as f64)
 }
 
 /// Adds one fdinfo's figures when it describes a BPF program.

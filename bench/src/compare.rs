@@ -94,19 +94,14 @@ pub fn compare(
                     .map(|load| load.join().expect("wrk thread"))
                     .collect::<Result<Vec<_>>>()
             })?;
-            let mut per_request = Vec::new();
-            for ((agent, before), load) in agents.iter().zip(before).zip(&loads) {
-                let ran = bpfstats::programs_of(agent.pid())?.since(before);
-                ensure!(
-                    ran.run_count >= load.requests,
-                    "the programs of pid {} ran {} times for {} requests",
-                    agent.pid(),
-                    ran.run_count,
-                    load.requests
-                );
-                per_request.push(ran.run_time_ns as f64 / load.requests as f64);
-            }
-            Ok(per_request)
+            agents
+                .iter()
+                .zip(before)
+                .zip(&loads)
+                .map(|((agent, before), load)| {
+                    bpfstats::ns_per_request(agent.pid(), before, load.requests)
+                })
+                .collect::<Result<Vec<_>>>()
         })?;
         for (agent, name) in agents.into_iter().zip(["A", "B"]) {
             let stats = agent.stop()?;

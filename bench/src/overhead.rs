@@ -146,14 +146,7 @@ fn probe_ns_per_request(pid: u32, url: &str, duration: Duration) -> Result<f64> 
     bpfstats::with_accounting(|| {
         let before = bpfstats::programs_of(pid)?;
         let load = wrk::run(url, duration)?;
-        let ran = bpfstats::programs_of(pid)?.since(before);
-        ensure!(
-            ran.run_count >= load.requests,
-            "the programs of pid {pid} ran {} times for {} requests",
-            ran.run_count,
-            load.requests
-        );
-        Ok(ran.run_time_ns as f64 / load.requests as f64)
+        bpfstats::ns_per_request(pid, before, load.requests)
     })
 }
 

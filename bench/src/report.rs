@@ -627,6 +627,20 @@ mod tests {
         }
     }
 
+    /// One round: none at 20 µs per request, the floor at 29 (9 added), the agent at `agent_cpu_us`.
+    fn round(
+        round: usize,
+        floor_ns: Option<f64>,
+        agent_cpu_us: f64,
+        agent_ns: f64,
+    ) -> [OverheadRun; 3] {
+        [
+            run(round, Mode::None, 20.0, None),
+            run(round, Mode::Floor, 29.0, floor_ns),
+            run(round, Mode::Agent, agent_cpu_us, Some(agent_ns)),
+        ]
+    }
+
     fn agent_figures(runs: &[OverheadRun]) -> ModeFigures {
         mode_figures(runs, Scheme::Http)
             .into_iter()
@@ -637,11 +651,7 @@ mod tests {
     #[test]
     fn the_probe_time_ratio_adds_the_programs_extra_run_time_to_the_floors_added_time() {
         // Floor adds 9 µs; the agent's programs run 1.35 µs longer than the floor's.
-        let runs = [
-            run(1, Mode::None, 20.0, None),
-            run(1, Mode::Floor, 29.0, Some(150.0)),
-            run(1, Mode::Agent, 30.0, Some(1500.0)),
-        ];
+        let runs = round(1, Some(150.0), 30.0, 1500.0);
         let f = agent_figures(&runs);
         assert!((f.vs_floor_probe_time.unwrap().median - 1.15).abs() < 1e-9);
         assert!((f.vs_floor.unwrap().median - 10.0 / 9.0).abs() < 1e-9);
@@ -652,13 +662,10 @@ mod tests {
         // Round 2: the host ran 20% slower while the agent was measured, so its CPU time (and
         // its CPU-time ratio) jumps; the programs' extra run time barely moves.
         let runs = [
-            run(1, Mode::None, 20.0, None),
-            run(1, Mode::Floor, 29.0, Some(150.0)),
-            run(1, Mode::Agent, 30.0, Some(1500.0)),
-            run(2, Mode::None, 20.0, None),
-            run(2, Mode::Floor, 29.0, Some(150.0)),
-            run(2, Mode::Agent, 36.0, Some(1620.0)),
-        ];
+            round(1, Some(150.0), 30.0, 1500.0),
+            round(2, Some(150.0), 36.0, 1620.0),
+        ]
+        .concat();
         let f = agent_figures(&runs);
         let cpu = f.vs_floor.unwrap();
         let probe_time = f.vs_floor_probe_time.unwrap();
@@ -668,11 +675,7 @@ mod tests {
 
     #[test]
     fn no_probe_time_ratio_without_the_kernels_accounting() {
-        let runs = [
-            run(1, Mode::None, 20.0, None),
-            run(1, Mode::Floor, 29.0, None),
-            run(1, Mode::Agent, 30.0, Some(1500.0)),
-        ];
+        let runs = round(1, None, 30.0, 1500.0);
         assert!(agent_figures(&runs).vs_floor_probe_time.is_none());
         assert!(agent_figures(&runs).vs_floor.is_some());
     }
