@@ -240,9 +240,8 @@ pub mod counter {
     pub const COUNT: u32 = 8;
 }
 
-/// Key of the in-flight request map: a goroutine of a process. `g` pointers are reused by the Go
-/// runtime, so a key is valid only between one entry and its return; the map is an LRU so entries
-/// of goroutines that are gone are evicted.
+/// A goroutine of a process: whose request a probe is looking at. `g` pointers are reused by the
+/// Go runtime, so a key is valid only between one entry and its return.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoroutineKey {
@@ -251,9 +250,9 @@ pub struct GoroutineKey {
     pub g: u64,
 }
 
-/// What the entry probe remembers for the return probe. The slot stays in the map after the
-/// return, marked finished (`request` 0), and the goroutine's next request reuses it in place:
-/// no map insert or delete per request on a keep-alive connection.
+/// What the entry probe remembers for the return probe. The slot stays after the return, marked
+/// finished (`request` 0), and the goroutine's next request reuses it in place: no map insert or
+/// delete per request on a keep-alive connection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct InFlightRequest {
@@ -265,12 +264,87 @@ pub struct InFlightRequest {
     pub flags: u64,
 }
 
+/// Slots of the probes' table of offsets by process (a power of two). A process takes slot
+/// `pid % OFFSETS_SLOTS` when it is free; pids are handed out in sequence, so the slots of
+/// processes started near each other do not collide. Processes whose slot is taken are found in
+/// a hash map.
+pub const OFFSETS_SLOTS: u32 = 1024;
+
+/// One slot of the offsets table: the process it belongs to (0: free) and its offsets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OffsetsSlot {
+    pub pid: u64,
+    pub offsets: GoOffsets,
+}
+
+impl OffsetsSlot {
+    #[inline(always)]
+    pub fn index(pid: u32) -> u32 {
+        pid & (OFFSETS_SLOTS - 1)
+    }
+}
+
+/// Slots of the probes' in-flight table (a power of two): one per goroutine serving a request,
+/// found by hashing its key. Goroutines whose slot is taken by another one's request go to a hash
+/// map instead.
+pub const IN_FLIGHT_SLOTS: u32 = 16384;
+
+/// One slot of the in-flight table: the goroutine it belongs to, its request, and a check word
+/// written after both, so a slot two CPUs claimed at once (their writes interleaved) reads as
+/// nobody's rather than as a mix of two requests.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct InFlightSlot {
+    pub g: u64,
+    pub pid: u64,
+    pub check: u64,
+    pub request: InFlightRequest,
+}
+
+impl InFlightSlot {
+    /// The slot of `key` in a table of `IN_FLIGHT_SLOTS`. `g` pointers are aligned heap
+    /// addresses a fixed stride apart, which a bare multiply maps onto few slots; MurmurHash3's
+    /// finaliser (shift, multiply, shift) spreads them.
+    #[inline(always)]
+    pub fn index(key: &GoroutineKey) -> u32 {
+        let mut x = key.g ^ ((key.pid as u64) << 40);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        (x >> (64 - IN_FLIGHT_SLOTS.trailing_zeros())) as u32
+    }
+
+    /// The check word of `key` with `request`.
+    #[inline(always)]
+    pub fn check_of(key: &GoroutineKey, request: &InFlightRequest) -> u64 {
+        key.g
+            ^ (key.pid as u64).rotate_left(17)
+            ^ request.start_monotonic_ns.rotate_left(31)
+            ^ request.request.rotate_left(47)
+            ^ request.writer_data
+            ^ request.writer_itab.rotate_left(7)
+    }
+
+    /// Whether the slot holds a request of `key` that the return probe has not taken yet, written
+    /// whole.
+    #[inline(always)]
+    pub fn holds(&self, key: &GoroutineKey) -> bool {
+        self.g == key.g
+            && self.pid == key.pid as u64
+            && self.request.request != 0
+            && self.check == Self::check_of(key, &self.request)
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `repr(C)` data with no padding-dependent invariants; any bit pattern is valid.
     unsafe impl aya::Pod for super::GoOffsets {}
     unsafe impl aya::Pod for super::GoroutineKey {}
     unsafe impl aya::Pod for super::InFlightRequest {}
+    unsafe impl aya::Pod for super::InFlightSlot {}
+    unsafe impl aya::Pod for super::OffsetsSlot {}
     unsafe impl aya::Pod for super::HttpServerEvent {}
 }
 
@@ -295,6 +369,63 @@ mod tests {
         assert_eq!(size_of::<GoOffsets>(), 40 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 40);
+        // One cache line per slot.
+        assert_eq!(size_of::<InFlightSlot>(), 64);
+        assert_eq!(size_of::<OffsetsSlot>(), 8 + 40 * 8);
+    }
+
+    fn key(g: u64) -> GoroutineKey {
+        GoroutineKey {
+            pid: 42,
+            _pad: 0,
+            g,
+        }
+    }
+
+    fn request(start: u64, request: u64) -> InFlightRequest {
+        InFlightRequest {
+            start_monotonic_ns: start,
+            request,
+            writer_itab: 0x7000,
+            writer_data: 0xc000_1000,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn goroutines_spread_over_the_in_flight_table() {
+        // Goroutine structs are heap objects of one size class: 256 of them, a stride apart, take
+        // about as many slots as random keys would (~2 collisions expected).
+        for stride in [384u64, 416, 448, 512, 8192] {
+            let mut seen = [false; IN_FLIGHT_SLOTS as usize];
+            let mut collisions = 0;
+            for i in 0..256u64 {
+                let index = InFlightSlot::index(&key(0x00c0_0000_0000 + i * stride)) as usize;
+                collisions += usize::from(seen[index]);
+                seen[index] = true;
+            }
+            assert!(collisions <= 4, "stride {stride}: {collisions} collisions");
+        }
+    }
+
+    #[test]
+    fn a_slot_holds_only_the_request_written_whole_for_its_goroutine() {
+        let (k, r) = (key(0x00c0_0012_3400), request(100, 0xc000_8000));
+        let mut slot = InFlightSlot {
+            g: k.g,
+            pid: k.pid as u64,
+            check: InFlightSlot::check_of(&k, &r),
+            request: r,
+        };
+        assert!(slot.holds(&k));
+        assert!(!slot.holds(&key(0x00c0_0056_7800)), "another goroutine");
+        // Two claims interleaved: this key with another request's start time.
+        slot.request.start_monotonic_ns = 200;
+        assert!(!slot.holds(&k));
+        slot.request = r;
+        slot.request.request = 0;
+        slot.check = InFlightSlot::check_of(&k, &slot.request);
+        assert!(!slot.holds(&k), "taken by the return probe");
     }
 
     #[test]

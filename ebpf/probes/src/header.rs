@@ -28,6 +28,7 @@ const SWISS_GROUP_WORDS: usize = 1 + 8 * 5;
 /// Words of the per-CPU buffer one group is copied into: the larger of the two layouts.
 pub const GROUP_WORDS: usize = BUCKET_WORDS;
 
+#[inline(always)]
 pub fn find_user_agent(
     dst: &mut BoundedStr<USER_AGENT_CAP>,
     map: u64,

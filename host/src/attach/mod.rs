@@ -2,19 +2,25 @@
 //!
 //! One object is loaded once; its programs are attached per process (scoped to that pid, at the
 //! file offsets `inspect` found), and the process's struct offsets go into the `OFFSETS` map
-//! first, so a probe never fires without knowing where to read.
+//! (and the process's slot of `OFFSETS_TABLE` when it is free) first, so a probe never fires
+//! without knowing where to read.
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
-use http_autoinstrument_common::{counter, GoOffsets, GoroutineKey, HttpServerEvent, ABSENT};
+use http_autoinstrument_common::{
+    counter, GoOffsets, GoroutineKey, HttpServerEvent, OffsetsSlot, ABSENT,
+};
 
 use crate::inspect::GoBinary;
+
+mod table_slots;
+use table_slots::TableSlots;
 
 static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-autoinstrument-probes"));
@@ -58,6 +64,8 @@ pub struct Probes {
     ebpf: Ebpf,
     mode: ProbeMode,
     offsets: BpfHashMap<MapData, u32, GoOffsets>,
+    offsets_table: Array<MapData, OffsetsSlot>,
+    table_slots: TableSlots,
     panicked: BpfHashMap<MapData, GoroutineKey, HttpServerEvent>,
     counters: PerCpuArray<MapData, u64>,
     attached: HashMap<u32, Attached>,
@@ -105,12 +113,18 @@ impl Probes {
                 .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
         }
         let offsets = BpfHashMap::try_from(ebpf.take_map("OFFSETS").context("map OFFSETS")?)?;
+        let offsets_table = Array::try_from(
+            ebpf.take_map("OFFSETS_TABLE")
+                .context("map OFFSETS_TABLE")?,
+        )?;
         let panicked = BpfHashMap::try_from(ebpf.take_map("PANICKED").context("map PANICKED")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
         Ok(Probes {
             ebpf,
             mode,
             offsets,
+            offsets_table,
+            table_slots: TableSlots::default(),
             panicked,
             counters,
             attached: HashMap::new(),
@@ -147,6 +161,7 @@ impl Probes {
         self.offsets
             .insert(pid, offsets, 0)
             .with_context(|| format!("storing offsets of pid {pid}"))?;
+        self.claim_table_slot(pid, offsets)?;
         let scope = UProbeScope::OneProcess(
             NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?,
         );
@@ -169,7 +184,7 @@ impl Probes {
                 Ok(link) => links.push((program, link)),
                 Err(e) => {
                     self.detach_links(links);
-                    let _ = self.offsets.remove(&pid);
+                    self.forget_offsets(pid);
                     return Err(e.context(format!(
                         "attaching {program} to pid {pid} ({}) at file offset {file_offset:#x}",
                         binary.path.display()
@@ -215,7 +230,37 @@ impl Probes {
         if let Some(attached) = self.attached.remove(&pid) {
             self.detach_links(attached.links);
         }
+        self.forget_offsets(pid);
+    }
+
+    /// Puts `pid`'s offsets in its table slot if no other process holds it (otherwise the probes
+    /// find them in the hash map).
+    fn claim_table_slot(&mut self, pid: u32, offsets: GoOffsets) -> Result<()> {
+        let Some(index) = self.table_slots.claim(pid) else {
+            return Ok(());
+        };
+        let slot = OffsetsSlot {
+            pid: pid.into(),
+            offsets,
+        };
+        self.offsets_table
+            .set(index, slot, 0)
+            .with_context(|| format!("storing offsets of pid {pid} in slot {index}"))
+    }
+
+    fn forget_offsets(&mut self, pid: u32) {
         let _ = self.offsets.remove(&pid);
+        let Some(index) = self.table_slots.release(pid) else {
+            return;
+        };
+        // Pid 0 owns nothing.
+        let freed = self.offsets_table.get(&index, 0).and_then(|mut slot| {
+            slot.pid = 0;
+            self.offsets_table.set(index, slot, 0)
+        });
+        if let Err(e) = freed {
+            tracing::debug!("freeing offsets slot {index}: {e}");
+        }
     }
 
     pub fn counters(&self) -> KernelCounters {
