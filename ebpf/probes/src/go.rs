@@ -152,25 +152,29 @@ pub fn read_bytes<const N: usize>(dst: &mut BoundedStr<N>, ptr: u64, len: u64) {
 
 /// Whether a request's host (`Request.Host`, already copied) names a port, as in `shop:8080` or
 /// `[::1]:8080`. The agent takes `server.port` from there when it does, so the probe only
-/// follows the connection to its local port (five reads) when it does not.
+/// follows the connection to its local port (five reads) when it does not. Only the end is
+/// looked at, from the back: a port is at most five digits after a colon (an IPv6 literal's
+/// colons are inside brackets, before the `]`), and a byte loop over the whole host took ~5% of
+/// the return probe.
 #[inline(always)]
 pub fn has_port<const N: usize>(host: &BoundedStr<N>) -> bool {
+    const { assert!(N.is_power_of_two()) };
     if host.len == 0 || host.len > N as u64 {
         return false;
     }
-    let mut colon = false;
-    for i in 0..N {
-        if i as u64 >= host.len {
-            break;
+    for back in 1..=6u64 {
+        if back > host.len {
+            return false;
         }
-        match host.bytes[i] {
-            b':' => colon = true,
-            // An IPv6 literal's colons are inside the brackets: only one after `]` counts.
-            b']' => colon = false,
-            _ => {}
+        // The mask changes nothing (len <= N); it shows the verifier the index's bound.
+        let index = ((host.len - back) & (N as u64 - 1)) as usize;
+        match host.bytes[index] {
+            b'0'..=b'9' => {}
+            b':' => return back > 1,
+            _ => return false,
         }
     }
-    colon
+    false
 }
 
 /// Local TCP port of the `net.Conn` interface stored at `holder + conn_offset`, following

@@ -12,7 +12,8 @@ use crate::go::{field, read_bytes, read_u64, read_words, Window, WINDOW_WORDS};
 
 const KEY: &[u8; 10] = b"User-Agent";
 const SLOTS_PER_GROUP: usize = 8;
-/// Most groups (buckets) searched: enough for ~100 headers; larger maps are searched partially.
+/// Most groups (buckets, with their overflow buckets) searched: enough for ~100 headers; larger
+/// maps are searched partially.
 const MAX_GROUPS: u64 = 16;
 
 /// Old layout: `tophash [8]uint8`, `keys [8]string`, `elems [8][]string`, `overflow *bmap`; in
@@ -66,26 +67,34 @@ fn find_in_buckets(
     };
     let b = b as u64;
     let count = if b >= 4 { MAX_GROUPS } else { 1u64 << b };
-    for index in 0..MAX_GROUPS {
-        if index >= count {
-            return;
-        }
-        if !read_words(
-            &mut group[..BUCKET_WORDS],
-            buckets + index * BUCKET_WORDS as u64 * 8,
-        ) {
-            continue;
-        }
-        let tophashes = group[0];
-        for slot in 0..SLOTS_PER_GROUP {
-            if tophashes >> (slot * 8) & 0xff < MIN_TOP_HASH {
-                continue;
+    // A bucket that filled up chains to overflow buckets (its last word): they are searched
+    // before the next bucket. With random hash seeds, ~2% of 10-header maps have one.
+    let mut index = 0;
+    let mut address = buckets;
+    for _ in 0..MAX_GROUPS {
+        let read = read_words(&mut group[..BUCKET_WORDS], address);
+        if read {
+            let tophashes = group[0];
+            for slot in 0..SLOTS_PER_GROUP {
+                if tophashes >> (slot * 8) & 0xff < MIN_TOP_HASH {
+                    continue;
+                }
+                let (key, elem) = (1 + 2 * slot, 17 + 3 * slot);
+                if is_user_agent(group[key], group[key + 1]) {
+                    copy_first_value(dst, group[elem], group[elem + 1]);
+                    return;
+                }
             }
-            let (key, elem) = (1 + 2 * slot, 17 + 3 * slot);
-            if is_user_agent(group[key], group[key + 1]) {
-                copy_first_value(dst, group[elem], group[elem + 1]);
+        }
+        let overflow = if read { group[BUCKET_WORDS - 1] } else { 0 };
+        if overflow != 0 {
+            address = overflow;
+        } else {
+            index += 1;
+            if index >= count {
                 return;
             }
+            address = buckets + index * BUCKET_WORDS as u64 * 8;
         }
     }
 }
