@@ -304,8 +304,7 @@ pub const IN_FLIGHT_SLOTS: u32 = IN_FLIGHT_SETS * IN_FLIGHT_WAYS;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct InFlightSlot {
-    pub g: u64,
-    pub pid: u64,
+    pub key: GoroutineKey,
     pub check: u64,
     pub request: InFlightRequest,
 }
@@ -334,12 +333,17 @@ impl InFlightSlot {
             ^ request.writer_itab.rotate_left(7)
     }
 
+    /// Whether the slot belongs to `key`'s goroutine (its request may be finished).
+    #[inline(always)]
+    pub fn is_for(&self, key: &GoroutineKey) -> bool {
+        self.key.g == key.g && self.key.pid == key.pid
+    }
+
     /// Whether the slot holds a request of `key` that the return probe has not taken yet, written
     /// whole.
     #[inline(always)]
     pub fn holds(&self, key: &GoroutineKey) -> bool {
-        self.g == key.g
-            && self.pid == key.pid as u64
+        self.is_for(key)
             && self.request.request != 0
             && self.check == Self::check_of(key, &self.request)
     }
@@ -425,8 +429,7 @@ mod tests {
     fn a_slot_holds_only_the_request_written_whole_for_its_goroutine() {
         let (k, r) = (key(0x00c0_0012_3400), request(100, 0xc000_8000));
         let mut slot = InFlightSlot {
-            g: k.g,
-            pid: k.pid as u64,
+            key: k,
             check: InFlightSlot::check_of(&k, &r),
             request: r,
         };

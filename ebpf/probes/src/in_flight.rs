@@ -10,9 +10,9 @@
 //! A slot stays with its goroutine after the return, marked finished (`request` 0), and is reused
 //! in place by that goroutine's next request or claimed by another goroutine of the same set.
 //! Claims use plain stores (kernels before 5.12 have no compare-and-swap in BPF): if two CPUs
-//! claim one free slot at the same moment, the check word (`InFlightSlot::holds`) makes the
-//! mixed slot nobody's, and both returns count as returns without entry rather than report one
-//! request's fields with the other's.
+//! claim one free slot at the same moment, the check word (`InFlightSlot::holds`) makes a mixed
+//! slot nobody's: the loser's return (or both, when their stores interleaved) counts as a return
+//! without entry rather than report one request's fields with the other's.
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, LruHashMap};
 use http_autoinstrument_common::{
@@ -39,7 +39,7 @@ pub fn begin(key: &GoroutineKey, request: &InFlightRequest) {
             continue;
         };
         let slot_ref = unsafe { &mut *slot };
-        if slot_ref.g == key.g && slot_ref.pid == key.pid as u64 {
+        if slot_ref.is_for(key) {
             if !is_reentry(&slot_ref.request, request) {
                 claim(slot_ref, key, request);
             }
@@ -69,8 +69,7 @@ pub fn begin(key: &GoroutineKey, request: &InFlightRequest) {
 
 #[inline(always)]
 fn claim(slot: &mut InFlightSlot, key: &GoroutineKey, request: &InFlightRequest) {
-    slot.g = key.g;
-    slot.pid = key.pid as u64;
+    slot.key = *key;
     slot.request = *request;
     // Last, so a slot whose claim was interleaved with another does not check out.
     slot.check = InFlightSlot::check_of(key, request);

@@ -30,7 +30,8 @@ use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
 /// Offsets per traced process, written by the agent before it attaches the probes: in the slot
 /// `OffsetsSlot::index` gives the process when it had it free, always in `OFFSETS`. The table is
 /// what nearly every hit reads: an array lookup is a few inline instructions where a hash lookup
-/// is a helper call (side by side, ~5% of the probes' run time).
+/// is a helper call (against one baseline side by side: 0.891x its run time with the table, 0.902x
+/// without; within the noise).
 #[map]
 static OFFSETS_TABLE: Array<OffsetsSlot> = Array::with_max_entries(OFFSETS_SLOTS, 0);
 #[map]
