@@ -86,10 +86,10 @@ pub struct OverheadRun {
     pub check: String,
 }
 
-/// The bpftrace program: the probes on the same file offsets (the entry point and every RET of
-/// `net/http.serverHandler.ServeHTTP`), keyed by goroutine (R14 in Go's register ABI), reading
-/// `Request.Method` and `Request.RequestURI` (path and query) with the offsets our inspection
-/// found.
+/// The bpftrace program: the probes on the same file offsets as the agent's (the entry point of
+/// `net/http.serverHandler.ServeHTTP` and the request ends, `GoBinary::request_end_offsets`),
+/// keyed by goroutine (R14 in Go's register ABI), reading `Request.Method` and
+/// `Request.RequestURI` (path and query) with the offsets our inspection found.
 pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
     let f = &binary.serve_http;
     let o = &binary.offsets;
@@ -101,18 +101,14 @@ pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
          {}\n{{\n  @start[reg(\"r14\")] = nsecs;\n  @req[reg(\"r14\")] = reg(\"di\");\n}}",
         at(f.file_offset + f.entry_offset)
     );
-    let rets: Vec<String> = f
-        .return_offsets
-        .iter()
-        .map(|r| at(f.file_offset + r))
-        .collect();
+    let ends: Vec<String> = binary.request_end_offsets().into_iter().map(at).collect();
     let _ = writeln!(
         script,
         "{}\n/@req[reg(\"r14\")]/\n{{\n  $g = reg(\"r14\");\n  $r = @req[$g];\n  \
          printf(\"%s %s %d\\n\", str(*(uint64*)($r + {m:#x}), *(uint64*)($r + {m8:#x})), \
          str(*(uint64*)($r + {t:#x}), *(uint64*)($r + {t8:#x})), (nsecs - @start[$g]) / 1000);\n  \
          delete(@req[$g]);\n  delete(@start[$g]);\n}}",
-        rets.join(",\n"),
+        ends.join(",\n"),
         m = o.request_method,
         m8 = o.request_method + 8,
         t = o.request_request_uri,

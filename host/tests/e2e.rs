@@ -279,6 +279,32 @@ fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
             server_address: "shop.internal",
             server_port: port,
         });
+        // A handler that hijacks the connection (as WebSocket servers do): its request ends when
+        // it calls Hijack, not at finishRequest, which a hijacked connection never reaches. Go
+        // wrote no status itself, so the span says 200, as for a handler that writes nothing.
+        // HTTP/2 connections cannot be hijacked: the fixture answers 501.
+        out.push(Scripted {
+            args: vec![
+                proto_flag.into(),
+                "-A".into(),
+                ua.clone(),
+                format!("{base}/hijack"),
+            ],
+            method: "GET",
+            path: "/hijack".into(),
+            query: None,
+            scheme,
+            protocol,
+            status: if protocol == "2" { 501 } else { 200 },
+            route: if go_minor >= 23 {
+                Some("/hijack")
+            } else {
+                None
+            },
+            user_agent: ua.clone(),
+            server_address: "127.0.0.1",
+            server_port: port,
+        });
         // Enough headers for a header map of several groups (buckets), among them ten-byte
         // names other than User-Agent, which the probe must compare and pass over.
         let mut args = vec![proto_flag.into(), "-A".into(), ua.clone()];
@@ -445,13 +471,16 @@ fn scripted_requests_become_spans(go: &str, grpc: bool) {
     }
     let stats = agent.stop();
     assert!(stats.contains("events_lost=0"), "{stats}");
-    // At most 2 probe hits per request (entry + one RET).
+    // At most 2 probe hits per request (entry + its end), and exactly one end per request: the
+    // request-end functions are entered once per request, a hijacked request included.
     let hits = |key: &str| -> u64 {
         stats
             .split_whitespace()
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
             .unwrap_or_else(|| panic!("no {key} in {stats}"))
     };
+    assert_eq!(hits("probe_return_hits"), script.len() as u64, "{stats}");
+    assert_eq!(hits("returns_without_entry"), 0, "{stats}");
     let per_request =
         (hits("probe_entry_hits") + hits("probe_return_hits")) as f64 / script.len() as f64;
     eprintln!("go{go}: {per_request} probe hits per request; {stats}");

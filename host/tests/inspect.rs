@@ -9,6 +9,7 @@ use std::path::Path;
 use go_fixtures::{build_go_server, go_versions, require_go, GoToolchain, Variant};
 use http_autoinstrument::inspect::{
     inspect_binary, inspect_bytes, itab_addresses_by_scan, GoBinary, GoVersion, InspectError,
+    RequestEnd,
 };
 use http_autoinstrument_common::{map_layout, ABSENT, WINDOW_WORDS};
 
@@ -44,6 +45,36 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
             "Go {v}: RET at +{ret:#x} is not a 0xC3 byte in the file"
         );
     }
+    // Requests end on entry to HTTP/1's finishRequest, HTTP/2's handlerDone and Hijack (the
+    // fixture hijacks), each probe on the stack check's `jbe` (76 or 0F 86), which the kernel emulates:
+    // on a RET every request would cost the service a single step.
+    let RequestEnd::AfterHandler(ends) = &inspected.request_end else {
+        panic!("Go {v}: requests end at {}", inspected.request_end);
+    };
+    let names: Vec<&str> = ends.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "Go {v}: {names:?}");
+    assert_eq!(names[0], "net/http.(*response).finishRequest", "Go {v}");
+    assert!(
+        names[1].ends_with(".(*http2responseWriter).handlerDone")
+            || names[1].ends_with("http2.(*responseWriter).handlerDone"),
+        "Go {v}: {names:?}"
+    );
+    assert_eq!(names[2], "net/http.(*response).Hijack", "Go {v}");
+    for f in ends {
+        let at = (f.file_offset + f.entry_offset) as usize;
+        let is_jbe = data[at] == 0x76 || data[at..at + 2] == [0x0f, 0x86];
+        assert!(
+            is_jbe,
+            "Go {v}: {} probe at +{:#x} is not on a jbe",
+            f.name, f.entry_offset
+        );
+    }
+    assert_eq!(
+        inspected.request_end_offsets(),
+        ends.iter()
+            .map(|f| f.file_offset + f.entry_offset)
+            .collect::<Vec<_>>()
+    );
     let gopanic = inspected.gopanic.as_ref().expect("runtime.gopanic");
     assert!(gopanic.size > 0 && gopanic.file_offset > 0);
 

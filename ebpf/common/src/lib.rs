@@ -61,7 +61,7 @@ pub mod flags {
     pub const REQUEST_LINE: u8 = 16;
 }
 
-/// One served HTTP request, written by the return probe of `net/http.serverHandler.ServeHTTP`.
+/// One served HTTP request, written by the request-end probe.
 ///
 /// Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC); the agent converts them to wall-clock time
 /// with one offset measured at start.
@@ -186,7 +186,7 @@ impl GoOffsets {
     /// same for 8 bytes as for 256, so the probe copies each struct's fields with one read; but
     /// every line copied is a line of the traced process's heap that may not be in cache, so not
     /// past the last field it needs (copying `response` and a map header that far instead of 256
-    /// bytes each made the return probe 2-10% faster, measured side by side on two services).
+    /// bytes each made the request-end probe 2-10% faster, measured side by side on two services).
     pub fn set_window_words(&mut self) {
         let string = |offset: u64| if offset == ABSENT { ABSENT } else { offset + 8 };
         self.request_window_words = words_through(&[
@@ -225,13 +225,15 @@ impl GoOffsets {
 pub mod counter {
     /// Entry probe hits, in any process the probe is attached to.
     pub const ENTRY_HITS: u32 = 0;
-    /// Return probe hits.
+    /// Request-end probe hits.
     pub const RETURN_HITS: u32 = 1;
     /// Events written to the ring buffer.
     pub const EVENTS_SUBMITTED: u32 = 2;
     /// Events lost because the ring buffer was full.
     pub const EVENTS_LOST: u32 = 3;
-    /// Returns with no recorded entry (entry evicted from the in-flight map, or attached mid-call).
+    /// Request ends with no recorded entry (entry evicted from the in-flight map, attached
+    /// mid-call, a request-end function entered twice by Go's stack growth, or called without a
+    /// handler, as for a 417 Expectation Failed).
     pub const RETURNS_WITHOUT_ENTRY: u32 = 4;
     /// Hits in a process that has no offsets registered (attach/detach races).
     pub const UNCONFIGURED_HITS: u32 = 5;
@@ -250,14 +252,14 @@ pub struct GoroutineKey {
     pub g: u64,
 }
 
-/// What the entry probe remembers for the return probe. The slot stays after the return, marked
+/// What the entry probe remembers for the request-end probe. The slot stays after the return, marked
 /// finished (`request` 0), and the goroutine's next request reuses it in place: no map insert or
 /// delete per request on a keep-alive connection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct InFlightRequest {
     pub start_monotonic_ns: u64,
-    /// `*http.Request`; 0 once the return probe has taken the request.
+    /// `*http.Request`; 0 once the request-end probe has taken the request.
     pub request: u64,
     pub writer_itab: u64,
     pub writer_data: u64,
@@ -339,7 +341,7 @@ impl InFlightSlot {
         self.key.g == key.g && self.key.pid == key.pid
     }
 
-    /// Whether the slot holds a request of `key` that the return probe has not taken yet, written
+    /// Whether the slot holds a request of `key` that the request-end probe has not taken yet, written
     /// whole.
     #[inline(always)]
     pub fn holds(&self, key: &GoroutineKey) -> bool {
@@ -441,7 +443,7 @@ mod tests {
         slot.request = r;
         slot.request.request = 0;
         slot.check = InFlightSlot::check_of(&k, &slot.request);
-        assert!(!slot.holds(&k), "taken by the return probe");
+        assert!(!slot.holds(&k), "taken by the request-end probe");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn read_u64(base: u64, offset: u64) -> Option<u64> {
         return None;
     }
     // Not through `read_words`: with a one-word array there, LLVM spilled a register left
-    // undefined on one path, which the verifier rejects ("R5 !read_ok") in the return probe.
+    // undefined on one path, which the verifier rejects ("R5 !read_ok") in the request-end probe.
     let mut value: u64 = 0;
     let ret = unsafe {
         bpf_probe_read_user(

@@ -1,4 +1,4 @@
-//! Requests between the entry probe and the return probe, by goroutine.
+//! Requests between the entry probe and the request-end probe, by goroutine.
 //!
 //! Most requests live in a small set-associative table (an array; a goroutine's key hashes to a
 //! set of `IN_FLIGHT_WAYS` slots): the verifier turns an array lookup into a few inline

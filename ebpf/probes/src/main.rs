@@ -1,11 +1,13 @@
-//! Uprobes on Go's `net/http.serverHandler.ServeHTTP`: one hit at entry, one at its RET, and
-//! nothing else on the request path.
+//! Uprobes on Go's net/http: one hit when `serverHandler.ServeHTTP` starts, one when the request
+//! ends, and nothing else on the request path. Where a request ends is the agent's choice
+//! (`inspect::RequestEnd` in the agent): on entry to the function net/http calls on the same
+//! goroutine once the handler has returned, or on ServeHTTP's RETs.
 //!
-//! The entry probe remembers the request per goroutine; the return probe reads the request and the
-//! response writer (still alive at that point) into one fixed-size event in the ring buffer. A
-//! probe on `runtime.gopanic` only fires when a program panics, so it costs normal requests nothing:
-//! it keeps a copy of the event of a handler that panics, which the agent emits if the handler
-//! never returns.
+//! The entry probe remembers the request per goroutine; the request-end probe reads the request
+//! and the response writer (still alive at that point) into one fixed-size event in the ring
+//! buffer. A probe on `runtime.gopanic` only fires when a program panics, so it costs normal
+//! requests nothing: it keeps a copy of the event of a handler that panics, which the agent emits
+//! if the request never ends.
 #![no_std]
 #![no_main]
 
@@ -122,7 +124,7 @@ fn goroutine_key(ctx: &ProbeContext, pid: u32) -> GoroutineKey {
 #[uprobe]
 pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     bump(counter::ENTRY_HITS);
-    // No offsets are needed here: the return probe reads everything and checks the process.
+    // No offsets are needed here: the request-end probe reads everything and checks the process.
     let key = goroutine_key(&ctx, current_pid());
     let regs = unsafe { &*ctx.regs };
     // ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request): rw is an interface (itab in
@@ -138,8 +140,12 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The request's end. Its registers are not read (they belong to whichever function it is on):
+/// everything comes from what the entry probe kept. A function entered twice for one request (Go's
+/// stack growth restarts it) finds its request already sent the second time, which counts as a
+/// return without entry.
 #[uprobe]
-pub fn serve_http_return(ctx: ProbeContext) -> u32 {
+pub fn request_end(ctx: ProbeContext) -> u32 {
     bump(counter::RETURN_HITS);
     let pid = current_pid();
     let Some(offsets) = offsets_of(pid) else {
@@ -180,7 +186,7 @@ pub fn serve_http_return(ctx: ProbeContext) -> u32 {
 }
 
 /// Fires only when the program panics. If the panicking goroutine is serving a request, keep that
-/// request's event as it is now: after a panic the handler may never reach its RET.
+/// request's event as it is now: after a panic the request may never end.
 #[uprobe]
 pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
     let pid = current_pid();
@@ -206,8 +212,8 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// The floor for overhead measurements: a bare counting probe pair on the same entry and RET
-/// offsets (`--probe-mode count`). Whatever the full probes cost above this is the agent's own.
+/// The floor for overhead measurements: a bare counting probe pair on the same entry and
+/// request-end offsets (`--probe-mode count`). Whatever the full probes cost above this is the agent's own.
 #[uprobe]
 pub fn count_entry(_ctx: ProbeContext) -> u32 {
     bump(counter::ENTRY_HITS);
@@ -215,7 +221,7 @@ pub fn count_entry(_ctx: ProbeContext) -> u32 {
 }
 
 #[uprobe]
-pub fn count_return(_ctx: ProbeContext) -> u32 {
+pub fn count_request_end(_ctx: ProbeContext) -> u32 {
     bump(counter::RETURN_HITS);
     0
 }

@@ -25,7 +25,7 @@ use table_slots::TableSlots;
 static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-autoinstrument-probes"));
 
-/// Which programs go on ServeHTTP's entry and returns.
+/// Which programs go on ServeHTTP's entry and on the request's end (`inspect::RequestEnd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProbeMode {
     /// The real probes: spans for every request.
@@ -38,8 +38,8 @@ pub enum ProbeMode {
 impl ProbeMode {
     fn programs(self) -> (&'static str, &'static str) {
         match self {
-            ProbeMode::Full => ("serve_http_entry", "serve_http_return"),
-            ProbeMode::Count => ("count_entry", "count_return"),
+            ProbeMode::Full => ("serve_http_entry", "request_end"),
+            ProbeMode::Count => ("count_entry", "count_request_end"),
         }
     }
 }
@@ -169,12 +169,7 @@ impl Probes {
         let function = &binary.serve_http;
         let mut points: Vec<(&'static str, u64)> =
             vec![(entry, function.file_offset + function.entry_offset)];
-        points.extend(
-            function
-                .return_offsets
-                .iter()
-                .map(|off| (ret, function.file_offset + off)),
-        );
+        points.extend(binary.request_end_offsets().into_iter().map(|at| (ret, at)));
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic.file_offset + gopanic.entry_offset));
         }

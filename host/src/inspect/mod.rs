@@ -7,7 +7,7 @@
 //! DWARF type units once, collecting only the few names it needs.
 //!
 //! Files: `buildinfo` (Go version), `symbols` (ELF symbols, PIE, file offsets), `probe_points`
-//! (entry and RET offsets), `dwarf` (struct field offsets and runtime type descriptors), `itabs` (itab addresses
+//! (entry and RET offsets, direct calls), `request_end` (where a request ends), `dwarf` (struct field offsets and runtime type descriptors), `itabs` (itab addresses
 //! of binaries whose symbol table has no `go:itab.*` symbols), `offsets` (assembles
 //! [`GoOffsets`]).
 
@@ -17,6 +17,7 @@ mod itabs;
 mod offsets;
 mod probe_points;
 mod report;
+mod request_end;
 mod symbols;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use object::{Object, ObjectSection};
 
 pub use buildinfo::parse_go_version;
 pub use report::{print_report, report};
+pub use request_end::RequestEnd;
 
 /// Go releases whose layouts this module knows (and the tests check), on linux/amd64.
 pub const SUPPORTED_GO: std::ops::RangeInclusive<GoVersion> =
@@ -102,8 +104,11 @@ pub struct GoBinary {
     /// 0x400000 too (not 0), so the load bias of a PIE process is the start of the mapping of file
     /// offset 0 (from /proc/PID/maps) minus this value; for non-PIE it is 0.
     pub first_load_vaddr: u64,
-    /// `net/http.serverHandler.ServeHTTP`.
+    /// `net/http.serverHandler.ServeHTTP`: the entry probe, and the request-end probe when
+    /// `request_end` says RETs.
     pub serve_http: Function,
+    /// Where the request-end probe goes.
+    pub request_end: RequestEnd,
     /// `runtime.gopanic`; only its entry is used, so `return_offsets` is left empty.
     pub gopanic: Option<Function>,
     /// Field offsets; the `*_itab` fields are link-time addresses (`ABSENT` when not in the binary).
@@ -242,17 +247,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         return_offsets,
     };
     let gopanic = match found.gopanic {
-        Some(sym) => Some(Function {
-            name: GOPANIC_SYMBOL.to_string(),
-            address: sym.address,
-            size: sym.size,
-            file_offset: symbols::file_offset(&elf, sym.address).map_err(&malformed)?,
-            entry_offset: probe_points::entry_offset(
-                sym.address,
-                symbols::function_bytes(&elf, &sym).map_err(&malformed)?,
-            ),
-            return_offsets: Vec::new(),
-        }),
+        Some(sym) => Some(probe_function(&elf, GOPANIC_SYMBOL, &sym).map_err(&malformed)?),
         None => None,
     };
 
@@ -289,14 +284,55 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         },
     )?;
 
+    let serves_http2 = offsets.h2_writer_itab != http_autoinstrument_common::ABSENT;
+    let request_end = request_end::locate(&elf, &found, serves_http2).map_err(&malformed)?;
+
     Ok(GoBinary {
         path: path.to_path_buf(),
         go_version,
         is_pie: elf.kind() == object::ObjectKind::Dynamic,
         first_load_vaddr: first_load_vaddr(&elf),
         serve_http,
+        request_end,
         gopanic,
         offsets,
+    })
+}
+
+impl GoBinary {
+    /// File offsets of the request-end probe.
+    pub fn request_end_offsets(&self) -> Vec<u64> {
+        match &self.request_end {
+            RequestEnd::AfterHandler(functions) => functions
+                .iter()
+                .map(|f| f.file_offset + f.entry_offset)
+                .collect(),
+            RequestEnd::ServeHttpReturns { .. } => self
+                .serve_http
+                .return_offsets
+                .iter()
+                .map(|r| self.serve_http.file_offset + r)
+                .collect(),
+        }
+    }
+}
+
+/// A function whose entry is probed (no RETs).
+fn probe_function(
+    elf: &Elf<'_>,
+    name: &str,
+    symbol: &symbols::FunctionSymbol,
+) -> Result<Function, String> {
+    Ok(Function {
+        name: name.to_string(),
+        address: symbol.address,
+        size: symbol.size,
+        file_offset: symbols::file_offset(elf, symbol.address)?,
+        entry_offset: probe_points::entry_offset(
+            symbol.address,
+            symbols::function_bytes(elf, symbol)?,
+        ),
+        return_offsets: Vec::new(),
     })
 }
 

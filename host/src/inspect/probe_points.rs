@@ -27,6 +27,17 @@ pub fn return_offsets(address: u64, code: &[u8]) -> Vec<u64> {
     offsets
 }
 
+/// Whether `code` (the bytes of a function at virtual address `address`) calls `target` directly.
+pub fn calls(address: u64, code: &[u8], target: u64) -> bool {
+    Decoder::with_ip(64, code, address, DecoderOptions::NONE)
+        .into_iter()
+        .any(|i| {
+            i.mnemonic() == Mnemonic::Call
+                && i.op0_kind() == OpKind::NearBranch64
+                && i.near_branch_target() == target
+        })
+}
+
 /// `g.stackguard0`, what Go's prologue compares the stack pointer with (R14 holds `g`).
 const STACKGUARD0: u64 = 0x10;
 
@@ -53,7 +64,7 @@ pub fn entry_offset(address: u64, code: &[u8]) -> u64 {
     0
 }
 
-/// `jcc`: the branches the kernel emulates (like `jmp`, `call` and `ret`).
+/// `jcc`: branches the kernel emulates (as it does `jmp` and `call`, but not `ret`).
 fn is_conditional_jump(instruction: &Instruction) -> bool {
     use Mnemonic::*;
     matches!(
@@ -88,6 +99,16 @@ mod tests {
         // mov eax, 0xc3c3c3c3 ; ret ; int3 ; ret 8
         let code = [0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3, 0xcc, 0xc2, 0x08, 0x00];
         assert_eq!(return_offsets(0x401000, &code), vec![5, 7]);
+    }
+
+    #[test]
+    fn finds_direct_calls_only() {
+        // call +0x10 (to 0x1015) ; call rdx ; ret
+        let code = [0xe8, 0x10, 0x00, 0x00, 0x00, 0xff, 0xd2, 0xc3];
+        assert!(calls(0x1000, &code, 0x1015));
+        assert!(!calls(0x1000, &code, 0x1016));
+        // jmp +0x10: a jump is not a call
+        assert!(!calls(0x1000, &[0xe9, 0x10, 0x00, 0x00, 0x00], 0x1015));
     }
 
     #[test]

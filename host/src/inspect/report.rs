@@ -5,7 +5,7 @@ use std::path::Path;
 
 use http_autoinstrument_common::{GoOffsets, ABSENT};
 
-use super::{inspect_binary, Function, GoBinary};
+use super::{inspect_binary, Function, GoBinary, RequestEnd};
 
 fn function(out: &mut String, label: &str, f: &Function) {
     let returns: Vec<String> = f
@@ -59,7 +59,17 @@ pub fn report(binary: &GoBinary) -> String {
             "fixed address"
         }
     );
-    function(&mut out, "entry and return probes", &binary.serve_http);
+    function(&mut out, "entry probe", &binary.serve_http);
+    match &binary.request_end {
+        RequestEnd::AfterHandler(functions) => {
+            for f in functions {
+                function(&mut out, "request-end probe", f);
+            }
+        }
+        RequestEnd::ServeHttpReturns { reason } => {
+            let _ = writeln!(out, "request-end probes: on ServeHTTP's RETs ({reason})");
+        }
+    }
     match &binary.gopanic {
         Some(f) => function(&mut out, "panic probe", f),
         None => out.push_str("panic probe: runtime.gopanic not found\n"),

@@ -4,6 +4,10 @@
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
 
 use super::itabs::{ItabAddresses, ITABS};
+use super::request_end::{
+    CONN_SERVE_SYMBOL, FINISH_REQUEST_SYMBOL, H2_HANDLER_DONE_SYMBOLS, H2_RUN_HANDLER_PREFIXES,
+    HIJACK_SYMBOL,
+};
 use super::{Elf, GOPANIC_SYMBOL, SERVE_HTTP_SYMBOL};
 
 /// Where a function symbol says a function is.
@@ -17,6 +21,14 @@ pub struct FunctionSymbol {
 pub struct FoundSymbols {
     pub serve_http: Option<FunctionSymbol>,
     pub gopanic: Option<FunctionSymbol>,
+    /// The functions `request_end` looks at (see there).
+    pub finish_request: Option<FunctionSymbol>,
+    pub conn_serve: Option<FunctionSymbol>,
+    /// With the name it was found under (it depends on the Go release).
+    pub h2_handler_done: Option<(&'static str, FunctionSymbol)>,
+    /// `runHandler` and its closures.
+    pub h2_run_handler: Vec<FunctionSymbol>,
+    pub hijack: Option<FunctionSymbol>,
     /// `runtime.types`: start of the type descriptors, the base of DWARF's
     /// `DW_AT_go_runtime_type` offsets.
     pub runtime_types: Option<u64>,
@@ -44,6 +56,16 @@ pub fn find_symbols(elf: &Elf<'_>) -> FoundSymbols {
             found.serve_http = Some(function());
         } else if name == GOPANIC_SYMBOL {
             found.gopanic = Some(function());
+        } else if name == FINISH_REQUEST_SYMBOL {
+            found.finish_request = Some(function());
+        } else if name == CONN_SERVE_SYMBOL {
+            found.conn_serve = Some(function());
+        } else if let Some(known) = H2_HANDLER_DONE_SYMBOLS.iter().find(|s| **s == name) {
+            found.h2_handler_done = Some((known, function()));
+        } else if H2_RUN_HANDLER_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            found.h2_run_handler.push(function());
+        } else if name == HIJACK_SYMBOL {
+            found.hijack = Some(function());
         } else if name == RUNTIME_TYPES_SYMBOL {
             found.runtime_types = Some(symbol.address());
         }

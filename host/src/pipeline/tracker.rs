@@ -213,7 +213,7 @@ impl Tracker {
                     service = %service,
                     executable = %process.executable.display(),
                     go = %go_version,
-                    return_probes = binary.serve_http.return_offsets.len(),
+                    request_end = %binary.request_end,
                     attach_ms = started.elapsed().as_secs_f64() * 1e3,
                     "tracing"
                 );
