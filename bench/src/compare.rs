@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use crate::bpfstats;
-use crate::procs::{Agent, AgentRun, Service, Target};
+use crate::procs::{Agent, AgentRun, ProbeMode, Service, Target};
 use crate::sink::OtlpSink;
 use crate::stats::Summary;
 use crate::wrk;
@@ -66,7 +66,7 @@ pub fn compare(
             let dir = work.path().join(format!("round-{round}-{}", agents.len()));
             std::fs::create_dir(&dir)?;
             let run = AgentRun {
-                count_only: false,
+                probe_mode: ProbeMode::Full,
                 plugins: None,
                 otlp_endpoint: Some(sink.endpoint.clone()),
                 target: Target::Pid(services[service].pid),

@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::http::{get, metric};
-use crate::procs::{free_port, Agent, AgentRun, Service, Target};
+use crate::procs::{free_port, Agent, AgentRun, ProbeMode, Service, Target};
 use crate::Bench;
 
 #[derive(Clone, Debug, Serialize)]
@@ -45,7 +45,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
     let mut agent = Agent::start(
         &bench.agent,
         &AgentRun {
-            count_only: false,
+            probe_mode: ProbeMode::Full,
             plugins: None,
             otlp_endpoint: Some(bench.sink.endpoint.clone()),
             target: Target::Pid(service.pid),

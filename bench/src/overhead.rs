@@ -10,7 +10,7 @@ use http_autoinstrument::inspect::GoBinary;
 use serde::Serialize;
 
 use crate::bpfstats;
-use crate::procs::{sample, Agent, AgentRun, Peer, Service, Target};
+use crate::procs::{sample, Agent, AgentRun, Peer, ProbeMode, Service, Target};
 use crate::wrk::{self, WrkResult};
 use crate::Bench;
 
@@ -18,15 +18,19 @@ use crate::Bench;
 pub enum Mode {
     None,
     Floor,
+    /// The floor with the request end on ServeHTTP's RETs (single-stepped by the kernel): what
+    /// the agent's placement saves.
+    FloorOnRets,
     Agent,
     AgentPlugins,
     Bpftrace,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::None,
         Mode::Floor,
+        Mode::FloorOnRets,
         Mode::Agent,
         Mode::AgentPlugins,
         Mode::Bpftrace,
@@ -36,6 +40,7 @@ impl Mode {
         match self {
             Mode::None => "(a) none",
             Mode::Floor => "(b) floor: counting probes",
+            Mode::FloorOnRets => "(b′) floor, request end on RETs",
             Mode::Agent => "(c) agent, no plugins",
             Mode::AgentPlugins => "(d) agent + 3 plugins",
             Mode::Bpftrace => "(e) bpftrace peer",
@@ -46,6 +51,7 @@ impl Mode {
         match self {
             Mode::None => "none",
             Mode::Floor => "floor",
+            Mode::FloorOnRets => "floor on RETs",
             Mode::Agent => "agent",
             Mode::AgentPlugins => "agent+3",
             Mode::Bpftrace => "bpftrace",
@@ -147,8 +153,8 @@ fn probe_ns_per_request(pid: u32, url: &str, duration: Duration) -> Result<f64> 
 }
 
 fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Result<Instrumentation> {
-    let run = |count_only: bool, plugins: bool| AgentRun {
-        count_only,
+    let run = |probe_mode: ProbeMode, plugins: bool| AgentRun {
+        probe_mode,
         plugins: plugins.then(|| bench.three_plugins.path().to_path_buf()),
         otlp_endpoint: Some(bench.sink.endpoint.clone()),
         target: Target::Pid(service.pid),
@@ -161,9 +167,10 @@ fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Resul
     };
     match mode {
         Mode::None => Ok(Instrumentation::Nothing),
-        Mode::Floor => agent(run(true, false)),
-        Mode::Agent => agent(run(false, false)),
-        Mode::AgentPlugins => agent(run(false, true)),
+        Mode::Floor => agent(run(ProbeMode::Count, false)),
+        Mode::FloorOnRets => agent(run(ProbeMode::CountOnRets, false)),
+        Mode::Agent => agent(run(ProbeMode::Full, false)),
+        Mode::AgentPlugins => agent(run(ProbeMode::Full, true)),
         Mode::Bpftrace => {
             let peer = Peer::start(&bench.bpftrace_script, dir)?;
             // Attached once a request shows up in its output.
@@ -198,7 +205,7 @@ fn finish(
                 get("events_lost") == 0 || !require_keeping_pace,
                 "{mode:?}: events lost: {stats:?}"
             );
-            if mode == Mode::Floor {
+            if matches!(mode, Mode::Floor | Mode::FloorOnRets) {
                 ensure!(
                     get("probe_entry_hits") >= requests,
                     "{mode:?}: {requests} requests but {stats:?}"

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use clap::ValueEnum;
+pub use http_autoinstrument::attach::ProbeMode;
 
 /// Core of the traced service; the load generator, the agent and the peer share the other.
 pub const SERVICE_CPU: u32 = 0;
@@ -98,8 +100,8 @@ impl Drop for Service {
 /// How the agent runs in one configuration.
 #[derive(Clone, Debug)]
 pub struct AgentRun {
-    /// `--probe-mode count`: the bare counting probe pair (the floor).
-    pub count_only: bool,
+    /// `--probe-mode`: `Count` for the bare counting probe pair (the floor).
+    pub probe_mode: ProbeMode,
     pub plugins: Option<PathBuf>,
     /// OTLP http/protobuf endpoint; `None`: span lines on stdout, piped for the caller to read
     /// (`Agent::child().stdout`).
@@ -133,7 +135,12 @@ impl Agent {
         let mut command = pinned(TOOLS_CPU, binary);
         command
             .arg("--probe-mode")
-            .arg(if run.count_only { "count" } else { "full" })
+            .arg(
+                run.probe_mode
+                    .to_possible_value()
+                    .expect("every probe mode has a name")
+                    .get_name(),
+            )
             .args(["--stats-interval-secs", "0", "--log-format", "text"]);
         match &run.target {
             Target::Pid(pid) => command.arg("--pid").arg(pid.to_string()),
@@ -209,7 +216,7 @@ impl Agent {
     }
 }
 
-/// The peer: bpftrace with the same entry and RET probes, printing method, path and duration
+/// The peer: bpftrace with the same entry and request-end probes, printing method, path and duration
 /// of every request (output to a file, counted afterwards).
 pub struct Peer {
     child: Child,

@@ -40,7 +40,7 @@ pub struct ModeFigures {
 /// the base and the extra over it taken from the probes' run time:
 /// `(floor added + (probe ns - floor probe ns)) / floor added`.
 ///
-/// Every configuration but (a) traps on the same entry and RET offsets, so what one costs above
+/// Every configuration but (a) traps on the same entry and request-end offsets, so what one costs above
 /// the floor is what its BPF programs run longer (plus the cache lines they take from the
 /// service, which this leaves out: it is a lower bound). The CPU-time ratio carries the host's
 /// drift between two measurements in both of its terms; this one only in the floor's added time,
@@ -207,16 +207,21 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(md, "## Targets\n\n| target | measured | |\n|---|---|---|");
     for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
         for mode in [Mode::Agent, Mode::AgentPlugins] {
-            if let Some((probe_time, cpu)) = fig(figs, mode) {
+            if let (Some((probe_time, cpu)), Some(a), Some(b)) =
+                (fig(figs, mode), added(figs, mode), added(figs, Mode::Floor))
+            {
                 // Judged on the ratio from the probes' run time: the CPU-time one swings with
-                // the host's drift (both are in section 1).
+                // the host's drift (both are in section 1). The absolute figures say what the
+                // ratio is a ratio of.
                 let _ = writeln!(
                     md,
-                    "| {} {}: added latency within 10% of the floor | {:.2}× the floor (median, from probe run time; {:.2}× from CPU time) | {} |",
+                    "| {} {}: added latency within 10% of the floor | {:.2}× the floor (median, from probe run time; {:.2}× from CPU time); {:.1} µs added per request, the floor {:.1} µs | {} |",
                     scheme.label(),
                     mode.label(),
                     probe_time.median,
                     cpu.median,
+                    a.median,
+                    b.median,
                     verdict(probe_time.median <= 1.10)
                 );
             }
@@ -279,15 +284,16 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          speed drifts between two measurements moves only its divisor, where it moves both terms \
          of the CPU-time ratio. Values are median (min – max) over the rounds.\n\n\
          - (b) floor: the agent's `--probe-mode count`, one counting program on the same entry and \
-         RET offsets as (c), nothing read or sent: the price of the uprobe traps alone. The entry \
-         probe sits on the conditional jump of ServeHTTP's stack check, which the kernel emulates; \
-         a RET it executes out of line, a second trap (single-step), so the return probe costs \
-         more than the entry probe in every configuration.\n\
+         request-end offsets as (c), nothing read or sent: the price of the uprobe traps alone. \
+         The entry probe sits on the conditional jump of ServeHTTP's stack check, the request-end \
+         probe on that of the function net/http calls once the handler has returned (HTTP/1's \
+         `finishRequest`, HTTP/2's `handlerDone`): the kernel emulates both jumps, so each hit is \
+         one trap, where a probe on a RET also single-steps the instruction out of line.\n\
          - (c) the agent as shipped, spans exported over OTLP http/protobuf to a local receiver.\n\
          - (d) as (c) with `filter`, `redact` and `route-template` (the Rust example plugins) in \
          the chain.\n\
          - (e) `bpftrace` with a script the benchmark writes from the same inspection: the same \
-         entry and RET probes keyed by goroutine, printing method, target and duration per request. \
+         entry and request-end probes keyed by goroutine, printing method, target and duration per request. \
          Debian's bpftrace {} refuses `function+offset` probes (built without libbfd) but takes raw \
          file offsets in a binary without symbols, so it traces a stripped copy of the same \
          executable (same code, same offsets).\n",

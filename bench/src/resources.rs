@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::load::fixed_rate;
-use crate::procs::{cpu_percent, sample, Agent, AgentRun, Service, Target};
+use crate::procs::{cpu_percent, sample, Agent, AgentRun, ProbeMode, Service, Target};
 use crate::Bench;
 
 #[derive(Clone, Debug, Serialize)]
@@ -28,7 +28,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ResourceRun>> {
     for plugins in [false, true] {
         let dir = tempfile::tempdir_in(bench.work.path())?;
         let run = AgentRun {
-            count_only: false,
+            probe_mode: ProbeMode::Full,
             plugins: plugins.then(|| bench.three_plugins.path().to_path_buf()),
             otlp_endpoint: Some(bench.sink.endpoint.clone()),
             target: Target::Pid(service.pid),

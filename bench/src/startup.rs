@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::procs::{Agent, AgentRun, Service, Target};
+use crate::procs::{Agent, AgentRun, ProbeMode, Service, Target};
 use crate::Bench;
 
 #[derive(Clone, Debug, Serialize)]
@@ -35,7 +35,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<StartupRun>> {
     let binary = dir.path().join("startup-service");
     std::fs::copy(&bench.server, &binary)?;
     let run = AgentRun {
-        count_only: false,
+        probe_mode: ProbeMode::Full,
         plugins: None,
         otlp_endpoint: None,
         target: Target::Exe(binary.clone()),

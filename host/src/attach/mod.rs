@@ -33,13 +33,16 @@ pub enum ProbeMode {
     /// A bare counting probe pair on the same offsets, and no spans: the floor that overhead
     /// measurements compare the full probes with.
     Count,
+    /// As `count`, with the request end on ServeHTTP's RETs, where the kernel single-steps every
+    /// hit (what `inspect::RequestEnd` avoids): only for measuring what that placement saves.
+    CountOnRets,
 }
 
 impl ProbeMode {
     fn programs(self) -> (&'static str, &'static str) {
         match self {
             ProbeMode::Full => ("serve_http_entry", "request_end"),
-            ProbeMode::Count => ("count_entry", "count_request_end"),
+            ProbeMode::Count | ProbeMode::CountOnRets => ("count_entry", "count_request_end"),
         }
     }
 }
@@ -169,7 +172,12 @@ impl Probes {
         let function = &binary.serve_http;
         let mut points: Vec<(&'static str, u64)> =
             vec![(entry, function.file_offset + function.entry_offset)];
-        points.extend(binary.request_end_offsets().into_iter().map(|at| (ret, at)));
+        let ends = if self.mode == ProbeMode::CountOnRets {
+            binary.serve_http_ret_offsets()
+        } else {
+            binary.request_end_offsets()
+        };
+        points.extend(ends.into_iter().map(|at| (ret, at)));
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic.file_offset + gopanic.entry_offset));
         }

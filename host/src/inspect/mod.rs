@@ -307,13 +307,14 @@ impl GoBinary {
                 .iter()
                 .map(|f| f.file_offset + f.entry_offset)
                 .collect(),
-            RequestEnd::ServeHttpReturns { .. } => self
-                .serve_http
-                .return_offsets
-                .iter()
-                .map(|r| self.serve_http.file_offset + r)
-                .collect(),
+            RequestEnd::ServeHttpReturns { .. } => self.serve_http_ret_offsets(),
         }
+    }
+
+    /// File offsets of ServeHTTP's RET instructions.
+    pub fn serve_http_ret_offsets(&self) -> Vec<u64> {
+        let f = &self.serve_http;
+        f.return_offsets.iter().map(|r| f.file_offset + r).collect()
     }
 }
 
