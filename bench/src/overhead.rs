@@ -10,7 +10,7 @@ use http_autoinstrument::inspect::GoBinary;
 use serde::Serialize;
 
 use crate::bpfstats;
-use crate::procs::{sample, Agent, AgentRun, Peer, ProbeMode, Service, Target};
+use crate::procs::{cpu_percent, sample, Agent, AgentRun, Peer, ProbeMode, Service, Target};
 use crate::wrk::{self, WrkResult};
 use crate::Bench;
 
@@ -83,7 +83,13 @@ pub struct OverheadRun {
     /// CPU time (user + system) the service used per request during the measurement. Uprobe
     /// traps run in the service's own context, so this is what instrumentation adds to.
     pub service_cpu_us_per_request: f64,
-    /// The service's CPU time over the wall time of the measurement: ~100 when wrk kept it busy.
+    /// The same for the uninstrumented copy of the service, loaded over the same seconds on
+    /// the same core (see `measure`).
+    pub baseline_cpu_us_per_request: f64,
+    /// The uninstrumented copy's requests/s over the same seconds.
+    pub baseline_requests_per_second: f64,
+    /// The service's CPU time over the wall time of the measurement: ~50 when it and the
+    /// uninstrumented copy kept the core busy together.
     pub service_busy_percent: f64,
     /// Nanoseconds the instrumentation's BPF programs ran per request, from the kernel's own
     /// accounting over a separate short load (see `probe_ns_per_request`); none for (a).
@@ -237,9 +243,42 @@ fn finish(
     }
 }
 
+/// The URL of `service` for `scheme`.
+fn url(service: &Service, scheme: Scheme) -> String {
+    match scheme {
+        Scheme::Http => format!("http://127.0.0.1:{}/", service.http_port),
+        Scheme::Https => format!("https://127.0.0.1:{}/", service.https_port),
+    }
+}
+
+/// wrk on each URL at once; results in the same order.
+fn load_together(urls: &[String], duration: Duration) -> Result<Vec<WrkResult>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = urls
+            .iter()
+            .map(|url| scope.spawn(move || wrk::run(url, duration)))
+            .collect();
+        running
+            .into_iter()
+            .map(|load| load.join().expect("wrk thread"))
+            .collect()
+    })
+}
+
+/// Every configuration, paired with an uninstrumented copy of the service: both copies share the
+/// service core and are loaded over the same seconds, so the instrumented one's CPU time per
+/// request minus the copy's is what the instrumentation adds, whatever the host's speed did in
+/// those seconds. (Measured one after the other, "none" alone moved 15-20 µs per request between
+/// rounds here, more than the agent adds.) "(a) none" pairs two uninstrumented copies: the
+/// spread of the method itself.
 pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
     let service = Service::start(&bench.server)?;
     let peer_service = Service::start(&bench.peer_server)?;
+    // Its own file, so no uprobe on the traced files can reach it.
+    let baseline_file = bench.work.path().join("service-baseline");
+    std::fs::copy(&bench.server, &baseline_file)
+        .with_context(|| format!("copying {}", bench.server.display()))?;
+    let baseline = Service::start(&baseline_file)?;
     let mut runs = Vec::new();
     for round in 1..=bench.settings.rounds {
         for scheme in [Scheme::Http, Scheme::Https] {
@@ -249,25 +288,25 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                 } else {
                     &service
                 };
-                let url = match scheme {
-                    Scheme::Http => format!("http://127.0.0.1:{}/", target.http_port),
-                    Scheme::Https => format!("https://127.0.0.1:{}/", target.https_port),
-                };
+                let urls = [url(target, scheme), url(&baseline, scheme)];
                 let dir = tempfile::tempdir_in(bench.work.path())?;
                 let instrumentation = instrument(bench, mode, target, dir.path())
                     .with_context(|| format!("starting {}", mode.label()))?;
-                wrk::run(&url, bench.settings.warmup)?;
-                let before = sample(target.pid)?;
-                let result = wrk::run(&url, bench.settings.duration)?;
-                let after = sample(target.pid)?;
+                load_together(&urls, bench.settings.warmup)?;
+                let before = [sample(target.pid)?, sample(baseline.pid)?];
+                let loads = load_together(&urls, bench.settings.duration)?;
+                let after = [sample(target.pid)?, sample(baseline.pid)?];
+                let cpu_us_per_request = |i: usize| {
+                    (after[i].cpu_seconds - before[i].cpu_seconds) * 1e6 / loads[i].requests as f64
+                };
                 let probe_ns_per_request = instrumentation
                     .pid()
-                    .map(|pid| probe_ns_per_request(pid, &url, bench.settings.probe_time))
+                    .map(|pid| probe_ns_per_request(pid, &urls[0], bench.settings.probe_time))
                     .transpose()?;
-                let cpu_seconds = after.cpu_seconds - before.cpu_seconds;
-                let service_cpu_us_per_request = cpu_seconds * 1e6 / result.requests as f64;
-                let service_busy_percent =
-                    100.0 * cpu_seconds / after.at.duration_since(before.at).as_secs_f64();
+                let service_cpu_us_per_request = cpu_us_per_request(0);
+                let baseline_cpu_us_per_request = cpu_us_per_request(1);
+                let service_busy_percent = cpu_percent(&before[0], &after[0]);
+                let result = loads[0];
                 let check = finish(
                     instrumentation,
                     mode,
@@ -275,11 +314,12 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                     bench.settings.require_keeping_pace,
                 )?;
                 eprintln!(
-                    "overhead: round {round} {} {:<28} {:>9.0} req/s {:>6.1} us CPU/request (busy {:.0}%) p50 {:>7.0} us p99 {:>7.0} us {check}",
+                    "overhead: round {round} {} {:<32} {:>9.0} req/s {:>6.1} us CPU/request, uninstrumented copy {:>6.1} (busy {:.0}%) p50 {:>7.0} us p99 {:>7.0} us {check}",
                     scheme.label(),
                     mode.label(),
                     result.requests_per_second,
                     service_cpu_us_per_request,
+                    baseline_cpu_us_per_request,
                     service_busy_percent,
                     result.p50_us,
                     result.p99_us
@@ -290,6 +330,8 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                     round,
                     wrk: result,
                     service_cpu_us_per_request,
+                    baseline_cpu_us_per_request,
+                    baseline_requests_per_second: loads[1].requests_per_second,
                     service_busy_percent,
                     probe_ns_per_request,
                     check,

@@ -9,13 +9,10 @@ use crate::plot::{self, Target};
 use crate::stats::Summary;
 use crate::Results;
 
-/// CPU time per request the instrumentation added to the service, with respect to "none" of
-/// the same round and scheme.
-fn added_us(runs: &[OverheadRun], run: &OverheadRun) -> Option<f64> {
-    let none = runs
-        .iter()
-        .find(|r| r.scheme == run.scheme && r.round == run.round && r.mode == Mode::None)?;
-    Some(run.service_cpu_us_per_request - none.service_cpu_us_per_request)
+/// CPU time per request the instrumentation added to the service: over the uninstrumented copy
+/// loaded at the same time (for "none", the difference between two uninstrumented copies).
+fn added_us(run: &OverheadRun) -> f64 {
+    run.service_cpu_us_per_request - run.baseline_cpu_us_per_request
 }
 
 /// Per-mode summaries of one scheme's runs.
@@ -27,6 +24,9 @@ pub struct ModeFigures {
     pub p50: Option<Summary>,
     pub p99: Option<Summary>,
     pub added_us: Option<Summary>,
+    /// Requests/s over the uninstrumented copy's in the same seconds.
+    pub vs_copy_rps: Option<Summary>,
+    pub copy_cpu_us: Option<Summary>,
     /// Nanoseconds the instrumentation's BPF programs ran per request.
     pub probe_ns: Option<Summary>,
     /// Added latency divided by the floor's, same round.
@@ -45,12 +45,8 @@ pub struct ModeFigures {
 /// service, which this leaves out: it is a lower bound). The CPU-time ratio carries the host's
 /// drift between two measurements in both of its terms; this one only in the floor's added time,
 /// which it divides, so a ratio of 1.15 stays 1.1-1.2 where the CPU-time one spans 0.9-1.8.
-fn ratio_from_probe_time(
-    runs: &[OverheadRun],
-    run: &OverheadRun,
-    floor: &OverheadRun,
-) -> Option<f64> {
-    let floor_added_us = added_us(runs, floor)?;
+fn ratio_from_probe_time(run: &OverheadRun, floor: &OverheadRun) -> Option<f64> {
+    let floor_added_us = added_us(floor);
     let extra_us = (run.probe_ns_per_request? - floor.probe_ns_per_request?) / 1000.0;
     (floor_added_us > 0.0).then(|| (floor_added_us + extra_us) / floor_added_us)
 }
@@ -76,8 +72,8 @@ pub fn mode_figures(runs: &[OverheadRun], scheme: Scheme) -> Vec<ModeFigures> {
                         })
                         .flatten()
                 };
-            let vs_floor = with_floor(&|r, f| Some(added_us(runs, r)? / added_us(runs, f)?));
-            let vs_floor_probe_time = with_floor(&|r, f| ratio_from_probe_time(runs, r, f));
+            let vs_floor = with_floor(&|r, f| Some(added_us(r) / added_us(f)));
+            let vs_floor_probe_time = with_floor(&|r, f| ratio_from_probe_time(r, f));
             ModeFigures {
                 mode,
                 rps: Summary::of(mine.iter().map(|r| r.wrk.requests_per_second)),
@@ -85,9 +81,12 @@ pub fn mode_figures(runs: &[OverheadRun], scheme: Scheme) -> Vec<ModeFigures> {
                 busy: Summary::of(mine.iter().map(|r| r.service_busy_percent)),
                 p50: Summary::of(mine.iter().map(|r| r.wrk.p50_us)),
                 p99: Summary::of(mine.iter().map(|r| r.wrk.p99_us)),
-                added_us: (mode != Mode::None)
-                    .then(|| Summary::of(mine.iter().filter_map(|r| added_us(runs, r))))
-                    .flatten(),
+                added_us: Summary::of(mine.iter().map(|r| added_us(r))),
+                vs_copy_rps: Summary::of(
+                    mine.iter()
+                        .map(|r| r.wrk.requests_per_second / r.baseline_requests_per_second),
+                ),
+                copy_cpu_us: Summary::of(mine.iter().map(|r| r.baseline_cpu_us_per_request)),
                 probe_ns: Summary::of(mine.iter().filter_map(|r| r.probe_ns_per_request)),
                 vs_floor,
                 vs_floor_probe_time,
@@ -170,9 +169,10 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(
         md,
         "\nThe traced service is the end-to-end test fixture (`host/tests/fixtures/goserver`, \
-         stdlib net/http, answering `hello`) on CPU 0 with `GOMAXPROCS=1`; the load generator, \
-         the agent, the OTLP receiver and the peer share CPU 1. Per configuration: {} rounds, \
-         {} s of `wrk -t1 -c{}` after a {} s warm-up.\n",
+         stdlib net/http, answering `hello`) on CPU 0 with `GOMAXPROCS=1`, beside an \
+         uninstrumented copy of it on the same core; the load generators, the agent, the OTLP \
+         receiver and the peer share CPU 1. Per configuration: {} rounds, {} s of `wrk -t1 -c{}` \
+         on each copy at once after a {} s warm-up.\n",
         s.rounds,
         s.duration.as_secs(),
         crate::wrk::CONNECTIONS,
@@ -263,32 +263,36 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(
         md,
         "## 1. Overhead on the traced service\n\n\
-         wrk saturates the service's core (**busy**: the service's CPU time over the wall time, \
-         ~100% in every configuration: a service that idles spends more CPU per request, which \
-         would be miscounted as instrumentation). **Service CPU per request** is the CPU time \
-         (user + system, from /proc) the service used during the measurement divided by the \
-         requests served; uprobe traps and the probes run in the service's own context, so this is where \
-         instrumentation shows. **Added µs/request** is that minus the same round's \
-         uninstrumented figure, the latency each request gains on an uncontended core; **vs \
-         floor (CPU)** divides it by the floor's added µs of the same round. **Probe ns/request** is how \
+         Each configuration runs beside an uninstrumented copy of the service on the same core, \
+         both under wrk over the same seconds: the host's speed here drifts between measurements \
+         by more than the instrumentation adds (measured one after the other, the uninstrumented \
+         service alone moved 15-20 µs per request from round to round), and both copies see the \
+         same drift. **busy** is the service's CPU time over the wall time (~50%: the copies \
+         share the core; neither idles). **Service CPU per request** is the CPU time (user + \
+         system, from /proc) the service used divided by the requests it served; uprobe traps \
+         and the probes run in the service's own context, so this is where instrumentation shows. \
+         **Added µs/request** is that minus the copy's over the same seconds, the latency each \
+         request gains on an uncontended core; for (a) both copies are uninstrumented, so its \
+         row is the method's own spread. **vs copy** is requests/s over the copy's. **vs floor \
+         (CPU)** divides the added µs by the floor's, same round. **Probe ns/request** is how \
          long the instrumentation's BPF programs ran per request, from the kernel's own accounting \
          (`kernel.bpf_stats_enabled`, switched on for {} s of extra load after each measurement): \
-         the programs' own time, which the traps, the service and other processes do not blur as \
-         they do CPU time (it still scales with the host's speed), and above the floor's it is \
-         what the agent's probes themselves add (the rest of the added time is the traps, which \
-         the floor pays too, and cache effects). **vs floor (probe time)** is the ratio the \
-         targets are judged on: the floor's added µs plus the probe ns/request above the \
-         floor's, over the floor's added µs, same round. Every instrumented configuration traps \
-         on the same two offsets, so this is what it adds to the floor's latency, leaving out \
-         only the cache lines its programs take from the service (a lower bound); a host whose \
-         speed drifts between two measurements moves only its divisor, where it moves both terms \
-         of the CPU-time ratio. Values are median (min – max) over the rounds.\n\n\
+         above the floor's it is what the agent's probes themselves add (the rest of the added \
+         time is the traps, which the floor pays too, and cache effects). **vs floor (probe \
+         time)** is the ratio the targets are judged on: the floor's added µs plus the probe \
+         ns/request above the floor's, over the floor's added µs, same round (every instrumented \
+         configuration but (b′) traps on the same offsets; it leaves out the cache lines the \
+         programs take from the service, a lower bound). Values are median (min – max) over the \
+         rounds.\n\n\
          - (b) floor: the agent's `--probe-mode count`, one counting program on the same entry and \
          request-end offsets as (c), nothing read or sent: the price of the uprobe traps alone. \
          The entry probe sits on the conditional jump of ServeHTTP's stack check, the request-end \
          probe on that of the function net/http calls once the handler has returned (HTTP/1's \
          `finishRequest`, HTTP/2's `handlerDone`): the kernel emulates both jumps, so each hit is \
          one trap, where a probe on a RET also single-steps the instruction out of line.\n\
+         - (b′) as (b) with the request-end probe on ServeHTTP's RET instead \
+         (`--probe-mode count-on-rets`), where every configuration had it before 2026-12-01: \
+         what the placement saves.\n\
          - (c) the agent as shipped, spans exported over OTLP http/protobuf to a local receiver.\n\
          - (d) as (c) with `filter`, `redact` and `route-template` (the Rust example plugins) in \
          the chain.\n\
@@ -307,17 +311,19 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
         let _ = writeln!(
             md,
-            "### {}\n\n| configuration | requests/s | busy % | service CPU µs/request | p50 µs | p99 µs | added µs/request | vs floor (CPU) | probe ns/request | vs floor (probe time) |\n|---|---|---|---|---|---|---|---|---|---|",
+            "### {}\n\n| configuration | requests/s | vs copy | busy % | service CPU µs/request | copy's µs/request | p50 µs | p99 µs | added µs/request | vs floor (CPU) | probe ns/request | vs floor (probe time) |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
             scheme.label()
         );
         for f in figs.iter() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.mode.label(),
                 range(f.rps, 0),
+                range(f.vs_copy_rps, 2),
                 range(f.busy, 0),
                 range(f.cpu_us, 1),
+                range(f.copy_cpu_us, 1),
                 range(f.p50, 0),
                 range(f.p99, 0),
                 range(f.added_us, 1),
@@ -627,7 +633,9 @@ mod tests {
                 p99_us: 2000.0,
             },
             service_cpu_us_per_request: cpu_us,
-            service_busy_percent: 100.0,
+            baseline_cpu_us_per_request: 20.0,
+            baseline_requests_per_second: 50_000.0,
+            service_busy_percent: 50.0,
             probe_ns_per_request: probe_ns,
             check: String::new(),
         }

@@ -52,8 +52,8 @@ pub fn parse(output: &str) -> Option<WrkResult> {
 /// has answered every open request: with 32 connections it idled 14-16% of the time with the
 /// agent at 30-40k requests/s (measured), and a service that idles spends more CPU per request
 /// (wakeups), which would be counted as instrumentation cost. 256 open requests are several
-/// milliseconds of the service's work: it stays ~100% busy in every configuration (the report
-/// shows it).
+/// milliseconds of the service's work: it never idles (with the uninstrumented copy beside it,
+/// each takes ~50% of the core in every configuration; the report shows it).
 pub const CONNECTIONS: u32 = 256;
 
 pub fn run(url: &str, duration: Duration) -> Result<WrkResult> {

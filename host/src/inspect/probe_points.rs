@@ -1,7 +1,8 @@
 //! Where in a function's code the probes go.
 //!
-//! Returns: Go code must not be traced with uretprobes (goroutine stacks move), so the agent puts
-//! a uprobe on every RET instead.
+//! Returns: Go code must not be traced with uretprobes (goroutine stacks move). A uprobe on a RET
+//! works but costs a single step per hit, so a request's end is normally probed elsewhere
+//! (`request_end`); ServeHTTP's RETs are the fallback.
 //!
 //! Entry: a uprobe on an instruction the kernel cannot emulate makes it single-step the original
 //! instruction out of line, a second trap. Go functions open with a stack-bound check (`cmp rsp,
