@@ -8,25 +8,20 @@ use http_autoinstrument_common::{GoOffsets, ABSENT};
 use super::{inspect_binary, Function, GoBinary, RequestEnd};
 
 fn function(out: &mut String, label: &str, f: &Function) {
+    let _ = write!(
+        out,
+        "{label}: {} at {:#x} ({} bytes, file offset {:#x}), probe at +{:#x}",
+        f.name, f.address, f.size, f.file_offset, f.entry_offset,
+    );
     let returns: Vec<String> = f
         .return_offsets
         .iter()
         .map(|o| format!("+{o:#x}"))
         .collect();
-    let _ = writeln!(
-        out,
-        "{label}: {} at {:#x} ({} bytes, file offset {:#x}), entry probe at +{:#x}, RET at {}",
-        f.name,
-        f.address,
-        f.size,
-        f.file_offset,
-        f.entry_offset,
-        if returns.is_empty() {
-            "-".into()
-        } else {
-            returns.join(" ")
-        }
-    );
+    if !returns.is_empty() {
+        let _ = write!(out, ", RET at {}", returns.join(" "));
+    }
+    out.push('\n');
 }
 
 fn offsets(out: &mut String, o: &GoOffsets) {

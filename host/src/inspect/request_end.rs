@@ -69,41 +69,149 @@ pub fn locate(
     found: &FoundSymbols,
     serves_http2: bool,
 ) -> Result<RequestEnd, String> {
-    let returns = |reason: String| Ok(RequestEnd::ServeHttpReturns { reason });
-    let (Some(finish), Some(serve)) = (found.finish_request, found.conn_serve) else {
-        return returns(format!(
-            "{FINISH_REQUEST_SYMBOL} or {CONN_SERVE_SYMBOL} is not in the symbol table"
-        ));
-    };
-    if !calls(elf, &serve, &finish)? {
-        return returns(format!(
-            "{CONN_SERVE_SYMBOL} does not call {FINISH_REQUEST_SYMBOL}"
-        ));
+    let chosen = choose(found, serves_http2, |caller, callee| {
+        let code = function_bytes(elf, caller)?;
+        Ok(probe_points::calls(caller.address, code, callee.address))
+    })?;
+    match chosen {
+        Choice::AfterHandler(symbols) => Ok(RequestEnd::AfterHandler(
+            symbols
+                .iter()
+                .map(|(name, symbol)| probe_function(elf, name, symbol))
+                .collect::<Result<_, _>>()?,
+        )),
+        Choice::ServeHttpReturns(reason) => Ok(RequestEnd::ServeHttpReturns { reason }),
     }
-    let mut functions = vec![probe_function(elf, FINISH_REQUEST_SYMBOL, &finish)?];
+}
+
+/// `RequestEnd` before the functions are located in the file.
+enum Choice {
+    AfterHandler(Vec<(&'static str, FunctionSymbol)>),
+    ServeHttpReturns(String),
+}
+
+/// `calls(caller, callee)`: whether the caller's code calls the callee directly (`Err`:
+/// unreadable code).
+fn choose(
+    found: &FoundSymbols,
+    serves_http2: bool,
+    calls: impl Fn(&FunctionSymbol, &FunctionSymbol) -> Result<bool, String>,
+) -> Result<Choice, String> {
+    let (Some(finish), Some(serve)) = (found.finish_request, found.conn_serve) else {
+        return Ok(Choice::ServeHttpReturns(format!(
+            "{FINISH_REQUEST_SYMBOL} or {CONN_SERVE_SYMBOL} is not in the symbol table"
+        )));
+    };
+    if !calls(&serve, &finish)? {
+        return Ok(Choice::ServeHttpReturns(format!(
+            "{CONN_SERVE_SYMBOL} does not call {FINISH_REQUEST_SYMBOL}"
+        )));
+    }
+    let mut chosen = vec![(FINISH_REQUEST_SYMBOL, finish)];
     if serves_http2 {
-        let Some((name, done)) = &found.h2_handler_done else {
-            return returns(
+        let Some((name, done)) = found.h2_handler_done else {
+            return Ok(Choice::ServeHttpReturns(
                 "HTTP/2's responseWriter.handlerDone is not in the symbol table".into(),
-            );
+            ));
         };
         let mut called = false;
         for caller in &found.h2_run_handler {
-            called = called || calls(elf, caller, done)?;
+            called = called || calls(caller, &done)?;
         }
         if !called {
-            return returns(format!("no HTTP/2 runHandler function calls {name}"));
+            return Ok(Choice::ServeHttpReturns(format!(
+                "no HTTP/2 runHandler function calls {name}"
+            )));
         }
-        functions.push(probe_function(elf, name, done)?);
+        chosen.push((name, done));
     }
     // Absent when nothing in the program can hijack a connection.
     if let Some(hijack) = found.hijack {
-        functions.push(probe_function(elf, HIJACK_SYMBOL, &hijack)?);
+        chosen.push((HIJACK_SYMBOL, hijack));
     }
-    Ok(RequestEnd::AfterHandler(functions))
+    Ok(Choice::AfterHandler(chosen))
 }
 
-fn calls(elf: &Elf<'_>, caller: &FunctionSymbol, callee: &FunctionSymbol) -> Result<bool, String> {
-    let code = function_bytes(elf, caller)?;
-    Ok(probe_points::calls(caller.address, code, callee.address))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(address: u64) -> FunctionSymbol {
+        FunctionSymbol { address, size: 16 }
+    }
+
+    /// A binary with every function.
+    fn found() -> FoundSymbols {
+        FoundSymbols {
+            finish_request: Some(at(0x100)),
+            conn_serve: Some(at(0x200)),
+            h2_handler_done: Some((H2_HANDLER_DONE_SYMBOLS[0], at(0x300))),
+            h2_run_handler: vec![at(0x400), at(0x500)],
+            hijack: Some(at(0x600)),
+            ..FoundSymbols::default()
+        }
+    }
+
+    /// The names chosen, or why not; `calls` lists the (caller, callee) direct calls.
+    fn decide(
+        found: &FoundSymbols,
+        serves_http2: bool,
+        calls: &[(u64, u64)],
+    ) -> Result<Vec<&'static str>, String> {
+        let choice = choose(found, serves_http2, |caller, callee| {
+            Ok(calls.contains(&(caller.address, callee.address)))
+        });
+        match choice.unwrap() {
+            Choice::AfterHandler(chosen) => Ok(chosen.into_iter().map(|(name, _)| name).collect()),
+            Choice::ServeHttpReturns(reason) => Err(reason),
+        }
+    }
+
+    /// conn.serve calls finishRequest; the second runHandler function calls handlerDone.
+    const CALLED: [(u64, u64); 2] = [(0x200, 0x100), (0x500, 0x300)];
+
+    #[test]
+    fn every_end_when_each_is_called_by_its_caller() {
+        assert_eq!(
+            decide(&found(), true, &CALLED).unwrap(),
+            [
+                FINISH_REQUEST_SYMBOL,
+                H2_HANDLER_DONE_SYMBOLS[0],
+                HIJACK_SYMBOL
+            ]
+        );
+        // No HTTP/2 server: handlerDone is not needed, whether or not it is there.
+        assert_eq!(
+            decide(&found(), false, &CALLED[..1]).unwrap(),
+            [FINISH_REQUEST_SYMBOL, HIJACK_SYMBOL]
+        );
+        let no_hijack = FoundSymbols {
+            hijack: None,
+            ..found()
+        };
+        assert_eq!(
+            decide(&no_hijack, true, &CALLED).unwrap(),
+            [FINISH_REQUEST_SYMBOL, H2_HANDLER_DONE_SYMBOLS[0]]
+        );
+    }
+
+    #[test]
+    fn rets_when_a_request_could_end_unseen() {
+        // finishRequest inlined into conn.serve (its symbol kept for another caller).
+        let reason = decide(&found(), true, &CALLED[1..]).unwrap_err();
+        assert!(reason.contains("does not call"), "{reason}");
+        // HTTP/2 served, but handlerDone inlined or renamed.
+        let reason = decide(&found(), true, &CALLED[..1]).unwrap_err();
+        assert!(reason.contains("runHandler"), "{reason}");
+        let renamed = FoundSymbols {
+            h2_handler_done: None,
+            ..found()
+        };
+        assert!(decide(&renamed, true, &CALLED).is_err());
+        let no_finish = FoundSymbols {
+            finish_request: None,
+            ..found()
+        };
+        assert!(decide(&no_finish, true, &CALLED).is_err());
+    }
 }
