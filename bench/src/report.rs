@@ -268,7 +268,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          by more than the instrumentation adds (measured one after the other, the uninstrumented \
          service alone moved 15-20 µs per request from round to round), and both copies see the \
          same drift. **busy** is the service's CPU time over the wall time (~50%: the copies \
-         share the core; neither idles). **Service CPU per request** is the CPU time (user + \
+         share the core). **Service CPU per request** is the CPU time (user + \
          system, from /proc) the service used divided by the requests it served; uprobe traps \
          and the probes run in the service's own context, so this is where instrumentation shows. \
          **Added µs/request** is that minus the copy's over the same seconds, the latency each \
