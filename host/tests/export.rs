@@ -43,7 +43,7 @@ fn otlp(pairs: &[(&str, &str)]) -> OtlpConfig {
 fn resource(service: &str, pid: i64) -> Arc<Resource> {
     Arc::new(Resource {
         attributes: vec![
-            Attribute::new("service.name", service),
+            Attribute::new("service.name", service.to_owned()),
             Attribute::new("process.pid", pid),
             Attribute::new("host.name", "test-host"),
         ],
@@ -204,7 +204,7 @@ async fn round_trip(receiver: &OtlpReceiver, config: OtlpConfig, transport: Tran
         assert_eq!(got.attributes.len(), sent.attributes.len(), "{got:#?}");
         for attribute in &sent.attributes {
             let expected = match &attribute.value {
-                AttributeValue::Str(s) => Value::Str(s.clone()),
+                AttributeValue::Str(s) => Value::Str(s.to_string()),
                 AttributeValue::Int(i) => Value::Int(*i),
                 AttributeValue::Float(x) => Value::Double(*x),
                 AttributeValue::Bool(b) => Value::Bool(*b),

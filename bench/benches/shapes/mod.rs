@@ -110,7 +110,7 @@ impl Typed {
                         continue;
                     }
                     let value = match s.value {
-                        NewValue::Str(v) => AttributeValue::Str(cut(&v)),
+                        NewValue::Str(v) => AttributeValue::from(cut(&v)),
                         NewValue::Int(i) => AttributeValue::Int(i),
                         NewValue::Float(f) => AttributeValue::Float(f),
                         NewValue::Boolean(b) => AttributeValue::Bool(b),
@@ -242,7 +242,7 @@ impl Records {
                 .map(|a| wit::Attribute {
                     key: a.key.to_string(),
                     value: match &a.value {
-                        AttributeValue::Str(s) => wit::Value::Str(s.clone()),
+                        AttributeValue::Str(s) => wit::Value::Str(s.to_string()),
                         AttributeValue::Int(i) => wit::Value::Int(*i),
                         AttributeValue::Float(f) => wit::Value::Float(*f),
                         AttributeValue::Bool(b) => wit::Value::Boolean(*b),
@@ -331,9 +331,9 @@ impl Records {
                             key: a.key.into(),
                             value: match a.value {
                                 wit::Value::Str(v) if v.len() > MAX_VALUE_BYTES => {
-                                    AttributeValue::Str(cut(&v))
+                                    AttributeValue::from(cut(&v))
                                 }
-                                wit::Value::Str(v) => AttributeValue::Str(v),
+                                wit::Value::Str(v) => AttributeValue::from(v),
                                 wit::Value::Int(i) => AttributeValue::Int(i),
                                 wit::Value::Float(f) => AttributeValue::Float(f),
                                 wit::Value::Boolean(b) => AttributeValue::Bool(b),

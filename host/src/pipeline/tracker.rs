@@ -61,7 +61,9 @@ fn add_deployment_attributes(
     ] {
         if let Some(value) = value {
             if resource.get(key).is_none() {
-                resource.attributes.push(Attribute::new(key, value));
+                resource
+                    .attributes
+                    .push(Attribute::new(key, value.to_owned()));
             }
         }
     }

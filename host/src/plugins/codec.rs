@@ -212,7 +212,7 @@ mod tests {
                 description: "boom".into(),
             },
             attributes: vec![
-                Attribute::new("url.path", path),
+                Attribute::new("url.path", path.to_owned()),
                 Attribute::new("http.response.status_code", 500i64),
             ],
             resource: resource.clone(),

@@ -4,6 +4,8 @@
 //! call). Edits arrive packed (rows + text, see `wit/plugin.wit`) and are checked completely
 //! before the first one is applied, so a bad edit leaves the batch untouched.
 
+use std::borrow::Cow;
+
 use crate::span::{Attribute, AttributeValue, Span, SpanStatus};
 
 use super::bindings::types::Edits;
@@ -198,12 +200,13 @@ fn set_value(
     *slot = match value {
         Value::Str(s) => {
             let s = truncate(s, limits, applied);
-            if let AttributeValue::Str(old) = slot {
+            // An owned value keeps its allocation.
+            if let AttributeValue::Str(Cow::Owned(old)) = slot {
                 old.clear();
                 old.push_str(s);
                 return;
             }
-            AttributeValue::Str(s.to_owned())
+            AttributeValue::Str(Cow::Owned(s.to_owned()))
         }
         Value::Int(i) => AttributeValue::Int(i),
         Value::Float(f) => AttributeValue::Float(f),

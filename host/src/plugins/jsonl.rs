@@ -103,7 +103,7 @@ pub fn span_record(span: &Span) -> SpanRecord {
             .iter()
             .map(|a| {
                 let v = match &a.value {
-                    AttributeValue::Str(s) => Value::from(s.as_str()),
+                    AttributeValue::Str(s) => Value::from(s.as_ref()),
                     AttributeValue::Int(i) => Value::from(*i),
                     AttributeValue::Float(f) => Value::from(*f),
                     AttributeValue::Bool(b) => Value::from(*b),
@@ -143,7 +143,7 @@ fn attributes(map: &Map<String, Value>) -> Result<Vec<Attribute>> {
     map.iter()
         .map(|(key, value)| {
             let value = match value {
-                Value::String(s) => AttributeValue::Str(s.clone()),
+                Value::String(s) => AttributeValue::from(s.clone()),
                 Value::Bool(b) => AttributeValue::Bool(*b),
                 Value::Number(n) => match n.as_i64() {
                     Some(i) => AttributeValue::Int(i),

@@ -1,4 +1,5 @@
 //! A served request to a SERVER span, per the OTel HTTP semantic conventions.
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
@@ -44,13 +45,13 @@ fn split_host_port(s: &str) -> (&str, Option<u16>) {
     }
 }
 
-fn protocol_version(major: u8, minor: u8) -> String {
+fn protocol_version(major: u8, minor: u8) -> Cow<'static, str> {
     match (major, minor) {
         (1, 1) => "1.1".into(),
         (1, 0) => "1.0".into(),
         (2, 0) => "2".into(),
         (3, 0) => "3".into(),
-        (major, minor) => format!("{major}.{minor}"),
+        (major, minor) => format!("{major}.{minor}").into(),
     }
 }
 
@@ -110,9 +111,9 @@ pub fn server_span(
         truncated: Vec::new(),
     };
     let method = request.method.value.as_ref();
-    let known_method = KNOWN_METHODS.contains(&method);
-    if known_method {
-        attrs.add("http.request.method", method);
+    let known_method = KNOWN_METHODS.iter().find(|known| **known == method);
+    if let Some(&known) = known_method {
+        attrs.add("http.request.method", known);
     } else {
         attrs.add("http.request.method", "_OTHER");
         attrs.text("http.request.method_original", &request.method);
@@ -122,7 +123,7 @@ pub fn server_span(
     attrs.add("url.scheme", if request.tls { "https" } else { "http" });
     let route = route_of_pattern(&request.pattern.value).map(str::to_owned);
     if let Some(route) = &route {
-        attrs.add("http.route", route.as_str());
+        attrs.add("http.route", route.clone());
     }
     if let Some(status) = request.status {
         attrs.add("http.response.status_code", i64::from(status));
@@ -133,14 +134,14 @@ pub fn server_span(
     );
     let (host, host_port) = split_host_port(&request.host.value);
     if !host.is_empty() {
-        attrs.add("server.address", host);
+        attrs.add("server.address", host.to_owned());
     }
     if let Some(port) = host_port.or(request.server_port) {
         attrs.add("server.port", i64::from(port));
     }
     let (client, client_port) = split_host_port(&request.remote_addr.value);
     if !client.is_empty() {
-        attrs.add("client.address", client);
+        attrs.add("client.address", client.to_owned());
     }
     if let Some(port) = client_port {
         attrs.add("client.port", i64::from(port));
@@ -172,7 +173,7 @@ pub fn server_span(
             _ => SpanStatus::Unset,
         }
     };
-    let method_for_name = if known_method { method } else { "HTTP" };
+    let method_for_name = known_method.copied().unwrap_or("HTTP");
     let name = match &route {
         Some(route) => format!("{method_for_name} {route}"),
         None => method_for_name.to_owned(),

@@ -10,7 +10,9 @@ use std::sync::Arc;
 /// A value of a span or resource attribute (the OTLP scalar kinds the agent uses).
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttributeValue {
-    Str(String),
+    /// Borrowed for the agent's own constant values (`GET`, `https`, `1.1`: no allocation per
+    /// span); owned for text from requests, plugins and configuration.
+    Str(Cow<'static, str>),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -27,13 +29,18 @@ impl fmt::Display for AttributeValue {
     }
 }
 
-impl From<&str> for AttributeValue {
-    fn from(s: &str) -> Self {
-        AttributeValue::Str(s.to_owned())
+impl From<&'static str> for AttributeValue {
+    fn from(s: &'static str) -> Self {
+        AttributeValue::Str(Cow::Borrowed(s))
     }
 }
 impl From<String> for AttributeValue {
     fn from(s: String) -> Self {
+        AttributeValue::Str(Cow::Owned(s))
+    }
+}
+impl From<Cow<'static, str>> for AttributeValue {
+    fn from(s: Cow<'static, str>) -> Self {
         AttributeValue::Str(s)
     }
 }

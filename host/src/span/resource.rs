@@ -93,7 +93,7 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
     let mut attributes = vec![Attribute::new("service.name", service_name)];
     for (k, v) in &from_env {
         if k != "service.name" {
-            attributes.push(Attribute::new(k.clone(), v.as_str()));
+            attributes.push(Attribute::new(k.clone(), v.clone()));
         }
     }
     let ours: [(&str, AttributeValue); 11] = [
@@ -104,8 +104,11 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
         ),
         ("process.executable.name", executable_name.into()),
         ("process.runtime.name", "go".into()),
-        ("process.runtime.version", facts.go_version.into()),
-        ("host.name", facts.host_name.into()),
+        (
+            "process.runtime.version",
+            facts.go_version.to_owned().into(),
+        ),
+        ("host.name", facts.host_name.to_owned().into()),
         ("telemetry.sdk.name", AGENT_NAME.into()),
         ("telemetry.sdk.language", "go".into()),
         ("telemetry.sdk.version", AGENT_VERSION.into()),

@@ -33,7 +33,7 @@ fn fault_chain(on_error: &str, extra: &str) -> Option<std::sync::Arc<PluginChain
 fn faulty_batch(fault: &str) -> Vec<Span> {
     let r = resource();
     vec![
-        with_attr(http_span(&r, "/users/1", None), "fault", fault),
+        with_attr(http_span(&r, "/users/1", None), "fault", fault.to_owned()),
         http_span(&r, "/users/2", None),
     ]
 }

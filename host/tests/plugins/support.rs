@@ -85,7 +85,7 @@ pub fn resource() -> Arc<Resource> {
 pub fn http_span(resource: &Arc<Resource>, path: &str, query: Option<&str>) -> Span {
     let mut attributes = vec![
         Attribute::new("http.request.method", "GET"),
-        Attribute::new("url.path", path),
+        Attribute::new("url.path", path.to_owned()),
         Attribute::new("url.scheme", "http"),
         Attribute::new("http.response.status_code", 200i64),
         Attribute::new("server.address", "shop.local"),
@@ -95,7 +95,7 @@ pub fn http_span(resource: &Arc<Resource>, path: &str, query: Option<&str>) -> S
         Attribute::new("network.protocol.version", "1.1"),
     ];
     if let Some(q) = query {
-        attributes.push(Attribute::new("url.query", q));
+        attributes.push(Attribute::new("url.query", q.to_owned()));
     }
     Span {
         trace_id: [3; 16],
