@@ -49,7 +49,7 @@ fn offsets_of(pid: u32) -> Option<&'static GoOffsets> {
     unsafe { OFFSETS.get(&pid) }
 }
 
-/// Events of handlers that panicked, kept until the handler returns (the panic was recovered:
+/// Events of handlers that panicked, kept until the request ends (the panic was recovered:
 /// the entry is dropped) or the agent sweeps it (the panic killed the request).
 #[map]
 static PANICKED: LruHashMap<GoroutineKey, HttpServerEvent> = LruHashMap::with_max_entries(1024, 0);

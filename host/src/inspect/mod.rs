@@ -1,6 +1,7 @@
 //! What the agent needs to know about one Go executable before it can attach uprobes to it:
-//! the Go version, where `net/http.serverHandler.ServeHTTP` starts and returns, and the struct
-//! field offsets and itab addresses the probes read through ([`GoOffsets`]).
+//! the Go version, where `net/http.serverHandler.ServeHTTP` starts and where net/http ends a
+//! request, and the struct field offsets and itab addresses the probes read through
+//! ([`GoOffsets`]).
 //!
 //! Everything comes from the file alone (ELF symbols, `.go.buildinfo`, DWARF, machine code): the
 //! process is never touched. One call reads the file once, walks the symbol table once and the
