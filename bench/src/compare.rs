@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 
 use crate::bpfstats;
 use crate::procs::{Agent, AgentRun, ProbeMode, Service, Target};
@@ -45,11 +45,12 @@ pub fn compare(
     let work = tempfile::tempdir()?;
     // A copy, so the two builds' uprobes sit on different files and neither filters the other's
     // hits.
-    let server_b = work.path().join("service-b");
-    std::fs::copy(server, &server_b).with_context(|| format!("copying {}", server.display()))?;
-    let services = [Service::start(server)?, Service::start(&server_b)?];
+    let services = [
+        Service::start(server)?,
+        Service::start_copy(server, &work.path().join("service-b"))?,
+    ];
     // Both export, as the agent does in use (a build that fell behind would lose events, and a
-    // lost event skips most of the return probe's work).
+    // lost event skips most of the request-end probe's work).
     let sink = OtlpSink::start()?;
     let urls: Vec<String> = services
         .iter()
@@ -81,19 +82,8 @@ pub fn compare(
                 .iter()
                 .map(|agent| bpfstats::programs_of(agent.pid()))
                 .collect::<Result<_>>()?;
-            let loads = std::thread::scope(|scope| {
-                let running: Vec<_> = order
-                    .iter()
-                    .map(|&service| {
-                        let url = &urls[service];
-                        scope.spawn(move || wrk::run(url, duration))
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|load| load.join().expect("wrk thread"))
-                    .collect::<Result<Vec<_>>>()
-            })?;
+            let ordered: Vec<String> = order.iter().map(|&s| urls[s].clone()).collect();
+            let loads = wrk::run_together(&ordered, duration)?;
             agents
                 .iter()
                 .zip(before)

@@ -251,20 +251,6 @@ fn url(service: &Service, scheme: Scheme) -> String {
     }
 }
 
-/// wrk on each URL at once; results in the same order.
-fn load_together(urls: &[String], duration: Duration) -> Result<Vec<WrkResult>> {
-    std::thread::scope(|scope| {
-        let running: Vec<_> = urls
-            .iter()
-            .map(|url| scope.spawn(move || wrk::run(url, duration)))
-            .collect();
-        running
-            .into_iter()
-            .map(|load| load.join().expect("wrk thread"))
-            .collect()
-    })
-}
-
 /// Every configuration, paired with an uninstrumented copy of the service: both copies share the
 /// service core and are loaded over the same seconds, so the instrumented one's CPU time per
 /// request minus the copy's is what the instrumentation adds, whatever the host's speed did in
@@ -275,10 +261,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
     let service = Service::start(&bench.server)?;
     let peer_service = Service::start(&bench.peer_server)?;
     // Its own file, so no uprobe on the traced files can reach it.
-    let baseline_file = bench.work.path().join("service-baseline");
-    std::fs::copy(&bench.server, &baseline_file)
-        .with_context(|| format!("copying {}", bench.server.display()))?;
-    let baseline = Service::start(&baseline_file)?;
+    let baseline = Service::start_copy(&bench.server, &bench.work.path().join("service-baseline"))?;
     let mut runs = Vec::new();
     for round in 1..=bench.settings.rounds {
         for scheme in [Scheme::Http, Scheme::Https] {
@@ -292,9 +275,9 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                 let dir = tempfile::tempdir_in(bench.work.path())?;
                 let instrumentation = instrument(bench, mode, target, dir.path())
                     .with_context(|| format!("starting {}", mode.label()))?;
-                load_together(&urls, bench.settings.warmup)?;
+                wrk::run_together(&urls, bench.settings.warmup)?;
                 let before = [sample(target.pid)?, sample(baseline.pid)?];
-                let loads = load_together(&urls, bench.settings.duration)?;
+                let loads = wrk::run_together(&urls, bench.settings.duration)?;
                 let after = [sample(target.pid)?, sample(baseline.pid)?];
                 let cpu_us_per_request = |i: usize| {
                     (after[i].cpu_seconds - before[i].cpu_seconds) * 1e6 / loads[i].requests as f64

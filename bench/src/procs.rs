@@ -61,6 +61,13 @@ pub struct Service {
 }
 
 impl Service {
+    /// Starts a copy of `binary` made at `copy`: a file of its own, so uprobes attached to the
+    /// original's file cannot reach it.
+    pub fn start_copy(binary: &Path, copy: &Path) -> Result<Service> {
+        std::fs::copy(binary, copy).with_context(|| format!("copying {}", binary.display()))?;
+        Service::start(copy)
+    }
+
     pub fn start(binary: &Path) -> Result<Service> {
         let mut child = pinned(SERVICE_CPU, binary)
             .args(["-http", "127.0.0.1:0", "-https", "127.0.0.1:0"])

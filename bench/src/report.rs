@@ -40,11 +40,11 @@ pub struct ModeFigures {
 /// the base and the extra over it taken from the probes' run time:
 /// `(floor added + (probe ns - floor probe ns)) / floor added`.
 ///
-/// Every configuration but (a) traps on the same entry and request-end offsets, so what one costs above
-/// the floor is what its BPF programs run longer (plus the cache lines they take from the
-/// service, which this leaves out: it is a lower bound). The CPU-time ratio carries the host's
-/// drift between two measurements in both of its terms; this one only in the floor's added time,
-/// which it divides, so a ratio of 1.15 stays 1.1-1.2 where the CPU-time one spans 0.9-1.8.
+/// Every configuration but (a) and (b′) traps on the same entry and request-end offsets as the
+/// floor, so what one costs above the floor is what its BPF programs run longer (plus the cache
+/// lines they take from the service, which this leaves out: it is a lower bound). The CPU-time
+/// ratio divides two differences of CPU time, each with the noise of its pair of copies; this one
+/// has that noise only in its divisor.
 fn ratio_from_probe_time(run: &OverheadRun, floor: &OverheadRun) -> Option<f64> {
     let floor_added_us = added_us(floor);
     let extra_us = (run.probe_ns_per_request? - floor.probe_ns_per_request?) / 1000.0;

@@ -56,6 +56,20 @@ pub fn parse(output: &str) -> Option<WrkResult> {
 /// each takes ~50% of the core in every configuration; the report shows it).
 pub const CONNECTIONS: u32 = 256;
 
+/// `run` on each URL at once; results in the same order.
+pub fn run_together(urls: &[String], duration: Duration) -> Result<Vec<WrkResult>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = urls
+            .iter()
+            .map(|url| scope.spawn(move || run(url, duration)))
+            .collect();
+        running
+            .into_iter()
+            .map(|load| load.join().expect("wrk thread"))
+            .collect()
+    })
+}
+
 pub fn run(url: &str, duration: Duration) -> Result<WrkResult> {
     let output = std::process::Command::new("taskset")
         .args([

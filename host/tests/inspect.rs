@@ -46,8 +46,8 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         );
     }
     // Requests end on entry to HTTP/1's finishRequest, HTTP/2's handlerDone and Hijack (the
-    // fixture hijacks), each probe on the stack check's `jbe` (76 or 0F 86), which the kernel emulates:
-    // on a RET every request would cost the service a single step.
+    // fixture hijacks), each probe on the stack check's `jbe` (76 or 0F 86), which the kernel
+    // emulates: on a RET every request would cost the service a single step.
     let RequestEnd::AfterHandler(ends) = &inspected.request_end else {
         panic!("Go {v}: requests end at {}", inspected.request_end);
     };

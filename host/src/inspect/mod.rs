@@ -8,9 +8,9 @@
 //! DWARF type units once, collecting only the few names it needs.
 //!
 //! Files: `buildinfo` (Go version), `symbols` (ELF symbols, PIE, file offsets), `probe_points`
-//! (entry and RET offsets, direct calls), `request_end` (where a request ends), `dwarf` (struct field offsets and runtime type descriptors), `itabs` (itab addresses
-//! of binaries whose symbol table has no `go:itab.*` symbols), `offsets` (assembles
-//! [`GoOffsets`]).
+//! (entry and RET offsets, direct calls), `request_end` (where a request ends), `dwarf` (struct
+//! field offsets and runtime type descriptors), `itabs` (itab addresses of binaries whose symbol
+//! table has no `go:itab.*` symbols), `offsets` (assembles [`GoOffsets`]).
 
 mod buildinfo;
 mod dwarf;
@@ -240,12 +240,8 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         )));
     }
     let serve_http = Function {
-        name: SERVE_HTTP_SYMBOL.to_string(),
-        address: serve_http.address,
-        size: serve_http.size,
-        file_offset: symbols::file_offset(&elf, serve_http.address).map_err(&malformed)?,
-        entry_offset: probe_points::entry_offset(serve_http.address, serve_http_code),
         return_offsets,
+        ..probe_function(&elf, SERVE_HTTP_SYMBOL, &serve_http).map_err(&malformed)?
     };
     let gopanic = match found.gopanic {
         Some(sym) => Some(probe_function(&elf, GOPANIC_SYMBOL, &sym).map_err(&malformed)?),
@@ -319,7 +315,7 @@ impl GoBinary {
     }
 }
 
-/// A function whose entry is probed (no RETs).
+/// A function whose entry is probed (`return_offsets` left empty).
 fn probe_function(
     elf: &Elf<'_>,
     name: &str,
