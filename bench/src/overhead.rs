@@ -21,16 +21,20 @@ pub enum Mode {
     /// The floor with the request end on ServeHTTP's RETs (single-stepped by the kernel): what
     /// the agent's placement saves.
     FloorOnRets,
+    /// The agent's probes without reading the traced process (`--probe-mode bookkeeping`): what
+    /// the clock, the in-flight table and the ring buffer cost, apart from the reads.
+    Bookkeeping,
     Agent,
     AgentPlugins,
     Bpftrace,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::None,
         Mode::Floor,
         Mode::FloorOnRets,
+        Mode::Bookkeeping,
         Mode::Agent,
         Mode::AgentPlugins,
         Mode::Bpftrace,
@@ -41,6 +45,7 @@ impl Mode {
             Mode::None => "(a) none",
             Mode::Floor => "(b) floor: counting probes",
             Mode::FloorOnRets => "(b′) floor, request end on RETs",
+            Mode::Bookkeeping => "(c′) agent without reading the request",
             Mode::Agent => "(c) agent, no plugins",
             Mode::AgentPlugins => "(d) agent + 3 plugins",
             Mode::Bpftrace => "(e) bpftrace peer",
@@ -52,6 +57,7 @@ impl Mode {
             Mode::None => "none",
             Mode::Floor => "floor",
             Mode::FloorOnRets => "floor on RETs",
+            Mode::Bookkeeping => "bookkeeping",
             Mode::Agent => "agent",
             Mode::AgentPlugins => "agent+3",
             Mode::Bpftrace => "bpftrace",
@@ -175,6 +181,7 @@ fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Resul
         Mode::None => Ok(Instrumentation::Nothing),
         Mode::Floor => agent(run(ProbeMode::Count, false)),
         Mode::FloorOnRets => agent(run(ProbeMode::CountOnRets, false)),
+        Mode::Bookkeeping => agent(run(ProbeMode::Bookkeeping, false)),
         Mode::Agent => agent(run(ProbeMode::Full, false)),
         Mode::AgentPlugins => agent(run(ProbeMode::Full, true)),
         Mode::Bpftrace => {

@@ -293,6 +293,10 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          - (b′) as (b) with the request-end probe on ServeHTTP's RET instead \
          (`--probe-mode count-on-rets`), where every configuration had it before 2026-12-01: \
          what the placement saves.\n\
+         - (c′) the agent's probes without reading the traced process \
+         (`--probe-mode bookkeeping`): the clock, the in-flight table and the ring-buffer record, \
+         spans without HTTP fields. Its probe ns/request splits (c)'s into what running the \
+         probes at all costs and what reading the request and the response adds.\n\
          - (c) the agent as shipped, spans exported over OTLP http/protobuf to a local receiver.\n\
          - (d) as (c) with `filter`, `redact` and `route-template` (the Rust example plugins) in \
          the chain.\n\
@@ -333,6 +337,33 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             );
         }
         md.push('\n');
+    }
+    for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
+        let probe_ns = |mode: Mode| {
+            figs.iter()
+                .find(|f| f.mode == mode)?
+                .probe_ns
+                .map(|s| s.median)
+        };
+        if let (Some(floor), Some(bookkeeping), Some(agent)) = (
+            probe_ns(Mode::Floor),
+            probe_ns(Mode::Bookkeeping),
+            probe_ns(Mode::Agent),
+        ) {
+            let _ = writeln!(
+                md,
+                "{}: of the agent's {:.0} ns of BPF run time per request (medians), {:.0} ns is \
+                 two programs running at all (the floor's counters), {:.0} ns their bookkeeping \
+                 (two clock reads, the in-flight table, the ring-buffer record) and {:.0} ns \
+                 reading the request and the response out of the service (one copy per Go \
+                 object: the request, its strings, the header map, the response writer).\n",
+                scheme.label(),
+                agent,
+                floor,
+                bookkeeping - floor,
+                agent - bookkeeping
+            );
+        }
     }
     let instrumented: Vec<Mode> = Mode::ALL[1..].to_vec();
     let categories: Vec<String> = instrumented.iter().map(|m| m.short().to_string()).collect();

@@ -83,6 +83,13 @@ static HEADER_GROUP: PerCpuArray<[u64; header::GROUP_WORDS]> = PerCpuArray::with
 #[no_mangle]
 static WAKEUP_BYTES: u64 = 512 * RECORD_BYTES;
 
+/// 0 only under `--probe-mode bookkeeping`: events are sent without reading the traced process,
+/// so that the benchmarks can split the probes' run time into bookkeeping (clock, in-flight
+/// table, ring buffer) and reading the request and the response. One load and a branch per
+/// request otherwise.
+#[no_mangle]
+static READ_REQUEST: u8 = 1;
+
 /// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
 const RECORD_BYTES: u64 = core::mem::size_of::<HttpServerEvent>() as u64 + 8;
 
@@ -245,6 +252,18 @@ fn fill_event(
     event.response_body_bytes = -1;
     event.server_port = 0;
     event.user_agent.len = 0;
+    if unsafe { core::ptr::read_volatile(&READ_REQUEST) } == 0 {
+        event.request_content_length = -1;
+        event.proto_major = 0;
+        event.proto_minor = 0;
+        event.method.len = 0;
+        event.target.len = 0;
+        event.host.len = 0;
+        event.remote_addr.len = 0;
+        event.route.len = 0;
+        event.flags = extra_flags | flags::UNKNOWN_WRITER;
+        return;
+    }
     let (Some(request_buf), Some(writer_buf), Some(map_buf), Some(group_buf)) = (
         WINDOWS.get_ptr_mut(REQUEST_WINDOW),
         WINDOWS.get_ptr_mut(WRITER_WINDOW),

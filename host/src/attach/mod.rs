@@ -36,12 +36,16 @@ pub enum ProbeMode {
     /// As `count`, with the request end on ServeHTTP's RETs, where the kernel single-steps every
     /// hit (what `inspect::RequestEnd` avoids): only for measuring what that placement saves.
     CountOnRets,
+    /// The real probes without reading the traced process: the clock, the in-flight table and
+    /// the ring buffer, and spans with no HTTP fields. Only for measuring what reading the
+    /// request and the response costs (the full probes' run time minus this one's).
+    Bookkeeping,
 }
 
 impl ProbeMode {
     fn programs(self) -> (&'static str, &'static str) {
         match self {
-            ProbeMode::Full => ("serve_http_entry", "request_end"),
+            ProbeMode::Full | ProbeMode::Bookkeeping => ("serve_http_entry", "request_end"),
             ProbeMode::Count | ProbeMode::CountOnRets => ("count_entry", "count_request_end"),
         }
     }
@@ -99,6 +103,7 @@ impl Probes {
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+            .override_global("READ_REQUEST", &u8::from(mode != ProbeMode::Bookkeeping), true)
             .map_max_entries("EVENTS", EVENTS_RING_BYTES)
             .load(PROBES_OBJECT)
             .context(
