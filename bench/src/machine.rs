@@ -50,16 +50,30 @@ pub fn describe(go_version: &str) -> Machine {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     let hypervisor = cpuinfo.contains(" hypervisor");
-    let virt = first_line("systemd-detect-virt", &[]);
+    let detected = |kind: &str| {
+        Some(first_line("systemd-detect-virt", &[kind]))
+            .filter(|v| !v.is_empty() && v != "none" && v != "not found")
+    };
+    let (vm, container) = (detected("--vm"), detected("--container"));
     Machine {
         cpu: field(&cpuinfo, "model name"),
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        // The machine's, not this process's: scripts/bench.sh pins the benchmark to one core.
+        cores: cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count(),
         memory_gib: memory_kib / 1024.0 / 1024.0,
         kernel: first_line("uname", &["-r"]),
-        virtualization: match (hypervisor, virt.as_str()) {
-            (_, v) if v != "not found" && v != "none" => format!("virtual machine ({v})"),
-            (true, _) => "virtual machine (hypervisor flag set)".into(),
-            _ => "none detected".into(),
+        virtualization: {
+            let machine = match (vm, hypervisor) {
+                (Some(vm), _) => format!("virtual machine ({vm})"),
+                (None, true) => "virtual machine (hypervisor flag set)".into(),
+                (None, false) => "none detected".into(),
+            };
+            match container {
+                Some(c) => format!("{machine}, in a {c} container"),
+                None => machine,
+            }
         },
         tools: vec![
             ("Go (service)".into(), go_version.into()),

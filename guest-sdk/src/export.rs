@@ -63,7 +63,7 @@ pub fn process<P: Plugin>(
         let plugin = guard
             .as_mut()
             .ok_or_else(|| "process called before init".to_string())?;
-        let batch = Batch::from_raw(batch);
+        let batch = Batch::from_host(batch);
         let (ops, text) = LAST_EDITS.with(Cell::get);
         let mut edits = Edits::with_capacity(ops, text);
         plugin.process(&batch, &mut edits)?;
