@@ -3,20 +3,14 @@
 //! and the whole path through the three example plugins.
 //!
 //! `scripts/build-plugins.sh --rust-only && cargo bench -p http-autoinstrument-bench --bench pipeline`
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
+use common::built_plugins;
 use criterion::{BatchSize, Criterion, Throughput};
 use http_autoinstrument_bench::replay::{
     encode_otlp, load_chain, three_plugin_dir, Replay, Stage, BATCH,
 };
 use http_autoinstrument_bench::workload::{records, SpanBuilder};
-
-fn built_plugins() -> PathBuf {
-    std::env::var_os("HAI_PLUGINS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
-}
 
 fn stages(c: &mut Criterion) {
     let input = records(BATCH);
@@ -47,15 +41,8 @@ fn stages(c: &mut Criterion) {
     group.finish();
 }
 
-/// The agent's allocator (host/src/main.rs), so the figures are the agent's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
-    let mut c = Criterion::default()
-        .configure_from_args()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut c = common::criterion();
     stages(&mut c);
     c.final_summary();
 }

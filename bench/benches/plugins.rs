@@ -6,10 +6,10 @@
 //! Wasm) and the same attribute-scanning plugin in three boundary shapes (`shape-*`, see
 //! `shapes/mod.rs`). Reload latency is measured by the report (`src/reload.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
+mod common;
 mod shapes;
 
 use criterion::{BatchSize, Criterion, Throughput};
@@ -18,10 +18,7 @@ use http_autoinstrument::span::Span;
 use http_autoinstrument_bench::workload::{records, SpanBuilder};
 
 fn plugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
-    let path = dir.join(format!("{name}.wasm"));
+    let path = common::built_plugins().join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: run scripts/build-plugins.sh",
@@ -126,15 +123,8 @@ fn boundary_shapes(c: &mut Criterion) {
     }
 }
 
-/// The agent's allocator (host/src/main.rs), so the figures are the agent's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
-    let mut c = Criterion::default()
-        .configure_from_args()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut c = common::criterion();
     throughput(&mut c);
     boundary_shapes(&mut c);
     c.final_summary();
