@@ -728,6 +728,40 @@ fn selects_targets_by_listening_port() {
     agent.stop();
 }
 
+/// A service started after the agent that opens its port only after its start-up work (here
+/// 1.5 s: several scans see it without the port) is traced once it listens.
+#[test]
+fn traces_a_service_that_opens_the_selected_port_after_it_started() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let binary = build_go_server(&newest, Variant::Default);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    let mut agent = Agent::start(
+        &["--port".into(), port.to_string()],
+        &otlp_env(&receiver, true),
+    );
+    // Scanning from here on: the scans before the server listens see it without the port.
+    agent.wait_for_log(&["agent running"], Duration::from_secs(20));
+    let address = format!("127.0.0.1:{port}");
+    let server = GoServer::start_with_args(&binary, &["-http", &address, "-listen-after", "1.5s"]);
+    agent.wait_until_tracing(server.pid);
+    let out = curl(&[format!("http://{address}/health")]);
+    assert!(out.status.success());
+    rt.block_on(receiver.wait_for_spans(1, SPAN_TIMEOUT));
+    let spans = receiver.spans();
+    assert_eq!(
+        spans[0].resource_int("process.pid"),
+        Some(i64::from(server.pid))
+    );
+    agent.stop();
+}
+
 /// The value of the sample `name` (with its labels, as exposed) in a Prometheus text page.
 fn metric(page: &str, name: &str) -> u64 {
     page.lines()

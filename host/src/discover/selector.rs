@@ -49,6 +49,11 @@ impl Selector {
         !self.ports.is_empty()
     }
 
+    /// The ports of `--port` selectors.
+    pub fn ports(&self) -> &HashSet<u16> {
+        &self.ports
+    }
+
     /// Whether `process` is a target. `listening` is the set of ports it listens on (only
     /// consulted when port selectors exist).
     pub fn matches(&self, process: &Process, listening: Option<&HashSet<u16>>) -> bool {

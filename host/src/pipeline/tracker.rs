@@ -39,6 +39,10 @@ pub struct Tracker {
     selector: Selector,
     watcher: ProcessWatcher,
     binaries: HashMap<FileId, Result<Arc<GoBinary>, Arc<InspectError>>>,
+    /// Go HTTP processes that no selector matched only because they do not listen on a selected
+    /// port yet: a service opens its port after its start-up work (configuration, migrations,
+    /// connections), often after the scan that saw it start. Checked again on every scan.
+    awaiting_port: HashMap<u32, Process>,
     processes: ProcessTable,
     stats: Arc<AgentStats>,
     host_name: String,
@@ -93,6 +97,7 @@ impl Tracker {
             selector,
             watcher: ProcessWatcher::default(),
             binaries: HashMap::new(),
+            awaiting_port: HashMap::new(),
             processes,
             stats,
             host_name: crate::span::host_name(),
@@ -137,19 +142,43 @@ impl Tracker {
                 tracing::info!(pid = exited.pid, "process exited; probes detached");
             }
             self.processes.mark_exited(exited.pid);
+            if self
+                .awaiting_port
+                .get(&exited.pid)
+                .is_some_and(|p| p.id == exited)
+            {
+                self.awaiting_port.remove(&exited.pid);
+            }
         }
-        if diff.started.is_empty() {
+        let mut new_unmatched = Vec::new();
+        for process in diff.started {
+            if self.selector.matches(&process, None) {
+                self.track(&process);
+            } else if self.selector.needs_ports() {
+                new_unmatched.push(process);
+            }
+        }
+        if new_unmatched.is_empty() && self.awaiting_port.is_empty() {
             return;
         }
-        let ports = if self.selector.needs_ports() {
-            let pids: Vec<u32> = diff.started.iter().map(|p| p.id.pid).collect();
-            listening_ports_by_pid(&pids)
-        } else {
-            HashMap::new()
-        };
-        for process in diff.started {
-            if self.selector.matches(&process, ports.get(&process.id.pid)) {
+        let pids: Vec<u32> = (new_unmatched.iter().map(|p| p.id.pid))
+            .chain(self.awaiting_port.keys().copied())
+            .collect();
+        let ports = listening_ports_by_pid(&pids, self.selector.ports());
+        let waited = self
+            .awaiting_port
+            .extract_if(|pid, _| ports.contains_key(pid));
+        let opened: Vec<Process> = waited.map(|(_, process)| process).collect();
+        for process in opened {
+            tracing::debug!(pid = process.id.pid, "now listens on a selected port");
+            self.track(&process);
+        }
+        for process in new_unmatched {
+            if ports.contains_key(&process.id.pid) {
+                // Tracked, or told why not (e.g. a service on the port that is not Go).
                 self.track(&process);
+            } else if matches!(self.binary_of(process.id.pid), Some(Ok(_))) {
+                self.awaiting_port.insert(process.id.pid, process);
             }
         }
     }
