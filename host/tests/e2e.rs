@@ -584,8 +584,9 @@ fn late_and_restarted_targets_are_traced() {
     agent.stop();
 }
 
-/// A handler that panics gives an error span; the goroutine's state expires and later requests
-/// on the same server are traced correctly. A 4 KiB path is cut and marked, nothing overruns.
+/// A handler that panics gives an error span; one that recovers gives one span, whenever it
+/// returns; the goroutine's state expires and later requests on the same server are traced
+/// correctly. A 4 KiB path is cut and marked, nothing overruns.
 #[test]
 fn panics_and_long_paths() {
     let Some(newest) = root_and_newest_go() else {
@@ -605,6 +606,12 @@ fn panics_and_long_paths() {
     // The client sees the connection closed: curl fails, as it should.
     let out = curl(&[format!("{base}/panic")]);
     assert!(!out.status.success());
+    // Handlers that recover by themselves: one returns at once, the other only after the agent
+    // has given up waiting for it (1 s) and reported it as panicked. One span each.
+    for path in ["/recover/quick", "/recover/slow"] {
+        let out = curl(&[format!("{base}{path}")]);
+        assert!(out.status.success());
+    }
     let long = format!("/{}", "a".repeat(4095));
     let out = curl(&[format!("{base}{long}")]);
     assert!(out.status.success());
@@ -612,13 +619,27 @@ fn panics_and_long_paths() {
         let out = curl(&[format!("{base}/users/{i}")]);
         assert!(out.status.success());
     }
-    let spans = rt.block_on(receiver.wait_for_spans(5, SPAN_TIMEOUT));
-    let panic = spans
-        .iter()
-        .find(|s| s.attr_str("url.path") == Some("/panic"))
-        .expect("a span for the panicking request");
+    rt.block_on(receiver.wait_for_spans(7, SPAN_TIMEOUT));
+    // A second span of the slow recovered request, if any were wrongly sent, arrives by then.
+    std::thread::sleep(Duration::from_millis(1000));
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 7, "{spans:#?}");
+    let only = |path: &str| {
+        let mut found = spans
+            .iter()
+            .filter(|s| s.attr_str("url.path") == Some(path));
+        let span = found.next().unwrap_or_else(|| panic!("no span for {path}"));
+        assert!(found.next().is_none(), "two spans for {path}");
+        span
+    };
+    let panic = only("/panic");
     assert!(is_error(panic));
     assert_eq!(panic.attr_str("error.type"), Some("panic"));
+    let quick = only("/recover/quick");
+    assert!(!is_error(quick));
+    assert_eq!(quick.attr_int("http.response.status_code"), Some(200));
+    let slow = only("/recover/slow");
+    assert_eq!(slow.attr_str("error.type"), Some("panic"));
     let long_span = spans
         .iter()
         .find(|s| {

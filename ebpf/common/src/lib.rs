@@ -239,6 +239,9 @@ pub mod counter {
     pub const UNCONFIGURED_HITS: u32 = 5;
     /// Panics seen while a request was in flight on the panicking goroutine.
     pub const PANICS: u32 = 6;
+    /// Requests whose handler recovered from a panic and returned only after the agent had
+    /// given up waiting and reported them as panicked: not sent a second time.
+    pub const ENDS_AFTER_PANIC_REPORTED: u32 = 7;
     pub const COUNT: u32 = 8;
 }
 

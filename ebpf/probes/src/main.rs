@@ -17,7 +17,7 @@ mod in_flight;
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{map, uprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
@@ -170,9 +170,12 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         (*slot).request = 0;
         (*slot).flags = 0;
     }
-    if in_flight.flags & flags::PANICKED as u64 != 0 {
-        // The handler panicked and recovered by itself: the request completes normally.
-        let _ = PANICKED.remove(&key);
+    // The handler panicked and recovered by itself: the request completes normally, unless it
+    // ran on for so long that the agent already took its panicked event and reported it (one
+    // request, one span).
+    if in_flight.flags & flags::PANICKED as u64 != 0 && PANICKED.remove(&key).is_err() {
+        bump(counter::ENDS_AFTER_PANIC_REPORTED);
+        return 0;
     }
 
     let Some(mut entry) = EVENTS.reserve::<HttpServerEvent>(0) else {
@@ -201,22 +204,57 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let key = goroutine_key(&ctx, pid);
-    let Some(in_flight) = in_flight::find(&key) else {
+    let Some(slot) = in_flight::find(&key) else {
         return 0;
     };
     bump(counter::PANICS);
-    let in_flight = unsafe {
-        (*in_flight).flags |= flags::PANICKED as u64;
-        *in_flight
-    };
+    let in_flight = unsafe { *slot };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
     unsafe {
+        send_earlier_panic(&key, &in_flight, scratch);
         fill_event(&mut *scratch, &in_flight, offsets, pid, flags::PANICKED);
-        let _ = PANICKED.insert(&key, &*scratch, 0);
+        // Marked only once its event is kept: the request's end looks for the event when marked.
+        if PANICKED.insert(&key, &*scratch, 0).is_ok() {
+            (*slot).flags |= flags::PANICKED as u64;
+        }
     }
     0
+}
+
+/// The goroutine may still have the event of an earlier request of its own that panicked and
+/// never returned: Go gives a new goroutine the `g` of one that has exited, and so the key. That
+/// request is over (its goroutine is serving another), so its event goes to the agent now rather
+/// than being overwritten by this one. Taken from the map first, as the agent's sweep does, so only
+/// one of them sends it. `scratch` is only a staging copy here.
+#[inline(always)]
+unsafe fn send_earlier_panic(
+    key: &GoroutineKey,
+    in_flight: &InFlightRequest,
+    scratch: *mut HttpServerEvent,
+) {
+    let Some(earlier) = PANICKED.get_ptr(key) else {
+        return;
+    };
+    if unsafe { (*earlier).start_monotonic_ns } == in_flight.start_monotonic_ns {
+        return; // the same request, panicking again after a recovery
+    }
+    let staging = unsafe {
+        core::slice::from_raw_parts_mut(
+            scratch.cast::<u8>(),
+            core::mem::size_of::<HttpServerEvent>(),
+        )
+    };
+    if unsafe { bpf_probe_read_kernel_buf(earlier.cast(), staging) }.is_err()
+        || PANICKED.remove(key).is_err()
+    {
+        return;
+    }
+    match EVENTS.output::<HttpServerEvent>(unsafe { &*scratch }, 0) {
+        Ok(()) => bump(counter::EVENTS_SUBMITTED),
+        Err(_) => bump(counter::EVENTS_LOST),
+    }
 }
 
 /// The floor for overhead measurements: a bare counting probe pair on the same entry and

@@ -61,6 +61,7 @@ pub struct KernelCounters {
     pub returns_without_entry: u64,
     pub unconfigured_hits: u64,
     pub panics: u64,
+    pub ends_after_panic_reported: u64,
 }
 
 struct Attached {
@@ -286,6 +287,7 @@ impl Probes {
             returns_without_entry: sum(counter::RETURNS_WITHOUT_ENTRY),
             unconfigured_hits: sum(counter::UNCONFIGURED_HITS),
             panics: sum(counter::PANICS),
+            ends_after_panic_reported: sum(counter::ENDS_AFTER_PANIC_REPORTED),
         }
     }
 

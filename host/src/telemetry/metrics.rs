@@ -188,6 +188,19 @@ impl Collector for AgentCollector {
                 ),
                 (
                     Scalar::Counter,
+                    "kernel_ends_after_panic_reported",
+                    "Requests that returned after recovering from a panic, too late: already \
+                     reported as panicked, not sent again",
+                    kernel.ends_after_panic_reported,
+                ),
+                (
+                    Scalar::Counter,
+                    "kernel_unconfigured_hits",
+                    "Probe hits in a process the agent is attaching to or detaching from",
+                    kernel.unconfigured_hits,
+                ),
+                (
+                    Scalar::Counter,
                     "events_read",
                     "Request events read from the ring buffer",
                     agent.events_read.load(Relaxed),
