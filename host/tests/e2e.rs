@@ -749,6 +749,47 @@ fn selects_targets_by_listening_port() {
     agent.stop();
 }
 
+/// A service killed while serving leaves none of its requests behind in the probes' table: the
+/// agent frees their slots when it detaches (nothing else would, and a full table sends requests to
+/// the slower overflow map).
+#[test]
+fn a_service_killed_while_serving_leaves_no_request_behind() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let binary = build_go_server(&newest, Variant::Default);
+    let server = GoServer::start(&binary);
+    let pid = server.pid;
+    let mut agent = Agent::start(&["--pid".into(), pid.to_string()], &[]);
+    agent.wait_until_tracing(pid);
+    let url = format!("http://127.0.0.1:{}/sleep?for=30s", server.http_port);
+    let mut clients: Vec<Child> = (0..3)
+        .map(|_| {
+            Command::new("curl")
+                .args(["-sS", "-o", "/dev/null", "--max-time", "10", &url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("running curl")
+        })
+        .collect();
+    // Long enough for the three requests to be in their handler.
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(server); // SIGKILL
+    agent.wait_for_log(
+        &[
+            "process exited",
+            &format!("pid={pid}"),
+            "unfinished_requests=3",
+        ],
+        Duration::from_secs(10),
+    );
+    for client in &mut clients {
+        let _ = client.wait();
+    }
+    agent.stop();
+}
+
 /// A service started after the agent that opens its port only after its start-up work (here
 /// 1.5 s: several scans see it without the port) is traced once it listens.
 #[test]

@@ -14,7 +14,8 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
-    counter, GoOffsets, GoroutineKey, HttpServerEvent, OffsetsSlot, ABSENT,
+    counter, GoOffsets, GoroutineKey, HttpServerEvent, InFlightSlot, OffsetsSlot, ABSENT,
+    IN_FLIGHT_SLOTS,
 };
 
 use crate::inspect::GoBinary;
@@ -75,6 +76,7 @@ pub struct Probes {
     offsets_table: Array<MapData, OffsetsSlot>,
     table_slots: TableSlots,
     panicked: BpfHashMap<MapData, GoroutineKey, HttpServerEvent>,
+    in_flight: Array<MapData, InFlightSlot>,
     counters: PerCpuArray<MapData, u64>,
     attached: HashMap<u32, Attached>,
 }
@@ -128,6 +130,7 @@ impl Probes {
         )?;
         let panicked = BpfHashMap::try_from(ebpf.take_map("PANICKED").context("map PANICKED")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+        let in_flight = Array::try_from(ebpf.take_map("IN_FLIGHT").context("map IN_FLIGHT")?)?;
         Ok(Probes {
             ebpf,
             mode,
@@ -135,6 +138,7 @@ impl Probes {
             offsets_table,
             table_slots: TableSlots::default(),
             panicked,
+            in_flight,
             counters,
             attached: HashMap::new(),
         })
@@ -235,11 +239,35 @@ impl Probes {
     }
 
     /// Detaches the probes of `pid` and forgets its offsets. Safe to call for unknown pids.
-    pub fn detach(&mut self, pid: u32) {
+    /// Returns how many of its requests never ended (it exited while serving them).
+    pub fn detach(&mut self, pid: u32) -> usize {
         if let Some(attached) = self.attached.remove(&pid) {
             self.detach_links(attached.links);
         }
         self.forget_offsets(pid);
+        self.forget_requests(pid)
+    }
+
+    /// Frees the in-flight table's slots of `pid`'s requests that never ended. Nothing else
+    /// would: a slot is reused only by its goroutine or once finished, so every process killed
+    /// while serving would leave its slots taken for good, and a full set sends its goroutines to
+    /// the slower overflow map (whose LRU forgets by itself). Finished slots are left alone:
+    /// they are free already, and another process may be claiming one right now.
+    fn forget_requests(&mut self, pid: u32) -> usize {
+        let mut freed = 0;
+        for index in 0..IN_FLIGHT_SLOTS {
+            let Ok(mut slot) = self.in_flight.get(&index, 0) else {
+                continue;
+            };
+            if slot.key.pid == pid && slot.request.request != 0 {
+                slot.request.request = 0;
+                slot.request.flags = 0;
+                if self.in_flight.set(index, slot, 0).is_ok() {
+                    freed += 1;
+                }
+            }
+        }
+        freed
     }
 
     /// Puts `pid`'s offsets in its table slot if no other process holds it (otherwise the probes

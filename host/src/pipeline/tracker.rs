@@ -2,6 +2,8 @@
 //! executables (once per file), attaches, detaches from exited processes, and hands on the
 //! events of handlers that panicked and never returned.
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -19,14 +21,14 @@ use crate::discover::{
     container_identity, listening_ports_by_pid, scan_processes, ContainerIdentity, Process,
     ProcessWatcher, Selector,
 };
-use crate::inspect::{inspect_binary, GoBinary, InspectError};
+use crate::inspect::{inspect_bytes, GoBinary, InspectError};
 use crate::span::{parse_environ, process_resource, Attribute, ProcessFacts, Resource, WallClock};
 
 /// A handler that panicked and has not returned after this long is taken to have ended.
 const PANIC_GRACE: Duration = Duration::from_secs(1);
 
 /// Identity of an executable file: inspected once, whatever number of processes run it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FileId {
     dev: u64,
     ino: u64,
@@ -34,11 +36,35 @@ struct FileId {
     mtime_ns: i64,
 }
 
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        }
+    }
+
+    /// The file process `pid` runs now.
+    fn of_process(pid: u32) -> Option<FileId> {
+        std::fs::metadata(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|m| FileId::of(&m))
+    }
+}
+
+/// An executable's inspection: what to attach where, or why it cannot be traced.
+type Inspected = Result<Arc<GoBinary>, Arc<InspectError>>;
+
+/// Executables whose inspection is remembered at most.
+const MAX_CACHED_BINARIES: usize = 4096;
+
 pub struct Tracker {
     probes: Probes,
     selector: Selector,
     watcher: ProcessWatcher,
-    binaries: HashMap<FileId, Result<Arc<GoBinary>, Arc<InspectError>>>,
+    binaries: HashMap<FileId, Inspected>,
     /// Go HTTP processes that no selector matched only because they do not listen on a selected
     /// port yet: a service opens its port after its start-up work (configuration, migrations,
     /// connections), often after the scan that saw it start. Checked again on every scan.
@@ -138,8 +164,12 @@ impl Tracker {
         let diff = self.watcher.update(scan_processes());
         for exited in diff.exited {
             if self.probes.is_attached(exited.pid) {
-                self.probes.detach(exited.pid);
-                tracing::info!(pid = exited.pid, "process exited; probes detached");
+                let unfinished_requests = self.probes.detach(exited.pid);
+                tracing::info!(
+                    pid = exited.pid,
+                    unfinished_requests,
+                    "process exited; probes detached"
+                );
             }
             self.processes.mark_exited(exited.pid);
             if self
@@ -177,36 +207,45 @@ impl Tracker {
             if ports.contains_key(&process.id.pid) {
                 // Tracked, or told why not (e.g. a service on the port that is not Go).
                 self.track(&process);
-            } else if matches!(self.binary_of(process.id.pid), Some(Ok(_))) {
+            } else if matches!(self.binary_of(process.id.pid), Some((_, Ok(_)))) {
                 self.awaiting_port.insert(process.id.pid, process);
             }
         }
     }
 
-    fn binary_of(&mut self, pid: u32) -> Option<Result<Arc<GoBinary>, Arc<InspectError>>> {
+    /// What the program `pid` runs is, inspected once per file. Identity and contents come from
+    /// one open of /proc/PID/exe, so they are of the same file even if the process execs meanwhile.
+    /// `None` if the process is gone.
+    fn binary_of(&mut self, pid: u32) -> Option<(FileId, Inspected)> {
         let exe = format!("/proc/{pid}/exe");
-        let meta = std::fs::metadata(&exe).ok()?;
-        let id = FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        };
-        let entry = self.binaries.entry(id).or_insert_with(|| {
-            inspect_binary(Path::new(&exe))
-                .map(Arc::new)
-                .map_err(Arc::new)
-        });
-        Some(entry.clone())
+        let mut file = File::open(&exe).ok()?;
+        let id = FileId::of(&file.metadata().ok()?);
+        if let Some(known) = self.binaries.get(&id) {
+            return Some((id, known.clone()));
+        }
+        // Failing to read means the process exited (its /proc entry went away): not cached, or
+        // the next process of the same file would never be looked at.
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).ok()?;
+        let inspected = inspect_bytes(Path::new(&exe), &data)
+            .map(Arc::new)
+            .map_err(Arc::new);
+        if self.binaries.len() >= MAX_CACHED_BINARIES {
+            // Files whose processes are long gone (every build of a test binary, say): forgetting
+            // them all costs one more inspection of the few still running.
+            self.binaries.clear();
+        }
+        self.binaries.insert(id, inspected.clone());
+        Some((id, inspected))
     }
 
     fn track(&mut self, process: &Process) {
         let pid = process.id.pid;
         let started = Instant::now();
-        let binary = match self.binary_of(pid) {
+        let (file_id, binary) = match self.binary_of(pid) {
             None => return, // exited meanwhile
-            Some(Ok(binary)) => binary,
-            Some(Err(e)) => {
+            Some((id, Ok(binary))) => (id, binary),
+            Some((_, Err(e))) => {
                 if self.selector.selects_all() && is_not_a_target(&e) {
                     tracing::debug!(pid, "not traced: {e}");
                 } else {
@@ -233,6 +272,15 @@ impl Tracker {
             self.node_name.as_deref(),
         );
         let service = resource.service_name().to_owned();
+        // Probes go at this file's offsets into whatever /proc/PID/exe is when they are attached:
+        // a process that exec'd another program since it was inspected must not get them.
+        if FileId::of_process(pid) != Some(file_id) {
+            tracing::info!(
+                pid,
+                "not traced: it started another program while being inspected"
+            );
+            return;
+        }
         self.processes.insert(pid, resource);
         let attached =
             load_bias(pid, &binary).and_then(|bias| self.probes.attach(pid, &binary, bias));
