@@ -749,6 +749,36 @@ fn selects_targets_by_listening_port() {
     agent.stop();
 }
 
+/// A position-independent executable is traced where the process loaded it, also when its path
+/// has a space and the file was replaced on disk since it started (a deploy before the restart:
+/// /proc/PID/exe then ends in " (deleted)").
+#[test]
+fn traces_a_pie_server_whose_file_was_replaced() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("shop server");
+    std::fs::copy(build_go_server(&newest, Variant::Pie), &binary).unwrap();
+    let server = GoServer::start(&binary);
+    std::fs::remove_file(&binary).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", server.pid)).unwrap();
+    assert!(exe.to_string_lossy().ends_with(" (deleted)"), "{exe:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let mut agent = Agent::start(
+        &["--pid".into(), server.pid.to_string()],
+        &otlp_env(&receiver, true),
+    );
+    agent.wait_until_tracing(server.pid);
+    let out = curl(&[format!("http://127.0.0.1:{}/users/7", server.http_port)]);
+    assert!(out.status.success());
+    let spans = rt.block_on(receiver.wait_for_spans(1, SPAN_TIMEOUT));
+    assert_eq!(spans[0].attr_str("url.path"), Some("/users/7"));
+    assert_eq!(spans[0].attr_int("http.response.status_code"), Some(200));
+    agent.stop();
+}
+
 /// A service killed while serving leaves none of its requests behind in the probes' table: the
 /// agent frees their slots when it detaches (nothing else would, and a full table sends requests to
 /// the slower overflow map).

@@ -6,6 +6,7 @@
 //! without knowing where to read.
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
@@ -365,22 +366,28 @@ pub fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
     }
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .with_context(|| format!("reading /proc/{pid}/maps"))?;
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
-    let start = parse_load_bias(&maps, &exe)
-        .ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", exe.display()))?;
+    // By inode, not by path: the path of an executable replaced on disk since it started ends in
+    // " (deleted)", and a path may contain spaces.
+    let inode = std::fs::metadata(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("reading /proc/{pid}/exe"))?
+        .ino();
+    let start = parse_load_bias(&maps, inode)
+        .ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", binary.path.display()))?;
     // Go links PIE executables at a non-zero address too: the bias is relative to it.
     Ok(start.wrapping_sub(binary.first_load_vaddr))
 }
 
-fn parse_load_bias(maps: &str, exe: &Path) -> Option<u64> {
-    let exe = exe.to_str()?;
+/// The start of the mapping of file offset 0 of the file with inode `inode`.
+fn parse_load_bias(maps: &str, inode: u64) -> Option<u64> {
     maps.lines().find_map(|line| {
+        // start-end perms offset dev inode [path]
         let mut fields = line.split_whitespace();
         let range = fields.next()?;
         let _perms = fields.next()?;
         let offset = fields.next()?;
-        let path = fields.nth(2)?;
-        (path == exe && u64::from_str_radix(offset, 16).ok()? == 0)
+        let _dev = fields.next()?;
+        let line_inode: u64 = fields.next()?.parse().ok()?;
+        (line_inode == inode && u64::from_str_radix(offset, 16).ok()? == 0)
             .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
             .flatten()
     })
@@ -393,15 +400,14 @@ mod tests {
     #[test]
     fn finds_the_first_mapping_of_the_executable() {
         let maps = "\
-55d0c0000000-55d0c0200000 r--p 00000000 fd:00 123 /srv/app
-55d0c0200000-55d0c0400000 r-xp 00200000 fd:00 123 /srv/app
+55d0c0000000-55d0c0200000 r--p 00000000 fd:00 123 /srv/my app (deleted)
+55d0c0200000-55d0c0400000 r-xp 00200000 fd:00 123 /srv/my app (deleted)
 7f0000000000-7f0000001000 r--p 00000000 fd:00 9 /usr/lib/libc.so.6
+7ffd00000000-7ffd00001000 rw-p 00000000 00:00 0 [stack]
 ";
-        assert_eq!(
-            parse_load_bias(maps, Path::new("/srv/app")),
-            Some(0x55d0c0000000)
-        );
-        assert_eq!(parse_load_bias(maps, Path::new("/srv/other")), None);
+        assert_eq!(parse_load_bias(maps, 123), Some(0x55d0c0000000));
+        assert_eq!(parse_load_bias(maps, 9), Some(0x7f0000000000));
+        assert_eq!(parse_load_bias(maps, 124), None);
     }
 
     #[test]

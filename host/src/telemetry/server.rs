@@ -40,6 +40,9 @@ impl Drop for TelemetryServer {
     }
 }
 
+/// How long the server waits after a failed accept before the next one.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Binds `address` (port 0: any free port, see [`TelemetryServer::address`]) and serves.
 pub async fn serve(
     address: SocketAddr,
@@ -53,8 +56,14 @@ pub async fn serve(
     let state = Arc::new(State { registry, health });
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: retrying at once would spin a core.
+                    tracing::warn!("telemetry server: cannot accept a connection: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
             };
             let state = state.clone();
             tokio::spawn(async move {
