@@ -23,7 +23,7 @@ use crate::decode::ServerRequest;
 use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
 use crate::plugins::{PluginChain, PluginsConfig};
-use crate::span::{server_span, Span, WallClock};
+use crate::span::{server_span, Span, WallClockSource};
 use crate::telemetry::{self, Health, MetricSources};
 
 pub struct AgentOptions {
@@ -46,7 +46,7 @@ pub struct AgentOptions {
 
 /// Turns event batches into spans and hands them to the exporter.
 struct SpanStage {
-    clock: WallClock,
+    clock: WallClockSource,
     processes: ProcessTable,
     stats: Arc<AgentStats>,
     /// `None` when no plugins directory is configured: spans go straight to export.
@@ -59,11 +59,12 @@ impl SpanStage {
         if events.is_empty() {
             return;
         }
+        let clock = self.clock.current();
         let spans: Vec<Span> = events
             .iter()
             .map(|event| {
                 let request = ServerRequest::from_event(event);
-                server_span(&request, self.processes.resource(event.pid), &self.clock)
+                server_span(&request, self.processes.resource(event.pid), &clock)
             })
             .collect();
         AgentStats::add(&self.stats.spans_built, spans.len() as u64);
@@ -87,7 +88,6 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(options: AgentOptions) -> Result<()> {
-    let clock = WallClock::measure();
     // A ring-buffer record is the event and the kernel's 8-byte header.
     let record_size = std::mem::size_of::<HttpServerEvent>() as u64 + 8;
     let mut probes = Probes::load(
@@ -121,7 +121,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         None => None,
     };
     let stage = Arc::new(SpanStage {
-        clock,
+        clock: WallClockSource::new(),
         processes: processes.clone(),
         stats: stats.clone(),
         plugins,
