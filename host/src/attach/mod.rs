@@ -99,6 +99,13 @@ fn raise_memlock_limit() {
 /// kernel maps the data area twice), so it is kept to what that needs.
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
 
+/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
+pub const EVENT_RECORD_BYTES: u64 = std::mem::size_of::<HttpServerEvent>() as u64 + 8;
+
+/// The most waiting events that may be asked to wake the agent (`capture.wakeup_events`): half
+/// the ring buffer, so the other half takes what arrives while the agent wakes up and drains.
+pub const MAX_WAKEUP_EVENTS: u64 = EVENTS_RING_BYTES as u64 / EVENT_RECORD_BYTES / 2;
+
 impl Probes {
     /// Loads the eBPF object and its programs into the kernel.
     ///

@@ -23,6 +23,7 @@ pub use schema::{
     ResourceConfig, TargetsConfig, TelemetryConfig,
 };
 
+use crate::attach::MAX_WAKEUP_EVENTS;
 use crate::discover::Selector;
 use crate::export::{self, ExportConfig, ExportLimits};
 
@@ -114,6 +115,18 @@ impl AgentConfig {
     /// What can only be checked once every layer is applied.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.export_config()?;
+        let wakeup = self.capture.wakeup_events.get();
+        if wakeup > MAX_WAKEUP_EVENTS {
+            return Err(ConfigError::Invalid {
+                key: "capture.wakeup_events",
+                value: wakeup.to_string(),
+                message: format!(
+                    "at most {MAX_WAKEUP_EVENTS}: the events ring buffer holds twice that, and \
+                     a level it can barely reach would leave no room for what arrives while the \
+                     agent wakes up (the default is 512)"
+                ),
+            });
+        }
         if let Some(dir) = &self.plugins.dir {
             if !dir.is_dir() {
                 return Err(ConfigError::Invalid {

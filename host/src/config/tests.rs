@@ -363,6 +363,24 @@ fn a_plugins_dir_that_is_not_a_directory_is_refused_with_the_fix() {
 }
 
 #[test]
+fn a_wakeup_level_the_ring_buffer_cannot_hold_is_refused() {
+    let too_many = crate::attach::MAX_WAKEUP_EVENTS + 1;
+    let e = resolve_text(
+        &format!("capture:\n  wakeup_events: {too_many}\n"),
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("capture.wakeup_events") && e.contains("at most"),
+        "{e}"
+    );
+    let most = format!("capture:\n  wakeup_events: {}\n", too_many - 1);
+    assert!(resolve_text(&most, &[], &Overrides::default()).is_ok());
+}
+
+#[test]
 fn the_printed_configuration_reads_back_and_hides_header_values() {
     let c = resolve_text(FILE, &[], &Overrides::default()).unwrap();
     let printed = c.to_yaml();

@@ -17,7 +17,7 @@ pub use processes::ProcessTable;
 pub use stats::AgentStats;
 use tracker::Tracker;
 
-use crate::attach::{ProbeMode, Probes};
+use crate::attach::{ProbeMode, Probes, EVENT_RECORD_BYTES, MAX_WAKEUP_EVENTS};
 use crate::capture::RingReader;
 use crate::decode::ServerRequest;
 use crate::discover::Selector;
@@ -88,11 +88,9 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(options: AgentOptions) -> Result<()> {
-    // A ring-buffer record is the event and the kernel's 8-byte header.
-    let record_size = std::mem::size_of::<HttpServerEvent>() as u64 + 8;
     let mut probes = Probes::load(
         options.probe_mode,
-        options.wakeup_events.max(1) * record_size,
+        options.wakeup_events.clamp(1, MAX_WAKEUP_EVENTS) * EVENT_RECORD_BYTES,
     )?;
     let ring = probes.take_events()?;
     let processes = ProcessTable::default();
