@@ -121,7 +121,14 @@ pub fn server_span(
     attrs.text("url.path", &request.path);
     attrs.text("url.query", &request.query);
     attrs.add("url.scheme", if request.tls { "https" } else { "http" });
-    let route = route_of_pattern(&request.pattern.value).map(str::to_owned);
+    // A cut pattern is no route: left out (and marked), rather than naming spans after a
+    // template that does not exist. The route-template plugin can still make one from the path.
+    let route = if request.pattern.truncated {
+        attrs.truncated.push("http.route");
+        None
+    } else {
+        route_of_pattern(&request.pattern.value).map(str::to_owned)
+    };
     if let Some(route) = &route {
         attrs.add("http.route", route.clone());
     }
@@ -197,7 +204,7 @@ pub fn server_span(
 mod tests {
     use super::*;
     use crate::decode::tests::{event, set};
-    use http_autoinstrument_common::flags;
+    use http_autoinstrument_common::{flags, ROUTE_CAP};
 
     fn span_of(e: &http_autoinstrument_common::HttpServerEvent) -> Span {
         let request = ServerRequest::from_event(e);
@@ -294,6 +301,19 @@ mod tests {
         };
         assert!(path.ends_with(TRUNCATION_MARK));
         assert_eq!(s.attribute(TRUNCATED_ATTRIBUTE), Some(&"url.path".into()));
+    }
+
+    #[test]
+    fn a_cut_route_pattern_is_no_route() {
+        let mut e = event();
+        set(&mut e.method, b"GET");
+        set(&mut e.target, b"/a");
+        let long = format!("GET /{}", "x".repeat(ROUTE_CAP));
+        set(&mut e.route, long.as_bytes());
+        let s = span_of(&e);
+        assert_eq!(s.attribute("http.route"), None);
+        assert_eq!(s.name, "GET");
+        assert_eq!(s.attribute(TRUNCATED_ATTRIBUTE), Some(&"http.route".into()));
     }
 
     #[test]
