@@ -119,6 +119,8 @@ pub struct GoBinary {
 /// Why a binary cannot be traced. Every message names the binary and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    #[error("{path}: the agent failed while inspecting it ({message}); please report it (the agent goes on with other processes)")]
+    Internal { path: PathBuf, message: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -181,6 +183,22 @@ pub fn inspect_binary(path: &Path) -> Result<GoBinary, InspectError> {
         source,
     })?;
     inspect_bytes(path, &data)
+}
+
+/// [`inspect_bytes`], with a panic in the parsers of one odd file reported as that file's error
+/// rather than taking down the agent's process tracker, which inspects every program it meets.
+pub fn inspect_bytes_guarded(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError> {
+    std::panic::catch_unwind(|| inspect_bytes(path, data)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(InspectError::Internal {
+            path: path.to_path_buf(),
+            message,
+        })
+    })
 }
 
 /// Inspects an executable already in memory; `path` is only used in the result and in errors.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use http_autoinstrument_common::HttpServerEvent;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use processes::ProcessTable;
 pub use stats::AgentStats;
@@ -128,6 +128,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
 
     let (panicked_tx, mut panicked_rx) = mpsc::channel::<HttpServerEvent>(1024);
     let stop_tracker = Arc::new(AtomicBool::new(false));
+    let (tracker_alive, tracker_ended) = oneshot::channel::<()>();
     let tracker = {
         let tracker = Tracker::new(
             probes,
@@ -141,20 +142,30 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         let interval = options.scan_interval;
         std::thread::Builder::new()
             .name("tracker".into())
-            .spawn(move || tracker.run(interval, &stop))
+            .spawn(move || {
+                // Dropped when the thread ends, however it ends: what `tracker_ended` waits for.
+                let _alive = tracker_alive;
+                tracker.run(interval, &stop)
+            })
             .context("starting the tracker thread")?
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (reader_alive, reader_ended) = oneshot::channel::<()>();
     let reader = {
         let stage = stage.clone();
         let stats = stats.clone();
         let reader = RingReader::new(ring, options.poll_interval)?;
-        tokio::spawn(reader.run(shutdown_rx, move |events, drained| {
-            AgentStats::add(&stats.events_read, drained.events as u64);
-            AgentStats::add(&stats.events_malformed, drained.malformed as u64);
-            stage.handle(events);
-        }))
+        tokio::spawn(async move {
+            let _alive = reader_alive;
+            reader
+                .run(shutdown_rx, move |events, drained| {
+                    AgentStats::add(&stats.events_read, drained.events as u64);
+                    AgentStats::add(&stats.events_malformed, drained.malformed as u64);
+                    stage.handle(events);
+                })
+                .await
+        })
     };
     let panics = {
         let stage = stage.clone();
@@ -178,11 +189,21 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     });
 
     tracing::info!("agent running; stop with Ctrl-C or SIGTERM");
-    shutdown_signal().await;
-    tracing::info!("stopping");
+    // The tracker and the reader run until told to stop. If either ends first, the agent would go
+    // on looking healthy while tracing nothing new (or nothing at all): it stops instead, with an
+    // error, and its supervisor (Kubernetes, systemd) starts it again.
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        _ = tracker_ended => Some("the process tracker stopped"),
+        _ = reader_ended => Some("the ring-buffer reader stopped"),
+    };
+    match failure {
+        None => tracing::info!("stopping"),
+        Some(what) => tracing::error!("{what} unexpectedly (see above); stopping"),
+    }
 
     stop_tracker.store(true, Relaxed);
-    let _ = tokio::task::spawn_blocking(move || tracker.join()).await;
+    let tracker_result = tokio::task::spawn_blocking(move || tracker.join()).await?;
     let _ = shutdown_tx.send(true);
     reader.await??;
     // The tracker has stopped, so the panicked-events channel is closed: this ends.
@@ -200,5 +221,11 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     let export_stats = exporter.shutdown().await;
     // One machine-readable line with the final counters, also for scripts and tests.
     println!("final stats: {} {}", stats.summary(), export_stats);
-    Ok(())
+    if tracker_result.is_err() {
+        anyhow::bail!("the process tracker panicked");
+    }
+    match failure {
+        None => Ok(()),
+        Some(what) => Err(anyhow::anyhow!("{what} unexpectedly")),
+    }
 }

@@ -21,7 +21,7 @@ use crate::discover::{
     container_identity, listening_ports_by_pid, scan_processes, ContainerIdentity, Process,
     ProcessWatcher, Selector,
 };
-use crate::inspect::{inspect_bytes, GoBinary, InspectError};
+use crate::inspect::{inspect_bytes_guarded, GoBinary, InspectError};
 use crate::span::{parse_environ, process_resource, Attribute, ProcessFacts, Resource, WallClock};
 
 /// A handler that panicked and has not returned after this long is taken to have ended.
@@ -227,7 +227,7 @@ impl Tracker {
         // the next process of the same file would never be looked at.
         let mut data = Vec::new();
         file.read_to_end(&mut data).ok()?;
-        let inspected = inspect_bytes(Path::new(&exe), &data)
+        let inspected = inspect_bytes_guarded(Path::new(&exe), &data)
             .map(Arc::new)
             .map_err(Arc::new);
         if self.binaries.len() >= MAX_CACHED_BINARIES {
