@@ -182,7 +182,10 @@ impl Probes {
         self.offsets
             .insert(pid, offsets, 0)
             .with_context(|| format!("storing offsets of pid {pid}"))?;
-        self.claim_table_slot(pid, offsets)?;
+        if let Err(e) = self.claim_table_slot(pid, offsets) {
+            self.forget_offsets(pid);
+            return Err(e);
+        }
         let scope = UProbeScope::OneProcess(
             NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?,
         );
