@@ -57,6 +57,21 @@ impl FileId {
 /// An executable's inspection: what to attach where, or why it cannot be traced.
 type Inspected = Result<Arc<GoBinary>, Arc<InspectError>>;
 
+/// A process checked again for a selected port: soon after it started, then less and less often
+/// (a node's long-running Go daemons that never listen on it cost a read of their namespace's
+/// TCP table every few seconds, not every scan).
+struct AwaitingPort {
+    process: Process,
+    next_check: Instant,
+    wait: Duration,
+}
+
+/// The first wait before checking an unmatched process's ports again, doubled after each check.
+const FIRST_PORT_RECHECK: Duration = Duration::from_millis(200);
+/// The longest wait between two checks: how late a service that opens its port after a long
+/// start-up may be noticed.
+const MAX_PORT_RECHECK: Duration = Duration::from_secs(5);
+
 /// Executables whose inspection is remembered at most.
 const MAX_CACHED_BINARIES: usize = 4096;
 
@@ -67,8 +82,8 @@ pub struct Tracker {
     binaries: HashMap<FileId, Inspected>,
     /// Go HTTP processes that no selector matched only because they do not listen on a selected
     /// port yet: a service opens its port after its start-up work (configuration, migrations,
-    /// connections), often after the scan that saw it start. Checked again on every scan.
-    awaiting_port: HashMap<u32, Process>,
+    /// connections), often after the scan that saw it start.
+    awaiting_port: HashMap<u32, AwaitingPort>,
     processes: ProcessTable,
     stats: Arc<AgentStats>,
     host_name: String,
@@ -175,7 +190,7 @@ impl Tracker {
             if self
                 .awaiting_port
                 .get(&exited.pid)
-                .is_some_and(|p| p.id == exited)
+                .is_some_and(|a| a.process.id == exited)
             {
                 self.awaiting_port.remove(&exited.pid);
             }
@@ -188,27 +203,40 @@ impl Tracker {
                 new_unmatched.push(process);
             }
         }
-        if new_unmatched.is_empty() && self.awaiting_port.is_empty() {
+        let now = Instant::now();
+        let due: Vec<u32> = (self.awaiting_port.iter())
+            .filter(|(_, a)| a.next_check <= now)
+            .map(|(pid, _)| *pid)
+            .collect();
+        if new_unmatched.is_empty() && due.is_empty() {
             return;
         }
         let pids: Vec<u32> = (new_unmatched.iter().map(|p| p.id.pid))
-            .chain(self.awaiting_port.keys().copied())
+            .chain(due.iter().copied())
             .collect();
         let ports = listening_ports_by_pid(&pids, self.selector.ports());
-        let waited = self
-            .awaiting_port
-            .extract_if(|pid, _| ports.contains_key(pid));
-        let opened: Vec<Process> = waited.map(|(_, process)| process).collect();
-        for process in opened {
-            tracing::debug!(pid = process.id.pid, "now listens on a selected port");
-            self.track(&process);
+        for pid in due {
+            if ports.contains_key(&pid) {
+                if let Some(waited) = self.awaiting_port.remove(&pid) {
+                    tracing::debug!(pid, "now listens on a selected port");
+                    self.track(&waited.process);
+                }
+            } else if let Some(waiting) = self.awaiting_port.get_mut(&pid) {
+                waiting.wait = (waiting.wait * 2).min(MAX_PORT_RECHECK);
+                waiting.next_check = now + waiting.wait;
+            }
         }
         for process in new_unmatched {
             if ports.contains_key(&process.id.pid) {
                 // Tracked, or told why not (e.g. a service on the port that is not Go).
                 self.track(&process);
             } else if matches!(self.binary_of(process.id.pid), Some((_, Ok(_)))) {
-                self.awaiting_port.insert(process.id.pid, process);
+                let awaiting = AwaitingPort {
+                    process,
+                    next_check: now + FIRST_PORT_RECHECK,
+                    wait: FIRST_PORT_RECHECK,
+                };
+                self.awaiting_port.insert(awaiting.process.id.pid, awaiting);
             }
         }
     }
