@@ -45,17 +45,19 @@ cargo_wasm() {
 need wasm-tools
 # No WASI at all: these plugins only import the agent's `host` interface.
 # bench-shape-*: benchmark-only plugins (one per boundary shape, see bench/benches/plugins.rs).
-dir="$(cargo_wasm wasm32-unknown-unknown plugin-filter plugin-redact plugin-route-template plugin-test-faults \
+dir="$(cargo_wasm wasm32-unknown-unknown plugin-filter plugin-redact plugin-route-template \
   bench-shape-packed bench-shape-typed bench-shape-records)"
-for p in filter redact route-template test-faults; do
+for p in filter redact route-template; do
   wasm-tools component new "$dir/plugin_${p//-/_}.wasm" -o "$OUT/$p.wasm"
 done
 for p in bench-shape-packed bench-shape-typed bench-shape-records; do
   wasm-tools component new "$dir/${p//-/_}.wasm" -o "$OUT/$p.wasm"
 done
-# enrich reads environment variables (granted per plugin), so it targets WASI preview 2.
-dir="$(cargo_wasm wasm32-wasip2 plugin-enrich)"
+# enrich reads environment variables (granted per plugin) and test-faults writes to stderr, so
+# they target WASI preview 2.
+dir="$(cargo_wasm wasm32-wasip2 plugin-enrich plugin-test-faults)"
 cp "$dir/plugin_enrich.wasm" "$OUT/enrich.wasm"
+cp "$dir/plugin_test_faults.wasm" "$OUT/test-faults.wasm"
 for p in filter redact route-template test-faults enrich bench-shape-packed bench-shape-typed bench-shape-records; do
   wasm-tools validate --features component-model "$OUT/$p.wasm"
 done

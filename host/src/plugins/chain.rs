@@ -81,21 +81,30 @@ impl PluginChain {
         (kept, dropped)
     }
 
-    fn process_with(&self, mut batch: Vec<Span>, sink: &mut DropSink<'_>) -> Vec<Span> {
+    fn process_with(&self, batch: Vec<Span>, sink: &mut DropSink<'_>) -> Vec<Span> {
         let plugins = self.plugins.load();
         if plugins.is_empty() || batch.is_empty() {
             return batch;
         }
+        may_block(|| self.run_chunks(&plugins, batch, sink))
+    }
+
+    fn run_chunks(
+        &self,
+        plugins: &[Arc<PluginVersion>],
+        mut batch: Vec<Span>,
+        sink: &mut DropSink<'_>,
+    ) -> Vec<Span> {
         let max = self.config.batch_size.max(1);
         if batch.len() <= max {
-            run_all(&plugins, &mut batch, sink);
+            run_all(plugins, &mut batch, sink);
             return batch;
         }
         let mut out = Vec::with_capacity(batch.len());
         while !batch.is_empty() {
             let rest = batch.split_off(max.min(batch.len()));
             let mut chunk = std::mem::replace(&mut batch, rest);
-            run_all(&plugins, &mut chunk, sink);
+            run_all(plugins, &mut chunk, sink);
             out.append(&mut chunk);
         }
         out
@@ -152,6 +161,20 @@ impl PluginChain {
             .entry(name.to_string())
             .or_default()
             .clone()
+    }
+}
+
+/// Runs `f`, which calls into plugins, where it may block: Wasm runs for up to its budget, and
+/// WASI's blocking calls (a write to stderr, a traceback, reading a granted directory) wait on a
+/// runtime of their own, which tokio refuses on a thread that drives async tasks (it panics).
+/// On a multi-threaded runtime, such as the agent's, `block_in_place` allows it and hands this
+/// worker's other tasks to another thread meanwhile.
+fn may_block<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

@@ -174,6 +174,29 @@ fn oversized_values_are_truncated() {
     assert_eq!((s.errors, s.truncated_values), (0, 1), "{s:?}");
 }
 
+/// The agent runs plugins from its async runtime's tasks; WASI's blocking calls (a Python
+/// `print`, a traceback, reading a granted directory) must work there too, not panic the task.
+#[test]
+fn a_plugin_writing_to_stderr_from_inside_the_agents_runtime() {
+    let Some(chain) = fault_chain("drop", "") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = runtime
+        .block_on(async {
+            let chain = chain.clone();
+            tokio::spawn(async move { chain.process(faulty_batch("stderr")) }).await
+        })
+        .expect("the task processing the batch panicked");
+    assert_eq!(out.len(), 2, "both spans pass");
+    let s = stats(&chain);
+    assert_eq!((s.calls, s.errors), (1, 0), "{s:?}");
+}
+
 #[test]
 fn a_plugin_that_keeps_failing_is_suspended_with_backoff() {
     let Some([faults]) = built_all(["test-faults"]) else {

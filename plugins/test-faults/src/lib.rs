@@ -4,7 +4,9 @@
 //! whose value picks the misbehaviour for that batch:
 //! `loop` (never returns), `trap` (panics), `memory-bomb` (allocates until refused),
 //! `error` (returns an error), `huge-value` (sets a 16 MiB attribute),
-//! `many-attributes` (sets 100 000 attributes), `bad-index` (edits a span outside the batch).
+//! `many-attributes` (sets 100 000 attributes), `bad-index` (edits a span outside the batch),
+//! `stderr` (writes a line to its standard error through WASI, as an interpreter's `print` or a
+//! traceback does, and passes the batch).
 
 use http_autoinstrument_plugin::{export_plugin, Batch, Edit, Edits, Plugin};
 
@@ -40,6 +42,10 @@ impl Plugin for Faults {
                 for i in 0..100_000 {
                     edits.set_attribute(&span, format!("attr.{i}"), i as i64);
                 }
+                Ok(())
+            }
+            "stderr" => {
+                eprintln!("test-faults: a line on stderr");
                 Ok(())
             }
             "bad-index" => {
