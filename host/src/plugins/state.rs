@@ -15,7 +15,8 @@ use super::config::Grants;
 const LOG_LINES_PER_SECOND: u32 = 50;
 /// Longest log line kept from a plugin.
 const MAX_LOG_LINE: usize = 1024;
-/// Table elements a plugin may have (function tables; a few thousand is plenty).
+/// Table elements a plugin may have over all its tables (function tables; a few thousand is
+/// plenty).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 pub struct PluginState {
@@ -109,9 +110,15 @@ impl host::Host for PluginState {
 }
 
 /// Refuses memory growth beyond the cap and remembers that it did, so a resulting trap is
-/// reported as out-of-memory rather than a generic trap.
+/// reported as out-of-memory rather than a generic trap. The cap is on the instance as a whole:
+/// a component may have several linear memories (several core modules, or multi-memory), and
+/// each one under the cap could still add up to many times it.
 pub struct MemoryCap {
     cap: usize,
+    /// Bytes of every linear memory of the instance so far (memories never shrink).
+    memory_bytes: usize,
+    /// Elements of every table of the instance so far.
+    table_elements: usize,
     pub exceeded: bool,
 }
 
@@ -119,6 +126,8 @@ impl MemoryCap {
     fn new(cap: usize) -> Self {
         MemoryCap {
             cap,
+            memory_bytes: 0,
+            table_elements: 0,
             exceeded: false,
         }
     }
@@ -127,23 +136,60 @@ impl MemoryCap {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+        let total = self
+            .memory_bytes
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.cap {
             self.exceeded = true;
             return Ok(false);
         }
+        self.memory_bytes = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        let total = self
+            .table_elements
+            .saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_memory_cap_is_on_all_memories_together() {
+        let mut cap = MemoryCap::new(64 * MIB);
+        assert!(cap.memory_growing(0, 40 * MIB, None).unwrap());
+        assert!(cap.memory_growing(40 * MIB, 48 * MIB, None).unwrap());
+        // A second memory: alone under the cap, together over it.
+        assert!(!cap.memory_growing(0, 20 * MIB, None).unwrap());
+        assert!(cap.exceeded);
+        assert!(cap.memory_growing(0, 16 * MIB, None).unwrap());
+    }
+
+    #[test]
+    fn table_elements_are_capped_over_all_tables() {
+        let mut cap = MemoryCap::new(64 * MIB);
+        assert!(cap.table_growing(0, MAX_TABLE_ELEMENTS / 2, None).unwrap());
+        assert!(!cap.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        assert!(cap.table_growing(0, MAX_TABLE_ELEMENTS / 2, None).unwrap());
     }
 }
