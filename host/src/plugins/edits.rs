@@ -16,7 +16,15 @@ pub struct EditLimits {
     pub max_value_bytes: usize,
     pub max_key_bytes: usize,
     pub max_attributes_per_span: usize,
+    /// Text (keys, values, names, status messages) a batch's edits may write, on average per
+    /// span. The limits above bound one value and one span; this bounds what one batch can make
+    /// the agent hold and export (128 attributes of 4 KiB on each of 512 spans would be 256 MiB).
+    pub max_written_bytes_per_span: usize,
 }
+
+/// [`EditLimits::max_written_bytes_per_span`] of the agent: far above what enriching plugins
+/// write (tens to hundreds of bytes per span).
+pub const MAX_WRITTEN_BYTES_PER_SPAN: usize = 16 * 1024;
 
 impl EditLimits {
     /// Most edits accepted for a batch of `spans` spans.
@@ -135,6 +143,19 @@ pub fn apply(
         decode(text, row, i)?;
     }
     let mut applied = Applied::default();
+    let mut writable = spans
+        .len()
+        .saturating_mul(limits.max_written_bytes_per_span);
+    // Takes `bytes` from what the batch may still write; false (and counted as rejected) when
+    // they do not fit.
+    let mut write = |bytes: usize, applied: &mut Applied| {
+        if bytes > writable {
+            applied.rejected += 1;
+            return false;
+        }
+        writable -= bytes;
+        true
+    };
     for (i, row) in edits.ops.chunks_exact(EDIT_ROW).enumerate() {
         let index = u32_at(row, 0) as usize;
         let span = &mut spans[index];
@@ -150,9 +171,12 @@ pub fn apply(
                 }
             }
             Edit::Rename(name) => {
-                // Reuses the old name's buffer.
-                span.name.clear();
-                span.name.push_str(truncate(name, limits, &mut applied));
+                let name = truncate(name, limits, &mut applied);
+                if write(name.len(), &mut applied) {
+                    // Reuses the old name's buffer.
+                    span.name.clear();
+                    span.name.push_str(name);
+                }
             }
             Edit::SetAttribute(key, value) => {
                 if key.is_empty() || key.len() > limits.max_key_bytes {
@@ -160,9 +184,21 @@ pub fn apply(
                     continue;
                 }
                 let full = span.attributes.len() >= limits.max_attributes_per_span;
-                match span.attributes.iter_mut().find(|a| a.key == key) {
+                let existing = span.attributes.iter_mut().find(|a| a.key == key);
+                if existing.is_none() && full {
+                    applied.rejected += 1;
+                    continue;
+                }
+                let value_bytes = match value {
+                    Value::Str(s) => s.len().min(limits.max_value_bytes),
+                    _ => 0,
+                };
+                let key_bytes = if existing.is_some() { 0 } else { key.len() };
+                if !write(key_bytes + value_bytes, &mut applied) {
+                    continue;
+                }
+                match existing {
                     Some(existing) => set_value(&mut existing.value, value, limits, &mut applied),
-                    None if full => applied.rejected += 1,
                     None => {
                         let mut v = AttributeValue::Bool(false);
                         set_value(&mut v, value, limits, &mut applied);
@@ -180,9 +216,15 @@ pub fn apply(
                 span.status = match code {
                     0 => SpanStatus::Unset,
                     1 => SpanStatus::Ok,
-                    _ => SpanStatus::Error {
-                        description: truncate(message, limits, &mut applied).to_owned(),
-                    },
+                    _ => {
+                        let message = truncate(message, limits, &mut applied);
+                        if !write(message.len(), &mut applied) {
+                            continue;
+                        }
+                        SpanStatus::Error {
+                            description: message.to_owned(),
+                        }
+                    }
                 }
             }
         }
@@ -238,6 +280,7 @@ mod tests {
         max_value_bytes: 8,
         max_key_bytes: 4,
         max_attributes_per_span: 2,
+        max_written_bytes_per_span: 64,
     };
 
     fn spans(n: usize) -> Vec<Span> {
@@ -370,6 +413,31 @@ mod tests {
         assert_eq!(applied.rejected, 3);
         assert_eq!(s[0].attributes.len(), 2);
         assert_eq!(s[0].attribute("a"), Some(&AttributeValue::from("4")));
+    }
+
+    #[test]
+    fn a_batch_writes_at_most_its_share_of_text() {
+        let mut s = spans(2);
+        let limits = EditLimits {
+            max_written_bytes_per_span: 10,
+            ..LIMITS
+        };
+        let mut b = Builder::new();
+        // 20 bytes for the batch, on any of its spans: 9 + 9, not 6 more, 2 more, then nothing.
+        b.set(0, "a", "12345678")
+            .set(0, "b", "12345678")
+            .rename(1, "GET /x")
+            .set(1, "c", "1")
+            .status(1, 2, "bad")
+            .set_int(1, "d", 7)
+            .drop(1);
+        let applied = apply(&mut s, &b.0, &limits, &mut [false, false]).unwrap();
+        assert_eq!((applied.rejected, applied.dropped), (3, 1), "{applied:?}");
+        assert_eq!(s[0].attributes.len(), 2);
+        assert_eq!(s[1].name, "GET");
+        assert_eq!(s[1].attribute("c"), Some(&AttributeValue::from("1")));
+        assert_eq!(s[1].status, SpanStatus::Unset);
+        assert_eq!(s[1].attribute("d"), None, "its key is text too");
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl PluginVersion {
                 max_value_bytes: config.max_value_bytes,
                 max_key_bytes: config.max_key_bytes,
                 max_attributes_per_span: config.max_attributes_per_span,
+                max_written_bytes_per_span: edits::MAX_WRITTEN_BYTES_PER_SPAN,
             },
             suspend_after: config.suspend_after_failures.max(1),
             max_suspension: Duration::from_secs(config.max_suspension_secs.max(1)),
