@@ -196,6 +196,8 @@ fn run(args: RunArgs) -> Result<()> {
         metrics_address: config.telemetry.metrics_address,
         node_name: config.resource.k8s_node_name.clone(),
     };
+    // Still one thread: the environment may change safely.
+    http_autoinstrument::export::hide_compression_from_exporter(&options.export);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

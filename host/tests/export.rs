@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_autoinstrument::export::{
-    format_span_line, ConfigError, ExportConfig, ExportLimits, ExportStats, Exporter, OtlpConfig,
-    Protocol, DEFAULT_TIMEOUT, SCOPE_NAME,
+    format_span_line, Compression, ConfigError, ExportConfig, ExportLimits, ExportStats, Exporter,
+    OtlpConfig, Protocol, DEFAULT_TIMEOUT, SCOPE_NAME,
 };
 use http_autoinstrument::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind as OtlpKind;
@@ -296,6 +296,62 @@ async fn spans_reach_the_collector_intact_over_http_protobuf_with_headers() {
             Some("application/x-protobuf")
         );
     }
+}
+
+/// `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` compresses what each transport sends, and the spans
+/// arrive as sent.
+#[tokio::test]
+async fn gzip_compression_over_both_transports() {
+    for (protocol, transport, encoding_header) in [
+        ("grpc", Transport::Grpc, "grpc-encoding"),
+        ("http/protobuf", Transport::Http, "content-encoding"),
+    ] {
+        let receiver = OtlpReceiver::start().await;
+        let endpoint = match transport {
+            Transport::Grpc => receiver.grpc_endpoint(),
+            Transport::Http => receiver.http_endpoint(),
+        };
+        let config = otlp(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]);
+        assert_eq!(config.compression, Compression::Gzip);
+        round_trip(&receiver, config, transport).await;
+        for h in receiver.headers_seen() {
+            assert_eq!(
+                h.get(encoding_header).map(String::as_str),
+                Some("gzip"),
+                "{protocol}: {h:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compression_is_gzip_or_none_and_the_traces_variable_wins() {
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318");
+    assert_eq!(otlp(&[endpoint]).compression, Compression::None);
+    assert_eq!(
+        otlp(&[endpoint, ("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]).compression,
+        Compression::None
+    );
+    assert_eq!(
+        otlp(&[
+            endpoint,
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ])
+        .compression,
+        Compression::None
+    );
+    let e = ExportConfig::from_env_map(&env(&[endpoint, ("OTEL_EXPORTER_OTLP_COMPRESSION", "br")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("OTEL_EXPORTER_OTLP_COMPRESSION=\"br\"") && e.contains("\"gzip\" or \"none\""),
+        "{e}"
+    );
 }
 
 #[tokio::test]

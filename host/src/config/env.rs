@@ -6,7 +6,7 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::schema::{AgentConfig, ExportProtocol, LogFormat};
+use super::schema::{AgentConfig, ExportCompression, ExportProtocol, LogFormat};
 use super::{values, ConfigError};
 use crate::export::{self, ExportConfig};
 
@@ -128,6 +128,13 @@ fn apply_otel(config: &mut AgentConfig, vars: &HashMap<String, String>) -> Resul
     }
     if let Some((var, v)) = get(&[export::TRACES_TIMEOUT, export::TIMEOUT]) {
         section.timeout_ms = Some(parse::<NonZeroU64>(var, v, "milliseconds, e.g. 10000")?);
+    }
+    if let Some((_, v)) = get(&[export::TRACES_COMPRESSION, export::COMPRESSION]) {
+        section.compression = Some(if v == "gzip" {
+            ExportCompression::Gzip
+        } else {
+            ExportCompression::None
+        });
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 pub use env::{process_env, AGENT_VARIABLES, CONFIG_FILE as CONFIG_FILE_VAR};
 pub use overrides::Overrides;
 pub use schema::{
-    AgentConfig, CaptureConfig, ExportProtocol, ExportSection, LogConfig, LogFormat,
-    ResourceConfig, TargetsConfig, TelemetryConfig,
+    AgentConfig, CaptureConfig, ExportCompression, ExportProtocol, ExportSection, LogConfig,
+    LogFormat, ResourceConfig, TargetsConfig, TelemetryConfig,
 };
 
 use crate::attach::MAX_WAKEUP_EVENTS;
@@ -177,6 +177,10 @@ impl AgentConfig {
         set(
             export::TIMEOUT,
             section.timeout_ms.map(|ms| ms.get().to_string()),
+        );
+        set(
+            export::COMPRESSION,
+            section.compression.map(|c| c.as_str().to_owned()),
         );
         ExportConfig::from_env_map(&vars).map_err(ConfigError::Export)
     }

@@ -54,6 +54,8 @@ pub struct ExportSection {
     )]
     pub headers: BTreeMap<String, String>,
     pub timeout_ms: Option<NonZeroU64>,
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none` (the default).
+    pub compression: Option<ExportCompression>,
     /// Spans held at most while the collector is slow or down; more are dropped and counted.
     pub queue_capacity: NonZeroUsize,
     pub max_batch_size: NonZeroUsize,
@@ -69,6 +71,7 @@ impl Default for ExportSection {
             protocol: None,
             headers: BTreeMap::new(),
             timeout_ms: None,
+            compression: None,
             queue_capacity: NonZeroUsize::new(limits.queue_capacity).unwrap_or(NonZeroUsize::MIN),
             max_batch_size: NonZeroUsize::new(limits.max_batch_size).unwrap_or(NonZeroUsize::MIN),
             max_batch_delay_ms: limits.max_batch_delay.as_millis() as u64,
@@ -89,6 +92,22 @@ impl ExportProtocol {
         match self {
             ExportProtocol::Grpc => "grpc",
             ExportProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportCompression {
+    None,
+    Gzip,
+}
+
+impl ExportCompression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportCompression::None => "none",
+            ExportCompression::Gzip => "gzip",
         }
     }
 }

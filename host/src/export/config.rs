@@ -18,6 +18,8 @@ pub const TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
 pub const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 pub const TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
 pub const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub const TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+pub const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 
 /// The spec's default export timeout (10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +55,36 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// How export requests are compressed (`OTEL_EXPORTER_OTLP_COMPRESSION`: the spec's `gzip`
+/// or `none`, the default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+impl Compression {
+    const ACCEPTED: &'static str = "\"gzip\" or \"none\"";
+
+    fn parse(var: &'static str, value: &str) -> Result<Compression, ConfigError> {
+        match value.trim() {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            _ => Err(ConfigError::Compression {
+                var,
+                value: value.to_owned(),
+            }),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
 /// Everything the OTLP exporter needs, already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OtlpConfig {
@@ -64,6 +96,7 @@ pub struct OtlpConfig {
     /// Lower-cased names (gRPC metadata requires it, HTTP does not care), decoded values.
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    pub compression: Compression,
 }
 
 /// Where spans go.
@@ -104,6 +137,12 @@ pub enum ConfigError {
         "{var}={value:?} is not a valid timeout: expected a positive whole number of milliseconds, e.g. 10000"
     )]
     Timeout { var: &'static str, value: String },
+    #[error(
+        "{var}={value:?} is not a supported OTLP compression: accepted values are {accepted}; \
+         set {var} to one of them, or unset it for none",
+        accepted = Compression::ACCEPTED
+    )]
+    Compression { var: &'static str, value: String },
 }
 
 impl ExportConfig {
@@ -173,12 +212,18 @@ impl ExportConfig {
             None => DEFAULT_TIMEOUT,
         };
 
+        let compression = match get(TRACES_COMPRESSION).or_else(|| get(COMPRESSION)) {
+            Some((var, value)) => Compression::parse(var, value)?,
+            None => Compression::None,
+        };
+
         Ok(ExportConfig::Otlp(OtlpConfig {
             endpoint,
             endpoint_var,
             protocol,
             headers,
             timeout,
+            compression,
         }))
     }
 }

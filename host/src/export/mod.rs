@@ -14,8 +14,9 @@
 //!
 //! Caveat: opentelemetry-otlp itself also reads `OTEL_EXPORTER_OTLP_{,TRACES_}HEADERS` and
 //! `..._COMPRESSION` from the process environment when the exporter is built. The headers are
-//! the same ones our configuration parsed (in the agent the map *is* the process environment);
-//! a compression setting fails `Exporter::start` because no compression feature is built in.
+//! the same ones our configuration parsed (in the agent the map *is* the process environment).
+//! Compression is passed explicitly when it is gzip; for `none` the agent removes the variables
+//! at start ([`hide_compression_from_exporter`]), since the crate knows no `none` and fails on it.
 
 mod config;
 mod convert;
@@ -35,11 +36,27 @@ use tokio::task::JoinHandle;
 use crate::span::Span;
 
 pub(crate) use config::parse_headers;
-pub use config::{ConfigError, ExportConfig, OtlpConfig, Protocol, DEFAULT_TIMEOUT};
+pub use config::{Compression, ConfigError, ExportConfig, OtlpConfig, Protocol, DEFAULT_TIMEOUT};
 pub use config::{
-    ENDPOINT, HEADERS, PROTOCOL, TIMEOUT, TRACES_ENDPOINT, TRACES_ENDPOINT_ALIAS, TRACES_HEADERS,
-    TRACES_PROTOCOL, TRACES_TIMEOUT,
+    COMPRESSION, ENDPOINT, HEADERS, PROTOCOL, TIMEOUT, TRACES_COMPRESSION, TRACES_ENDPOINT,
+    TRACES_ENDPOINT_ALIAS, TRACES_HEADERS, TRACES_PROTOCOL, TRACES_TIMEOUT,
 };
+
+/// Removes `OTEL_EXPORTER_OTLP_{,TRACES_}COMPRESSION` from this process's environment when the
+/// configuration resolved to no compression: opentelemetry-otlp reads them itself and fails on
+/// `none`, the spec's default value (gzip is passed to it explicitly, which it prefers). Call it
+/// before any other thread starts: the environment is the whole process's.
+pub fn hide_compression_from_exporter(config: &ExportConfig) {
+    if let ExportConfig::Otlp(OtlpConfig {
+        compression: Compression::None,
+        ..
+    }) = config
+    {
+        for var in [TRACES_COMPRESSION, COMPRESSION] {
+            std::env::remove_var(var);
+        }
+    }
+}
 pub use convert::SCOPE_NAME;
 pub use otlp::sdk_batches;
 pub use queue::ExportStats;

@@ -11,7 +11,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 
 use crate::span::{Resource, Span};
 
-use super::config::{OtlpConfig, Protocol};
+use super::config::{Compression, OtlpConfig, Protocol};
 use super::convert;
 use super::queue::Counters;
 use super::retry::{backoff, classify, Retry};
@@ -38,21 +38,33 @@ pub(crate) fn build_exporter(
                     })?;
                 metadata.insert(key, value);
             }
-            builder
+            let builder = builder
                 .with_tonic()
                 .with_endpoint(config.endpoint.clone())
                 .with_protocol(opentelemetry_otlp::Protocol::Grpc)
                 .with_timeout(config.timeout)
-                .with_metadata(metadata)
-                .build()
+                .with_metadata(metadata);
+            match config.compression {
+                Compression::Gzip => builder
+                    .with_compression(opentelemetry_otlp::Compression::Gzip)
+                    .build(),
+                Compression::None => builder.build(),
+            }
         }
-        Protocol::HttpProtobuf => builder
-            .with_http()
-            .with_endpoint(config.endpoint.clone())
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_timeout(config.timeout)
-            .with_headers(config.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .build(),
+        Protocol::HttpProtobuf => {
+            let builder = builder
+                .with_http()
+                .with_endpoint(config.endpoint.clone())
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(config.timeout)
+                .with_headers(config.headers.iter().cloned().collect::<HashMap<_, _>>());
+            match config.compression {
+                Compression::Gzip => builder
+                    .with_compression(opentelemetry_otlp::Compression::Gzip)
+                    .build(),
+                Compression::None => builder.build(),
+            }
+        }
     };
     result.map_err(|e| e.to_string())
 }

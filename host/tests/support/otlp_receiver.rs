@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -282,6 +283,22 @@ async fn handle_http(state: Arc<State>, request: Request<Incoming>) -> Response<
         Ok(body) => body.to_bytes(),
         Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("reading body: {e}")),
     };
+    let body = match headers.get("content-encoding").map(String::as_str) {
+        None => body,
+        Some("gzip") => {
+            let mut plain_body = Vec::new();
+            if let Err(e) = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain_body) {
+                return plain(StatusCode::BAD_REQUEST, &format!("gunzip: {e}"));
+            }
+            Bytes::from(plain_body)
+        }
+        Some(other) => {
+            return plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("unsupported content-encoding {other}"),
+            )
+        }
+    };
     let decoded = match ExportTraceServiceRequest::decode(body) {
         Ok(decoded) => decoded,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("decoding: {e}")),
@@ -365,7 +382,8 @@ impl OtlpReceiver {
         let state = self.state.clone();
         let tasks = self.tasks.clone();
         let accept = async move {
-            let grpc = TraceServiceServer::new(GrpcService(state.clone()));
+            let grpc = TraceServiceServer::new(GrpcService(state.clone()))
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     // E.g. out of file descriptors: back off instead of spinning.
