@@ -182,7 +182,9 @@ impl PluginVersion {
                     .record_batch(n, spans.len(), false, elapsed(started));
                 return;
             }
-            live.suspended_until = None; // on probation: one more failure suspends again
+            // On probation: one more failure suspends it again, for twice as long.
+            live.suspended_until = None;
+            live.consecutive_failures = self.suspend_after.saturating_sub(1);
         }
         if live.instance.is_none() {
             match self.instantiate() {

@@ -220,10 +220,19 @@ fn a_plugin_that_keeps_failing_is_suspended_with_backoff() {
         (2, 1, 5, 5),
         "{s:?}"
     );
-    // After the backoff (1 s the first time) the plugin is called again.
+    // After the backoff (1 s the first time) the plugin is called again, on probation: one
+    // failure suspends it again, now for 2 s.
     std::thread::sleep(Duration::from_millis(1100));
+    chain.process(faulty_batch("trap"));
     assert_eq!(chain.process(healthy_batch()).len(), 1);
-    assert_eq!(stats(&chain).calls, 3);
+    let s = stats(&chain);
+    assert_eq!((s.calls, s.traps, s.suspended_batches), (3, 3, 2), "{s:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    chain.process(healthy_batch());
+    assert_eq!(stats(&chain).calls, 3, "still suspended after 1.1 s");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(chain.process(healthy_batch()).len(), 1);
+    assert_eq!(stats(&chain).calls, 4);
 }
 
 #[test]
