@@ -42,6 +42,9 @@ pub const H2_RUN_HANDLER_PREFIXES: [&str; 2] = [
     "net/http/internal/http2.(*serverConn).runHandler",
 ];
 pub const HIJACK_SYMBOL: &str = "net/http.(*response).Hijack";
+/// The stand-alone HTTP/2 server (`http2.ConfigureServer`, h2c): its requests end in its own
+/// `handlerDone`, whose writer the probes do not know.
+pub const X_NET_H2_RUN_HANDLER_PREFIX: &str = "golang.org/x/net/http2.(*serverConn).runHandler";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestEnd {
@@ -109,6 +112,13 @@ fn choose(
         return Ok(Choice::ServeHttpReturns(format!(
             "{CONN_SERVE_SYMBOL} does not call {FINISH_REQUEST_SYMBOL}"
         )));
+    }
+    if found.x_net_h2_server {
+        return Ok(Choice::ServeHttpReturns(
+            "the program also serves HTTP/2 with golang.org/x/net/http2, whose requests end \
+             elsewhere"
+                .into(),
+        ));
     }
     let mut chosen = vec![(FINISH_REQUEST_SYMBOL, finish)];
     if serves_http2 {
@@ -216,5 +226,13 @@ mod tests {
             ..found()
         };
         assert!(decide(&no_finish, true, &CALLED).is_err());
+        // HTTP/2 requests may be served by golang.org/x/net/http2 instead: only ServeHTTP's end
+        // is common to all.
+        let x_net = FoundSymbols {
+            x_net_h2_server: true,
+            ..found()
+        };
+        let reason = decide(&x_net, true, &CALLED).unwrap_err();
+        assert!(reason.contains("golang.org/x/net/http2"), "{reason}");
     }
 }

@@ -6,7 +6,7 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
 use super::itabs::{ItabAddresses, ITABS};
 use super::request_end::{
     CONN_SERVE_SYMBOL, FINISH_REQUEST_SYMBOL, H2_HANDLER_DONE_SYMBOLS, H2_RUN_HANDLER_PREFIXES,
-    HIJACK_SYMBOL,
+    HIJACK_SYMBOL, X_NET_H2_RUN_HANDLER_PREFIX,
 };
 use super::{Elf, GOPANIC_SYMBOL, SERVE_HTTP_SYMBOL};
 
@@ -29,6 +29,8 @@ pub struct FoundSymbols {
     /// `runHandler` and its closures.
     pub h2_run_handler: Vec<FunctionSymbol>,
     pub hijack: Option<FunctionSymbol>,
+    /// golang.org/x/net/http2's server is linked in (see `request_end`).
+    pub x_net_h2_server: bool,
     /// `runtime.types`: start of the type descriptors, the base of DWARF's
     /// `DW_AT_go_runtime_type` offsets.
     pub runtime_types: Option<u64>,
@@ -66,6 +68,8 @@ pub fn find_symbols(elf: &Elf<'_>) -> FoundSymbols {
             found.h2_run_handler.push(function());
         } else if name == HIJACK_SYMBOL {
             found.hijack = Some(function());
+        } else if name.starts_with(X_NET_H2_RUN_HANDLER_PREFIX) {
+            found.x_net_h2_server = true;
         } else if name == RUNTIME_TYPES_SYMBOL {
             found.runtime_types = Some(symbol.address());
         }
