@@ -299,7 +299,12 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         },
     )?;
 
-    let serves_http2 = offsets.h2_writer_itab != http_autoinstrument_common::ABSENT;
+    // From the HTTP/2 writer's itab, or from its server's code when the itab was not found (its
+    // requests would otherwise enter and never end; with the code and no itab they end without
+    // the writer's fields).
+    let serves_http2 = offsets.h2_writer_itab != http_autoinstrument_common::ABSENT
+        || found.h2_handler_done.is_some()
+        || !found.h2_run_handler.is_empty();
     let request_end = request_end::locate(&elf, &found, serves_http2).map_err(&malformed)?;
 
     Ok(GoBinary {
