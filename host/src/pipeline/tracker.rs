@@ -324,6 +324,15 @@ impl Tracker {
                     attach_ms = started.elapsed().as_secs_f64() * 1e3,
                     "tracing"
                 );
+                if binary.offsets.response_itab == http_autoinstrument_common::ABSENT {
+                    tracing::warn!(
+                        pid,
+                        go = %go_version,
+                        "its HTTP/1 spans will have no status code: the type of net/http's response \
+                         writer was not found in the binary (`http-autoinstrument inspect` shows \
+                         what was); please report it"
+                    );
+                }
             }
             Err(e) => {
                 AgentStats::add(&self.stats.attach_failures, 1);
