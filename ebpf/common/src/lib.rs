@@ -93,6 +93,9 @@ pub struct HttpServerEvent {
     pub route: BoundedStr<ROUTE_CAP>,
 }
 
+/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
+pub const EVENT_RECORD_BYTES: u64 = core::mem::size_of::<HttpServerEvent>() as u64 + 8;
+
 /// How a Go map stores its entries; decides how the probe searches `Request.Header`.
 pub mod map_layout {
     /// Go <= 1.23: `runtime.hmap` with 8-slot buckets.

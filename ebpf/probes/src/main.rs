@@ -24,7 +24,7 @@ use aya_ebpf::{
 };
 use http_autoinstrument_common::{
     counter, flags, GoOffsets, GoroutineKey, HttpServerEvent, InFlightRequest, OffsetsSlot, ABSENT,
-    OFFSETS_SLOTS,
+    EVENT_RECORD_BYTES, OFFSETS_SLOTS,
 };
 
 use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
@@ -81,7 +81,7 @@ static HEADER_GROUP: PerCpuArray<[u64; header::GROUP_WORDS]> = PerCpuArray::with
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
 #[no_mangle]
-static WAKEUP_BYTES: u64 = 512 * RECORD_BYTES;
+static WAKEUP_BYTES: u64 = 512 * EVENT_RECORD_BYTES;
 
 /// 0 only under `--probe-mode bookkeeping`: events are sent without reading the traced process,
 /// so that the benchmarks can split the probes' run time into bookkeeping (clock, in-flight
@@ -89,9 +89,6 @@ static WAKEUP_BYTES: u64 = 512 * RECORD_BYTES;
 /// request otherwise.
 #[no_mangle]
 static READ_REQUEST: u8 = 1;
-
-/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
-const RECORD_BYTES: u64 = core::mem::size_of::<HttpServerEvent>() as u64 + 8;
 
 /// Whether this event, `unread` bytes waiting with it, takes the backlog past a multiple of
 /// `WAKEUP_BYTES`. Only such an event wakes the agent: one that is already behind is draining, and
@@ -103,7 +100,7 @@ fn crosses_wakeup_level(unread: u64) -> bool {
     let wakeup = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
     wakeup != 0
         && unread >= wakeup
-        && unread / wakeup != (unread - RECORD_BYTES.min(unread)) / wakeup
+        && unread / wakeup != (unread - EVENT_RECORD_BYTES.min(unread)) / wakeup
 }
 
 #[inline(always)]

@@ -6,7 +6,6 @@
 //! without knowing where to read.
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
@@ -16,7 +15,7 @@ use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
     counter, GoOffsets, GoroutineKey, HttpServerEvent, InFlightSlot, OffsetsSlot, ABSENT,
-    IN_FLIGHT_SLOTS,
+    EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS,
 };
 
 use crate::inspect::GoBinary;
@@ -98,9 +97,6 @@ fn raise_memlock_limit() {
 /// for 2,300 more after the wakeup at 512 waiting events. Its pages count twice in the agent's resident memory (the
 /// kernel maps the data area twice), so it is kept to what that needs.
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
-
-/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
-pub const EVENT_RECORD_BYTES: u64 = std::mem::size_of::<HttpServerEvent>() as u64 + 8;
 
 /// The most waiting events that may be asked to wake the agent (`capture.wakeup_events`): half
 /// the ring buffer, so the other half takes what arrives while the agent wakes up and drains.
@@ -369,8 +365,9 @@ fn relocate(mut offsets: GoOffsets, load_bias: u64) -> GoOffsets {
 }
 
 /// The load bias of a PIE executable in process `pid`: how far its first mapping (file offset 0)
-/// was moved from its link-time address. 0 for a fixed-address executable.
-pub fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
+/// was moved from its link-time address. 0 for a fixed-address executable. `exe_inode`: the
+/// inode of the file `binary` was inspected from, which the process runs.
+pub fn load_bias(pid: u32, binary: &GoBinary, exe_inode: u64) -> Result<u64> {
     if !binary.is_pie {
         return Ok(0);
     }
@@ -378,10 +375,7 @@ pub fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
         .with_context(|| format!("reading /proc/{pid}/maps"))?;
     // By inode, not by path: the path of an executable replaced on disk since it started ends in
     // " (deleted)", and a path may contain spaces.
-    let inode = std::fs::metadata(format!("/proc/{pid}/exe"))
-        .with_context(|| format!("reading /proc/{pid}/exe"))?
-        .ino();
-    let start = parse_load_bias(&maps, inode)
+    let start = parse_load_bias(&maps, exe_inode)
         .ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", binary.path.display()))?;
     // Go links PIE executables at a non-zero address too: the bias is relative to it.
     Ok(start.wrapping_sub(binary.first_load_vaddr))

@@ -118,8 +118,6 @@ fn push_value(line: &mut String, value: &AttributeValue) {
     }
 }
 
-/// Writes `s` bare when that keeps the line splittable on spaces and `=`, quoted (Rust string
-/// escapes) otherwise, so a value can never forge another field or a line break.
 /// The span name as it is, spaces included (`GET /users/{id}`), but with control characters
 /// escaped: a name comes from the request (a route template made from a path with an encoded
 /// line break, say) and must not start a forged line.
@@ -133,6 +131,8 @@ fn push_name(line: &mut String, name: &str) {
     }
 }
 
+/// Writes `s` bare when that keeps the line splittable on spaces and `=`, quoted (Rust string
+/// escapes) otherwise, so a value can never forge another field or a line break.
 fn push_str_value(line: &mut String, s: &str) {
     let needs_quotes = s.is_empty()
         || s.chars()

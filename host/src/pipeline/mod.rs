@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use http_autoinstrument_common::HttpServerEvent;
+use http_autoinstrument_common::{HttpServerEvent, EVENT_RECORD_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use processes::ProcessTable;
 pub use stats::AgentStats;
 use tracker::Tracker;
 
-use crate::attach::{ProbeMode, Probes, EVENT_RECORD_BYTES, MAX_WAKEUP_EVENTS};
+use crate::attach::{ProbeMode, Probes, MAX_WAKEUP_EVENTS};
 use crate::capture::RingReader;
 use crate::decode::ServerRequest;
 use crate::discover::Selector;

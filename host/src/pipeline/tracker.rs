@@ -310,8 +310,8 @@ impl Tracker {
             return;
         }
         self.processes.insert(pid, resource);
-        let attached =
-            load_bias(pid, &binary).and_then(|bias| self.probes.attach(pid, &binary, bias));
+        let attached = load_bias(pid, &binary, file_id.ino)
+            .and_then(|bias| self.probes.attach(pid, &binary, bias));
         match attached {
             Ok(()) => {
                 AgentStats::add(&self.stats.processes_attached, 1);
