@@ -32,7 +32,7 @@ fn stages(c: &mut Criterion) {
     });
 
     let dir = three_plugin_dir(&built_plugins()).expect("plugins directory");
-    let replay = Replay::new(load_chain(dir.path()).expect("three plugins"), BATCH);
+    let replay = Replay::new(load_chain(dir.path(), None).expect("three plugins"), BATCH);
     for stage in Stage::ALL {
         group.bench_function(format!("replay-{}-512", stage.slug()), |b| {
             b.iter(|| replay.batch(stage, &input))

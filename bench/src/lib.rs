@@ -4,7 +4,8 @@
 //! `scripts/bench.sh` builds everything and runs [`run`] through the `http-autoinstrument-bench`
 //! binary; criterion micro-benchmarks of the pipeline parts are in `benches/`.
 //!
-//! - `workload`, `replay`, `reload`: the pipeline without the kernel (also used by `benches/`).
+//! - `workload`, `replay`, `reload`: the pipeline without the kernel (also used by `benches/`);
+//!   `instructions`: the same replay's instructions per span, counted under valgrind.
 //! - `procs`, `http`, `wrk`, `load`, `sink`: processes, traffic and an OTLP receiver.
 //! - `overhead`, `hits`, `resources`, `startup`, `export`: one section of the report each.
 //! - `report`, `plot`, `machine`, `criterion`: the write-up.
@@ -15,6 +16,7 @@ pub mod criterion;
 pub mod export;
 pub mod hits;
 pub mod http;
+pub mod instructions;
 pub mod load;
 pub mod machine;
 pub mod overhead;
@@ -49,6 +51,8 @@ pub struct Settings {
     pub startups: usize,
     pub reload_swaps: usize,
     pub replay_time: Duration,
+    /// Batches per stage whose instructions are counted (deterministic: one run is enough).
+    pub instruction_batches: usize,
     pub export_spans: u64,
     /// Whether the agent must keep pace with the saturated service: no event lost in the kernel
     /// and every request exported. The smoke run uses debug builds, which cannot: their ring
@@ -69,6 +73,7 @@ impl Settings {
             startups: 5,
             reload_swaps: 6,
             replay_time: Duration::from_secs(3),
+            instruction_batches: 8,
             export_spans: 200_000,
             require_keeping_pace: true,
         }
@@ -85,6 +90,7 @@ impl Settings {
             startups: 1,
             reload_swaps: 2,
             replay_time: Duration::from_millis(300),
+            instruction_batches: 1,
             export_spans: 5_000,
             require_keeping_pace: false,
         }
@@ -112,6 +118,8 @@ pub struct Bench {
     pub built_plugins: PathBuf,
     /// filter, redact and route-template, in chain order.
     pub three_plugins: tempfile::TempDir,
+    /// Compiled plugins, shared by the replay and the instruction counts: compiled once a run.
+    pub plugin_cache: PathBuf,
     pub sink: sink::OtlpSink,
     pub go_version: String,
     pub work: tempfile::TempDir,
@@ -135,6 +143,8 @@ impl Bench {
             .status()
             .context("running strip (binutils)")?;
         ensure!(status.success(), "strip {} failed", peer_server.display());
+        let plugin_cache = work.path().join("plugin-cache");
+        std::fs::create_dir_all(&plugin_cache)?;
         let bpftrace_script = work.path().join("peer.bt");
         std::fs::write(
             &bpftrace_script,
@@ -148,6 +158,7 @@ impl Bench {
             bpftrace_script,
             built_plugins: built_plugins.to_path_buf(),
             three_plugins: replay::three_plugin_dir(built_plugins)?,
+            plugin_cache,
             sink: sink::OtlpSink::start()?,
             go_version: binary.go_version.to_string(),
             work,
@@ -163,6 +174,7 @@ pub struct Results {
     pub overhead: Vec<overhead::OverheadRun>,
     pub probe_hits: Vec<hits::ProbeHits>,
     pub replay: Vec<replay::ReplayResult>,
+    pub instructions: Vec<instructions::InstructionCount>,
     pub export: Vec<export::ExportResult>,
     pub resources: Vec<resources::ResourceRun>,
     pub startup: Vec<startup::StartupRun>,
@@ -171,8 +183,9 @@ pub struct Results {
 }
 
 /// The report's sections, in the order they run.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "replay",
+    "instructions",
     "export",
     "reload",
     "hits",
@@ -189,7 +202,7 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
     let mut replay = Vec::new();
     if wanted("replay") {
         eprintln!("== pipeline replay (no kernel)");
-        let chain = replay::load_chain(bench.three_plugins.path())?;
+        let chain = replay::load_chain(bench.three_plugins.path(), Some(&bench.plugin_cache))?;
         let replayer = replay::Replay::new(chain, replay::BATCH);
         for round in 1..=bench.settings.rounds {
             for stage in replay::Stage::ALL {
@@ -202,6 +215,16 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
                 replay.push(r);
             }
         }
+    }
+    let mut instructions = Vec::new();
+    if wanted("instructions") {
+        eprintln!("== pipeline instructions per span (valgrind)");
+        instructions = instructions::count(
+            &bench.built_plugins,
+            &bench.plugin_cache,
+            bench.settings.instruction_batches,
+        )
+        .context("counting the pipeline's instructions")?;
     }
     let mut export = Vec::new();
     if wanted("export") {
@@ -249,6 +272,7 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
         overhead,
         probe_hits,
         replay,
+        instructions,
         export,
         resources,
         startup,

@@ -80,6 +80,7 @@ pub fn describe(go_version: &str) -> Machine {
             ("rustc".into(), first_line("rustc", &["--version"])),
             ("wrk".into(), first_line("wrk", &["--version"])),
             ("bpftrace".into(), first_line("bpftrace", &["--version"])),
+            ("valgrind".into(), first_line("valgrind", &["--version"])),
             ("curl".into(), first_line("curl", &["--version"])),
         ],
     }

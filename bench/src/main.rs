@@ -2,20 +2,22 @@
 //! `scripts/bench.sh`, which builds what this needs and passes the paths.
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use http_autoinstrument_bench::report::{self, Invocation};
-use http_autoinstrument_bench::{compare, ensure_root, run, Bench, Settings, SECTIONS};
+use http_autoinstrument_bench::{
+    compare, ensure_root, instructions, run, Bench, Settings, SECTIONS,
+};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of http-autoinstrument; writes docs/benchmarks.md")]
 struct Args {
     /// The agent binary (a release build).
-    #[arg(long)]
-    agent: PathBuf,
+    #[arg(long, required_unless_present = "count_instructions_of")]
+    agent: Option<PathBuf>,
     /// The Go fixture server to trace.
-    #[arg(long)]
-    server: PathBuf,
+    #[arg(long, required_unless_present = "count_instructions_of")]
+    server: Option<PathBuf>,
     /// Directory with the built example plugins (filter.wasm, redact.wasm, ...).
     #[arg(long)]
     plugins: PathBuf,
@@ -39,6 +41,13 @@ struct Args {
     /// this other build (A), side by side (see `compare`), and print it.
     #[arg(long, value_name = "AGENT")]
     compare_with: Option<PathBuf>,
+    /// Internal: replay one pipeline stage for `instructions` (which runs this under valgrind).
+    #[arg(long, hide = true, value_name = "STAGE")]
+    count_instructions_of: Option<String>,
+    #[arg(long, hide = true, requires = "count_instructions_of")]
+    plugin_cache: Option<PathBuf>,
+    #[arg(long, hide = true, default_value_t = 8)]
+    batches: usize,
 }
 
 /// The agent's allocator (host/src/main.rs), so the figures are the agent's.
@@ -47,6 +56,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(stage) = &args.count_instructions_of {
+        let cache = args
+            .plugin_cache
+            .as_deref()
+            .context("--plugin-cache is missing")?;
+        return instructions::child(stage, &args.plugins, cache, args.batches);
+    }
+    let (Some(agent), Some(server)) = (&args.agent, &args.server) else {
+        bail!("--agent and --server are required");
+    };
     let settings = if args.smoke {
         Settings::smoke()
     } else {
@@ -56,8 +75,8 @@ fn main() -> Result<()> {
         ensure_root()?;
         compare::compare(
             a,
-            &args.agent,
-            &args.server,
+            agent,
+            server,
             // An even number, so both builds trace each service as often.
             2 * settings.rounds,
             settings.duration,
@@ -65,7 +84,7 @@ fn main() -> Result<()> {
         )?;
         return Ok(());
     }
-    let bench = Bench::prepare(settings, &args.agent, &args.server, &args.plugins)?;
+    let bench = Bench::prepare(settings, agent, server, &args.plugins)?;
     let results = run(&bench, args.criterion.as_deref(), &args.only)?;
     if !args.only.is_empty() {
         return Ok(());

@@ -70,9 +70,11 @@ pub fn three_plugin_dir(built_plugins: &Path) -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-pub fn load_chain(dir: &Path) -> Result<Arc<PluginChain>> {
+/// The chain of the plugins in `dir`; compiled code is kept in `cache` when one is given.
+pub fn load_chain(dir: &Path, cache: Option<&Path>) -> Result<Arc<PluginChain>> {
     let chain = PluginChain::new(PluginsConfig {
         dir: Some(dir.to_path_buf()),
+        cache_dir: cache.map(Path::to_path_buf),
         ..PluginsConfig::default()
     })?;
     ensure!(

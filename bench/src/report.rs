@@ -121,6 +121,43 @@ fn thousands(x: f64) -> String {
     out
 }
 
+fn instructions_per_span(r: &Results, stage: crate::replay::Stage) -> Option<f64> {
+    r.instructions
+        .iter()
+        .find(|c| c.stage == stage)
+        .map(|c| c.per_span())
+}
+
+/// What a throughput target means in instructions on the host of the run.
+struct InstructionBudget {
+    per_span: f64,
+    /// Instructions per second the host ran the stage at: its spans/s times its instructions per
+    /// span.
+    host_rate: f64,
+    /// Instructions per span at which that rate gives the target.
+    allowed_per_span: f64,
+}
+
+fn instruction_budget(
+    r: &Results,
+    stage: crate::replay::Stage,
+    spans_per_second: f64,
+    target: f64,
+) -> Option<InstructionBudget> {
+    budget_of(instructions_per_span(r, stage)?, spans_per_second, target)
+}
+
+fn budget_of(per_span: f64, spans_per_second: f64, target: f64) -> Option<InstructionBudget> {
+    (spans_per_second > 0.0).then(|| {
+        let host_rate = spans_per_second * per_span;
+        InstructionBudget {
+            per_span,
+            host_rate,
+            allowed_per_span: host_rate / target,
+        }
+    })
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -238,20 +275,32 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             }
         }
     }
-    let plugins_rate = replay(crate::replay::Stage::Plugins);
-    let otlp_rate = replay(crate::replay::Stage::OtlpEncoding);
-    let _ = writeln!(
-        md,
-        "| pipeline without export (decode + 3 plugins) ≥ 1,000,000 spans/s | {} spans/s (median) | {} |",
-        thousands(plugins_rate),
-        verdict(plugins_rate >= 1e6)
-    );
-    let _ = writeln!(
-        md,
-        "| pipeline with OTLP encoding ≥ 400,000 spans/s | {} spans/s (median) | {} |",
-        thousands(otlp_rate),
-        verdict(otlp_rate >= 4e5)
-    );
+    for (stage, what, target) in [
+        (
+            crate::replay::Stage::Plugins,
+            "without export (decode + 3 plugins)",
+            1e6,
+        ),
+        (
+            crate::replay::Stage::OtlpEncoding,
+            "with OTLP encoding",
+            4e5,
+        ),
+    ] {
+        let rate = replay(stage);
+        let _ = writeln!(
+            md,
+            "| pipeline {what} ≥ {} spans/s | {} spans/s (median){} | {} |",
+            thousands(target),
+            thousands(rate),
+            instruction_budget(r, stage, rate, target).map_or(String::new(), |b| format!(
+                "; {} instructions per span, where this host's speed during the run allowed {}",
+                thousands(b.per_span),
+                thousands(b.allowed_per_span)
+            )),
+            verdict(rate >= target)
+        );
+    }
     let _ = writeln!(
         md,
         "| agent RSS ≤ 64 MiB with the three plugins | {:.1} MiB (highest steady reading) | {} |\n",
@@ -458,10 +507,15 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         "## 3. Pipeline throughput without the kernel\n\n\
          Ring-buffer records of a typical API's requests (`bench/src/workload.rs`; one batch of \
          distinct events, hot in cache as a batch just copied out of the ring buffer) replayed \
-         through the agent's own code on one thread, {} events per batch, {:.1} s per stage and round.\n\n\
-         | stage | spans/s, median (min – max) | µs per span | OTLP bytes per span |\n|---|---|---|---|",
+         through the agent's own code on one thread, {} events per batch, {:.1} s per stage and round. \
+         **Instructions per span** are those of the same replay counted by valgrind (callgrind, \
+         {} batches per stage after a first one, Wasm code included): a count, not a timing, so it \
+         is the same on any x86-64 host and shows what a change to the code did where spans/s \
+         move with the host's speed.\n\n\
+         | stage | spans/s, median (min – max) | µs per span | instructions per span | OTLP bytes per span |\n|---|---|---|---|---|",
         crate::replay::BATCH,
-        s.replay_time.as_secs_f64()
+        s.replay_time.as_secs_f64(),
+        s.instruction_batches
     );
     let stages = crate::replay::Stage::ALL;
     for stage in stages {
@@ -473,7 +527,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             .and_then(|x| x.otlp_bytes_per_span);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             stage.label(),
             runs.map_or("–".into(), |s| format!(
                 "{} ({} – {})",
@@ -482,6 +536,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
                 thousands(s.max)
             )),
             runs.map_or("–".into(), |s| format!("{:.2}", 1e6 / s.median)),
+            instructions_per_span(r, stage).map_or("–".into(), thousands),
             bytes.map_or("–".into(), |b| format!("{b:.0}"))
         );
     }
@@ -489,7 +544,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(
         md,
         "| export: built spans -> batches -> OTLP http/protobuf over loopback -> a receiver \
-         decoding every request (exporter and receiver on the same core) | {} | {} | – |",
+         decoding every request (exporter and receiver on the same core) | {} | {} | – | – |",
         export.map_or("–".into(), |s| format!(
             "{} ({} – {})",
             thousands(s.median),
@@ -521,6 +576,24 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             },
         ],
     )?;
+    for (stage, target) in [
+        (crate::replay::Stage::Plugins, 1e6),
+        (crate::replay::Stage::OtlpEncoding, 4e5),
+    ] {
+        if let Some(b) = instruction_budget(r, stage, replay(stage), target) {
+            let _ = writeln!(
+                md,
+                "\n{}: this host ran {:.1} billion instructions per second in the timed rounds \
+                 (spans/s × instructions per span), so {} spans/s needed at most {} instructions \
+                 per span; the code takes {}.",
+                stage.label(),
+                b.host_rate / 1e9,
+                thousands(target),
+                thousands(b.allowed_per_span),
+                thousands(b.per_span)
+            );
+        }
+    }
     let _ = writeln!(md, "\n![pipeline]({})\n", chart("pipeline-throughput.svg"));
 
     // 4. Resources
@@ -635,7 +708,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
 
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\nscripts/setup.sh      # once: toolchains, Go, wrk, bpftrace, plugins\nsudo scripts/bench.sh # about 20 minutes; rewrites this file\n```\n\n\
+        "## Reproduce\n\n```sh\nscripts/setup.sh      # once: toolchains, Go, wrk, bpftrace, valgrind, plugins\nsudo scripts/bench.sh # about 20 minutes; rewrites this file\n```\n\n\
          `sudo scripts/bench.sh --smoke` runs every step for a second (what CI does). Only the \
          micro-benchmarks: `cargo bench -p http-autoinstrument-bench`."
     );
@@ -716,6 +789,16 @@ mod tests {
         let probe_time = f.vs_floor_probe_time.unwrap();
         assert!(cpu.max > 1.7, "{cpu:?}");
         assert!(probe_time.max - probe_time.min < 0.02, "{probe_time:?}");
+    }
+
+    #[test]
+    fn a_throughput_target_becomes_instructions_per_span_at_the_hosts_measured_rate() {
+        // 20,000 instructions per span at 500,000 spans/s: the host ran 10 billion a second,
+        // so 1,000,000 spans/s would need 10,000 per span.
+        let b = budget_of(20_000.0, 500_000.0, 1e6).unwrap();
+        assert_eq!(b.host_rate, 1e10);
+        assert_eq!(b.allowed_per_span, 10_000.0);
+        assert!(budget_of(20_000.0, 0.0, 1e6).is_none());
     }
 
     #[test]
