@@ -67,6 +67,28 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     }
 }
 
+/// `a == b`, eight bytes at a time where both are at least eight long (the last eight compared
+/// overlapping the word before): keys are mostly 8 to 25 bytes, and Wasm's `memcmp`, which `==`
+/// calls, compares them a byte at a time.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if u64_at(a, at) != u64_at(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    u64_at(a, n - 8) == u64_at(b, n - 8)
+}
+
 impl Batch {
     /// A batch from anywhere (tests, tools): its text is checked once, here.
     pub fn from_raw(raw: SpanBatch) -> Self {
@@ -180,10 +202,15 @@ impl Batch {
             .map(move |row| (self.text(row, 0), self.value(row)))
     }
 
-    /// Finds `key` comparing raw bytes, so only the matching attribute's strings are checked.
+    /// Finds `key` comparing raw bytes, so only the matching attribute's strings are checked,
+    /// and those only when the length matches: most rows differ in length, and a lookup of a key
+    /// a span lacks (`http.route` of an unrouted request) goes through all of them.
     fn find(&self, first: u32, count: u32, key: &str) -> Option<Value<'_>> {
         self.attribute_rows(first, count)
-            .find(|row| self.bytes(row, 0) == key.as_bytes())
+            .find(|row| {
+                u32_at(row, 4) as usize == key.len()
+                    && same_bytes(self.bytes(row, 0), key.as_bytes())
+            })
             .map(|row| self.value(row))
     }
 }
@@ -292,5 +319,24 @@ impl<'a> SpanRef<'a> {
     pub fn resource_attribute(&self, key: &str) -> Option<Value<'a>> {
         let (first, count) = self.resource_range();
         self.batch.find(first, count, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_is_equality_at_every_length_and_position_of_a_difference() {
+        for n in 0..=33usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same_bytes(&a, &a.clone()), "length {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x01;
+                assert!(!same_bytes(&a, &b), "length {n}, difference at {at}");
+            }
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
     }
 }

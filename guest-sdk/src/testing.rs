@@ -236,6 +236,53 @@ mod tests {
     }
 
     #[test]
+    fn lookups_find_every_key_whatever_each_spans_attribute_order() {
+        // The second span moves, drops and adds keys, the third has fewer attributes than where
+        // the first had them: a lookup that only tried where the key was last time would miss.
+        let spans = [
+            TestSpan::new("a")
+                .attr("url.path", "/a")
+                .attr("http.route", "/a")
+                .attr("n", 1i64),
+            TestSpan::new("b")
+                .attr("n", 2i64)
+                .attr("extra", "x")
+                .attr("url.path", "/b"),
+            TestSpan::new("c").attr("http.route", "/c"),
+        ];
+        let batch = Batch::from_raw(pack(&spans));
+        // Keys built at run time, so they do not share the literals' addresses either.
+        let keys: Vec<String> = ["url.path", "http.route", "n", "extra"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        for _ in 0..2 {
+            let found: Vec<Vec<Option<Value<'_>>>> = batch
+                .spans()
+                .map(|s| keys.iter().map(|k| s.attribute(k)).collect())
+                .collect();
+            assert_eq!(
+                found,
+                vec![
+                    vec![
+                        Some(Value::Str("/a")),
+                        Some(Value::Str("/a")),
+                        Some(Value::Int(1)),
+                        None
+                    ],
+                    vec![
+                        Some(Value::Str("/b")),
+                        None,
+                        Some(Value::Int(2)),
+                        Some(Value::Str("x"))
+                    ],
+                    vec![None, Some(Value::Str("/c")), None, None],
+                ]
+            );
+        }
+    }
+
+    #[test]
     fn out_of_range_or_invalid_strings_read_as_empty() {
         let mut raw = pack(&[TestSpan::new("GET").attr("k", "v")]);
         // Name range past the end of the text.

@@ -158,7 +158,10 @@ mod tests {
     fn routes_match_too() {
         let mut f = Filter::init(r#"{"paths": ["/users/{id}"]}"#).unwrap();
         let templated = get("/users/7").attr("http.route", "/users/{id}");
-        assert_eq!(run(&mut f, vec![templated, get("/users/7")]).unwrap().len(), 1);
+        assert_eq!(
+            run(&mut f, vec![templated, get("/users/7")]).unwrap().len(),
+            1
+        );
     }
 
     #[test]

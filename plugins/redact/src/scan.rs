@@ -27,13 +27,7 @@ static CLASS: [u8; 256] = {
 impl Redactor {
     /// The redacted form of `s`, or `None` if it contains nothing to redact.
     pub fn redact(&self, s: &str) -> Option<String> {
-        // One table lookup per byte, no branches: this pass runs over every string of every
-        // span, so it is most of the plugin's time.
-        let (mut seen, mut digits) = (0u8, 0usize);
-        for &b in s.as_bytes() {
-            seen |= CLASS[b as usize];
-            digits += usize::from(b.is_ascii_digit());
-        }
+        let Signals { seen, digits } = signals(s.as_bytes());
         let (has_eq, has_at, has_b) = (seen & EQ != 0, seen & AT != 0, seen & B != 0);
         let mut out: Option<String> = None;
         if has_eq && !self.params.is_empty() {
@@ -194,6 +188,51 @@ impl Redactor {
     }
 }
 
+/// What one pass over a string finds: which bytes that start a secret it has (`EQ`, `AT`, `B`
+/// bits) and how many ASCII digits.
+#[derive(Debug, PartialEq)]
+struct Signals {
+    seen: u8,
+    digits: usize,
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Nonzero if any byte of `x` is zero (the high bit of a byte may also be set above a zero
+/// byte, so only whether the result is zero means anything).
+#[inline(always)]
+fn has_zero_byte(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The pass `redact` starts with, over every string of every span: most of the plugin's time.
+/// Eight bytes at a time as one u64 (Wasm has no cheaper way to look at bytes than its
+/// registers): about three instructions per byte where a table lookup per byte took seven.
+fn signals(bytes: &[u8]) -> Signals {
+    let (mut eq, mut at, mut b, mut digits) = (0u64, 0u64, 0u64, 0usize);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        eq |= has_zero_byte(x ^ (ONES * u64::from(b'=')));
+        at |= has_zero_byte(x ^ (ONES * u64::from(b'@')));
+        // `B` and `b` differ only in bit 5.
+        b |= has_zero_byte((x | (ONES * 0x20)) ^ (ONES * u64::from(b'b')));
+        // A byte is a digit when, as 7 bits, adding 0x50 sets its high bit (>= '0') and adding
+        // 0x46 does not (< ':'), and its own high bit is clear. No sum carries into the next byte.
+        let low7 = x & !HIGHS;
+        let at_least_0 = low7 + ONES * 0x50;
+        let at_least_colon = low7 + ONES * 0x46;
+        digits += (at_least_0 & !at_least_colon & !x & HIGHS).count_ones() as usize;
+    }
+    let mut seen = u8::from(eq != 0) * EQ | u8::from(at != 0) * AT | u8::from(b != 0) * B;
+    for &byte in words.remainder() {
+        seen |= CLASS[byte as usize];
+        digits += usize::from(byte.is_ascii_digit());
+    }
+    Signals { seen, digits }
+}
+
 /// Runs `scan` on the latest version of the string.
 fn apply(out: &mut Option<String>, original: &str, scan: impl Fn(&str) -> Option<String>) {
     let current = out.as_deref().unwrap_or(original);
@@ -259,6 +298,54 @@ mod tests {
             card_numbers: true,
             replacement: "REDACTED".into(),
         }
+    }
+
+    /// `signals` one byte at a time, as it was written before it took eight.
+    fn signals_bytewise(bytes: &[u8]) -> Signals {
+        let (mut seen, mut digits) = (0u8, 0usize);
+        for &b in bytes {
+            seen |= CLASS[b as usize];
+            digits += usize::from(b.is_ascii_digit());
+        }
+        Signals { seen, digits }
+    }
+
+    #[test]
+    fn signals_see_every_byte_value_at_every_position_of_a_word_and_the_tail() {
+        // Each byte value alone in a filler of 'a's, at each of 8 positions of a word and in the
+        // tail after it; then beside its neighbours (a borrow out of a zero byte must not hide or
+        // invent one in the next).
+        for value in 0..=255u8 {
+            for len in [8usize, 11, 16] {
+                for pos in 0..len {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = value;
+                    assert_eq!(
+                        signals(&s),
+                        signals_bytewise(&s),
+                        "{value:#x} at {pos} of {len}"
+                    );
+                }
+            }
+            for neighbour in [0u8, 1, b'0', b'9', b'=', b'@', b'B', 0x80, 0xff] {
+                let s = [
+                    neighbour, value, neighbour, value, value, neighbour, 0, value, value,
+                ];
+                assert_eq!(
+                    signals(&s),
+                    signals_bytewise(&s),
+                    "{value:#x} by {neighbour:#x}"
+                );
+            }
+        }
+        let text = "GET /users/123?token=abc&mail=bob@example.com Bearer 4111 1111 1111 1111";
+        assert_eq!(
+            signals(text.as_bytes()),
+            Signals {
+                seen: EQ | AT | B,
+                digits: 19
+            }
+        );
     }
 
     #[test]
