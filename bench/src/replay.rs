@@ -85,14 +85,17 @@ pub fn load_chain(dir: &Path, cache: Option<&Path>) -> Result<Arc<PluginChain>> 
     Ok(chain)
 }
 
-/// The OTLP request bodies opentelemetry-otlp would send for `spans`.
+/// The OTLP request bodies opentelemetry-otlp would send for `spans`, with the work the agent
+/// does for one export attempt: it keeps each batch for a retry and hands the exporter a copy.
 pub fn encode_otlp(spans: Vec<Span>) -> Vec<Vec<u8>> {
     sdk_batches(spans)
         .into_iter()
         .map(|(resource, data)| {
             let resource = ResourceAttributesWithSchema::from(&resource);
+            let attempt = data.clone();
+            drop(data);
             ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(data, &resource),
+                resource_spans: group_spans_by_resource_and_scope(attempt, &resource),
             }
             .encode_to_vec()
         })

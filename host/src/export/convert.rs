@@ -1,10 +1,11 @@
 //! The agent's `Span`/`Resource` as the SDK types opentelemetry-otlp exports.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
@@ -62,14 +63,24 @@ pub(crate) fn span_data(span: Span, scope: &InstrumentationScope) -> SpanData {
     }
 }
 
+/// Owned text goes into the SDK types reference-counted: each export attempt hands
+/// opentelemetry-otlp a copy of the batch (the agent keeps the batch for a retry), and the
+/// exporter copies every span once more before encoding it. Counted copies cost a reference
+/// count each where owned ones cost an allocation and a memcpy each (`cargo bench`'s
+/// `otlp-encode`, and the pipeline's instructions per span in docs/benchmarks.md).
 fn key_value(attribute: Attribute) -> KeyValue {
     let value = match attribute.value {
-        AttributeValue::Str(s) => Value::from(s),
+        AttributeValue::Str(Cow::Owned(s)) => Value::String(Arc::<str>::from(s).into()),
+        AttributeValue::Str(Cow::Borrowed(s)) => Value::from(s),
         AttributeValue::Int(i) => Value::I64(i),
         AttributeValue::Float(x) => Value::F64(x),
         AttributeValue::Bool(b) => Value::Bool(b),
     };
-    KeyValue::new(attribute.key, value)
+    let key = match attribute.key {
+        Cow::Owned(k) => Key::from(Arc::<str>::from(k)),
+        Cow::Borrowed(k) => Key::from_static_str(k),
+    };
+    KeyValue::new(key, value)
 }
 
 fn unix_nanos(nanos: u64) -> SystemTime {
@@ -78,8 +89,6 @@ fn unix_nanos(nanos: u64) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     #[test]
@@ -100,6 +109,7 @@ mod tests {
                 Attribute::new("i", 42),
                 Attribute::new("f", AttributeValue::Float(1.5)),
                 Attribute::new("b", true),
+                Attribute::new(String::from("from.plugin"), String::from("owned text")),
             ],
             resource: Arc::new(Resource::default()),
         };
@@ -129,6 +139,7 @@ mod tests {
                 KeyValue::new("i", 42),
                 KeyValue::new("f", 1.5),
                 KeyValue::new("b", true),
+                KeyValue::new("from.plugin", "owned text"),
             ]
         );
         assert_eq!(data.status, Status::error("boom"));
