@@ -1,13 +1,14 @@
 //! Which processes to trace: scans /proc and matches processes against the user's selectors.
 //!
-//! A scan is cheap (a directory listing plus one readlink per new process), so the agent rescans
-//! on a short interval and notices a new or restarted service within that interval.
+//! A scan is cheap (a directory listing, one readlink per process, and the start time only of
+//! processes that are new, have exec'd or are traced), so the agent rescans on a short interval
+//! and notices a new or restarted service within that interval.
 mod cgroup;
 mod ports;
 mod selector;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use cgroup::{container_identity, ContainerIdentity};
 pub use ports::listening_ports_by_pid;
@@ -35,8 +36,11 @@ fn start_ticks(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Every process visible in /proc, except the agent itself and kernel threads.
-pub fn scan_processes() -> Vec<Process> {
+/// Every process visible in /proc, except the agent itself and kernel threads. `known` gives the
+/// identity of a pid seen before running the same executable, so that its start time is not read
+/// again: a scan then costs a known process one readlink, not the six system calls of reading
+/// /proc/PID/stat as well (a node runs hundreds of processes, rescanned four times a second).
+pub fn scan_processes(known: impl Fn(u32, &Path) -> Option<ProcessId>) -> Vec<Process> {
     let own = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -49,13 +53,14 @@ pub fn scan_processes() -> Vec<Process> {
             }
             // Kernel threads have no executable: readlink fails and they are skipped.
             let executable = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-            Some(Process {
-                id: ProcessId {
+            let id = match known(pid, &executable) {
+                Some(id) => id,
+                None => ProcessId {
                     pid,
                     start_ticks: start_ticks(pid)?,
                 },
-                executable,
-            })
+            };
+            Some(Process { id, executable })
         })
         .collect()
 }
@@ -76,6 +81,24 @@ pub struct ProcessWatcher {
 }
 
 impl ProcessWatcher {
+    /// Scans /proc and returns what changed since the last scan. A process seen before with the
+    /// same executable keeps its identity without its start time being read again, unless
+    /// `check_identity` asks for it: a pid reused by a new process of the same program between
+    /// two scans only matters for a traced one, whose probes and offsets belong to the old one.
+    pub fn scan(&mut self, check_identity: impl Fn(u32) -> bool) -> ScanDiff {
+        let known = &self.known;
+        let now = scan_processes(|pid, executable| {
+            if check_identity(pid) {
+                return None;
+            }
+            known
+                .get(&pid)
+                .filter(|(_, known_executable)| known_executable == executable)
+                .map(|(id, _)| id.clone())
+        });
+        self.update(now)
+    }
+
     pub fn update(&mut self, now: Vec<Process>) -> ScanDiff {
         let mut diff = ScanDiff::default();
         let mut next = HashMap::with_capacity(now.len());
@@ -148,9 +171,40 @@ mod tests {
 
     #[test]
     fn scan_sees_this_test_process_parent_but_not_itself() {
-        let all = scan_processes();
+        let all = scan_processes(|_, _| None);
         assert!(all.iter().all(|p| p.id.pid != std::process::id()));
         let parent = std::os::unix::process::parent_id();
-        assert!(all.iter().any(|p| p.id.pid == parent));
+        let found = all.iter().find(|p| p.id.pid == parent).unwrap();
+        assert_eq!(Some(found.id.start_ticks), start_ticks(parent));
+    }
+
+    #[test]
+    fn a_known_process_keeps_its_identity_unless_its_executable_changed_or_it_is_checked() {
+        let parent = std::os::unix::process::parent_id();
+        let real = start_ticks(parent).unwrap();
+        let mut w = ProcessWatcher::default();
+        let first = w.scan(|_| false);
+        assert!(first.started.iter().any(|p| p.id.pid == parent));
+        // A start time the scan would never read: kept only while the start time is not read.
+        w.known.get_mut(&parent).unwrap().0.start_ticks = real + 1;
+        let unchanged = w.scan(|_| false);
+        assert!(unchanged.started.iter().all(|p| p.id.pid != parent));
+        assert_eq!(w.known[&parent].0.start_ticks, real + 1);
+        // Checked (as a traced process is): read again, and its stale identity reported gone.
+        let checked = w.scan(|pid| pid == parent);
+        assert!(checked
+            .exited
+            .iter()
+            .any(|id| id.pid == parent && id.start_ticks == real + 1));
+        assert_eq!(w.known[&parent].0.start_ticks, real);
+        // Another executable (an exec): read again.
+        let (id, executable) = w.known.get_mut(&parent).unwrap();
+        id.start_ticks = real + 1;
+        *executable = PathBuf::from("/nonexistent/old-program");
+        let execd = w.scan(|_| false);
+        assert!(execd
+            .started
+            .iter()
+            .any(|p| p.id.pid == parent && p.id.start_ticks == real));
     }
 }

@@ -18,8 +18,8 @@ use super::processes::ProcessTable;
 use super::stats::AgentStats;
 use crate::attach::{load_bias, Probes};
 use crate::discover::{
-    container_identity, listening_ports_by_pid, scan_processes, ContainerIdentity, Process,
-    ProcessWatcher, Selector,
+    container_identity, listening_ports_by_pid, ContainerIdentity, Process, ProcessWatcher,
+    Selector,
 };
 use crate::inspect::{inspect_bytes_guarded, GoBinary, InspectError};
 use crate::span::{parse_environ, process_resource, Attribute, ProcessFacts, Resource, WallClock};
@@ -176,7 +176,8 @@ impl Tracker {
     }
 
     fn scan(&mut self) {
-        let diff = self.watcher.update(scan_processes());
+        let probes = &self.probes;
+        let diff = self.watcher.scan(|pid| probes.is_attached(pid));
         for exited in diff.exited {
             if self.probes.is_attached(exited.pid) {
                 let unfinished_requests = self.probes.detach(exited.pid);
