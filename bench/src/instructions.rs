@@ -1,9 +1,10 @@
 //! Instructions per span of each pipeline stage, counted rather than timed: the replay of
 //! `replay` run on valgrind's synthetic CPU (callgrind), counting only inside
 //! [`measured_batches`]. Spans per second move with the host (on the same VM kind, one day's
-//! figures were 27-40% below another's, same binary); the instructions a span takes do not, so
-//! this is the figure that shows what a change to the code did, and what instruction budget per
-//! span a throughput target means on a given host.
+//! figures were 27-40% below another's, same binary); the instructions a span takes barely do
+//! (a few percent: span ids are random and hash seeds differ from run to run), so this is the
+//! figure that shows what a change to the code did, and what instruction budget per span a
+//! throughput target means on a given host.
 //!
 //! Each stage runs in a child process (this same binary under valgrind, see `main.rs`). The
 //! plugins are compiled once, natively, into a cache the children load them from: compiling

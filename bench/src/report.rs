@@ -509,9 +509,9 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          distinct events, hot in cache as a batch just copied out of the ring buffer) replayed \
          through the agent's own code on one thread, {} events per batch, {:.1} s per stage and round. \
          **Instructions per span** are those of the same replay counted by valgrind (callgrind, \
-         {} batches per stage after a first one, Wasm code included): a count, not a timing, so it \
-         is the same on any x86-64 host and shows what a change to the code did where spans/s \
-         move with the host's speed.\n\n\
+         {} batches per stage after a first one, Wasm code included): a count, not a timing, \
+         repeatable to a few percent on any x86-64 host (span ids are random, hash seeds differ), \
+         so it shows what a change to the code did where spans/s move with the host's speed.\n\n\
          | stage | spans/s, median (min – max) | µs per span | instructions per span | OTLP bytes per span |\n|---|---|---|---|---|",
         crate::replay::BATCH,
         s.replay_time.as_secs_f64(),
