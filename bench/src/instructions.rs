@@ -18,9 +18,6 @@ use serde::Serialize;
 use crate::replay::{load_chain, three_plugin_dir, Replay, Stage, BATCH};
 use crate::workload::records;
 
-/// The option that makes `http-autoinstrument-bench` the child that replays one stage.
-pub const CHILD_OPTION: &str = "--count-instructions-of";
-
 #[derive(Clone, Debug, Serialize)]
 pub struct InstructionCount {
     pub stage: Stage,
@@ -50,7 +47,7 @@ pub fn count(built_plugins: &Path, cache: &Path, batches: usize) -> Result<Vec<I
                 "--toggle-collect=http_autoinstrument_bench::instructions::measured_batches",
             ])
             .arg(&me)
-            .args([CHILD_OPTION, stage.slug()])
+            .args(["--count-instructions-of", stage.slug()])
             .arg("--plugins")
             .arg(built_plugins)
             .arg("--plugin-cache")

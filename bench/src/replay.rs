@@ -92,10 +92,8 @@ pub fn encode_otlp(spans: Vec<Span>) -> Vec<Vec<u8>> {
         .into_iter()
         .map(|(resource, data)| {
             let resource = ResourceAttributesWithSchema::from(&resource);
-            let attempt = data.clone();
-            drop(data);
             ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(attempt, &resource),
+                resource_spans: group_spans_by_resource_and_scope(data.clone(), &resource),
             }
             .encode_to_vec()
         })

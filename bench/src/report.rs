@@ -121,6 +121,20 @@ fn thousands(x: f64) -> String {
     out
 }
 
+/// The pipeline's throughput targets: the stage, what it is, spans/s.
+const PIPELINE_TARGETS: [(crate::replay::Stage, &str, f64); 2] = [
+    (
+        crate::replay::Stage::Plugins,
+        "without export (decode + 3 plugins)",
+        1e6,
+    ),
+    (
+        crate::replay::Stage::OtlpEncoding,
+        "with OTLP encoding",
+        4e5,
+    ),
+];
+
 fn instructions_per_span(r: &Results, stage: crate::replay::Stage) -> Option<f64> {
     r.instructions
         .iter()
@@ -275,18 +289,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             }
         }
     }
-    for (stage, what, target) in [
-        (
-            crate::replay::Stage::Plugins,
-            "without export (decode + 3 plugins)",
-            1e6,
-        ),
-        (
-            crate::replay::Stage::OtlpEncoding,
-            "with OTLP encoding",
-            4e5,
-        ),
-    ] {
+    for (stage, what, target) in PIPELINE_TARGETS {
         let rate = replay(stage);
         let _ = writeln!(
             md,
@@ -565,21 +568,12 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             "spans/s".into(),
             stages.iter().map(|&x| replay_runs(x)).collect(),
         )],
-        &[
-            Target {
-                value: 1e6,
-                label: "target without export".into(),
-            },
-            Target {
-                value: 4e5,
-                label: "target with OTLP encoding".into(),
-            },
-        ],
+        &PIPELINE_TARGETS.map(|(_, what, target)| Target {
+            value: target,
+            label: format!("target {what}"),
+        }),
     )?;
-    for (stage, target) in [
-        (crate::replay::Stage::Plugins, 1e6),
-        (crate::replay::Stage::OtlpEncoding, 4e5),
-    ] {
+    for (stage, _, target) in PIPELINE_TARGETS {
         if let Some(b) = instruction_budget(r, stage, replay(stage), target) {
             let _ = writeln!(
                 md,

@@ -40,7 +40,7 @@ fn start_ticks(pid: u32) -> Option<u64> {
 /// identity of a pid seen before running the same executable, so that its start time is not read
 /// again: a scan then costs a known process one readlink, not the six system calls of reading
 /// /proc/PID/stat as well (a node runs hundreds of processes, rescanned four times a second).
-pub fn scan_processes(known: impl Fn(u32, &Path) -> Option<ProcessId>) -> Vec<Process> {
+fn scan_processes(known: impl Fn(u32, &Path) -> Option<ProcessId>) -> Vec<Process> {
     let own = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
