@@ -3,6 +3,7 @@
 //! memcpy, where typed records would be lowered field by field. The buffers are reused from
 //! call to call so the hot path does not allocate once they have grown.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
@@ -25,6 +26,7 @@ pub struct BatchEncoder {
     /// Resources already packed in this batch, by identity (spans of one process share one).
     resources: Vec<*const Resource>,
     attribute_rows: u32,
+    constants: ConstantText,
 }
 
 // SAFETY: the raw pointers are only compared for identity while the spans they came from are
@@ -42,6 +44,7 @@ impl Default for BatchEncoder {
             },
             resources: Vec::new(),
             attribute_rows: 0,
+            constants: ConstantText::default(),
         }
     }
 }
@@ -56,14 +59,18 @@ impl BatchEncoder {
         b.spans.reserve(spans.len() * SPAN_ROW);
         self.resources.clear();
         self.attribute_rows = 0;
+        self.constants.clear();
+        let constants = &mut self.constants;
         for span in spans {
             let resource = resource_index(
                 &mut self.resources,
                 &mut self.attribute_rows,
+                constants,
                 b,
                 &span.resource,
             );
-            let (first, count) = push_attributes(&mut self.attribute_rows, b, &span.attributes);
+            let (first, count) =
+                push_attributes(&mut self.attribute_rows, constants, b, &span.attributes);
             let name = push_text(&mut b.text, &span.name);
             let (status, message) = match &span.status {
                 SpanStatus::Unset => (0u8, ""),
@@ -140,6 +147,7 @@ fn put_u64(row: &mut [u8], at: usize, v: u64) {
 fn resource_index(
     seen: &mut Vec<*const Resource>,
     rows: &mut u32,
+    constants: &mut ConstantText,
     b: &mut wit::SpanBatch,
     r: &Arc<Resource>,
 ) -> u32 {
@@ -147,7 +155,7 @@ fn resource_index(
     if let Some(i) = seen.iter().position(|p| *p == ptr) {
         return i as u32;
     }
-    let (first, count) = push_attributes(rows, b, &r.attributes);
+    let (first, count) = push_attributes(rows, constants, b, &r.attributes);
     let mut row = [0u8; RESOURCE_ROW];
     put_u32(&mut row, 0, first);
     put_u32(&mut row, 4, count);
@@ -156,16 +164,21 @@ fn resource_index(
     (seen.len() - 1) as u32
 }
 
-fn push_attributes(rows: &mut u32, b: &mut wit::SpanBatch, attrs: &[Attribute]) -> (u32, u32) {
+fn push_attributes(
+    rows: &mut u32,
+    constants: &mut ConstantText,
+    b: &mut wit::SpanBatch,
+    attrs: &[Attribute],
+) -> (u32, u32) {
     let first = *rows;
     for a in attrs {
         let mut row = [0u8; ATTRIBUTE_ROW];
-        let key = push_text(&mut b.text, &a.key);
+        let key = constants.push(&mut b.text, &a.key);
         put_u32(&mut row, 0, key.0);
         put_u32(&mut row, 4, key.1);
         match &a.value {
             AttributeValue::Str(s) => {
-                let v = push_text(&mut b.text, s);
+                let v = constants.push(&mut b.text, s);
                 row[8] = TAG_STR;
                 put_u32(&mut row, 16, v.0);
                 put_u32(&mut row, 20, v.1);
@@ -187,6 +200,66 @@ fn push_attributes(rows: &mut u32, b: &mut wit::SpanBatch, attrs: &[Attribute]) 
     }
     *rows += attrs.len() as u32;
     (first, attrs.len() as u32)
+}
+
+const CONSTANT_SLOT_BITS: u32 = 6;
+const CONSTANT_SLOTS: usize = 1 << CONSTANT_SLOT_BITS;
+
+/// Where the agent's own constant strings (semantic-convention keys, values such as `GET` or
+/// `https`) already are in the batch's text, by address: each is written once per batch rather
+/// than once per span, so most of a span's attributes cost a row and no text (the WIT allows
+/// ranges to share bytes). A small direct-mapped table: two constants that meet in one slot only
+/// cost a second copy of one of them.
+struct ConstantText {
+    slots: [ConstantSlot; CONSTANT_SLOTS],
+}
+
+#[derive(Clone, Copy, Default)]
+struct ConstantSlot {
+    address: usize,
+    len: u32,
+    offset: u32,
+}
+
+impl Default for ConstantText {
+    fn default() -> Self {
+        ConstantText {
+            slots: [ConstantSlot::default(); CONSTANT_SLOTS],
+        }
+    }
+}
+
+impl ConstantText {
+    /// A new batch: its text starts empty.
+    fn clear(&mut self) {
+        self.slots = [ConstantSlot::default(); CONSTANT_SLOTS];
+    }
+
+    /// The range of `s` in `text`, appending it unless it is a constant already there.
+    #[expect(
+        clippy::ptr_arg,
+        reason = "whether the text is borrowed for 'static is what makes it a constant"
+    )]
+    fn push(&mut self, text: &mut Vec<u8>, s: &Cow<'static, str>) -> (u32, u32) {
+        let Cow::Borrowed(constant) = s else {
+            return push_text(text, s);
+        };
+        let address = constant.as_ptr() as usize;
+        // Fibonacci hashing: the top bits of the product mix every bit of the address.
+        let index =
+            (address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONSTANT_SLOT_BITS);
+        let slot = &mut self.slots[index as usize];
+        if slot.address == address && slot.len as usize == constant.len() {
+            return (slot.offset, slot.len);
+        }
+        let (offset, len) = push_text(text, constant);
+        *slot = ConstantSlot {
+            address,
+            len,
+            offset,
+        };
+        (offset, len)
+    }
 }
 
 fn push_text(text: &mut Vec<u8>, s: &str) -> (u32, u32) {
@@ -266,6 +339,52 @@ mod tests {
         assert_eq!((a[8], u64_at(a, 16)), (TAG_INT, 500));
         let ra = &b.attributes[u32_at(&b.resources, 0) as usize * ATTRIBUTE_ROW..];
         assert_eq!(text(b, ra, 0), "service.name");
+    }
+
+    #[test]
+    fn writes_a_constant_once_per_batch_and_every_owned_string_each_time() {
+        let r = Arc::new(Resource::default());
+        let mut enc = BatchEncoder::default();
+        let b = enc.encode(&[span(&r, "/same"), span(&r, "/same")]);
+        let times = |s: &str| {
+            b.text
+                .windows(s.len())
+                .filter(|w| *w == s.as_bytes())
+                .count()
+        };
+        assert_eq!(times("url.path"), 1);
+        assert_eq!(times("/same"), 2);
+        for s in b.spans.chunks(SPAN_ROW) {
+            let a = &b.attributes[u32_at(s, 64) as usize * ATTRIBUTE_ROW..];
+            assert_eq!(
+                (text(b, a, 0), text(b, a, 16)),
+                ("url.path".into(), "/same".into())
+            );
+        }
+        let b = enc.encode(&[span(&r, "/next")]);
+        assert_eq!(
+            text(b, &b.attributes, 0),
+            "url.path",
+            "a new batch writes it again"
+        );
+    }
+
+    #[test]
+    fn a_constant_that_starts_another_is_not_taken_for_it() {
+        let route: &'static str = "http.route";
+        let r = Arc::new(Resource::default());
+        let mut s = span(&r, "/a");
+        s.attributes = vec![
+            Attribute::new(&route[..4], &route[5..]),
+            Attribute::new(route, &route[..4]),
+        ];
+        let mut enc = BatchEncoder::default();
+        let b = enc.encode(&[s]);
+        let second = &b.attributes[ATTRIBUTE_ROW..];
+        assert_eq!(text(b, &b.attributes, 0), "http");
+        assert_eq!(text(b, &b.attributes, 16), "route");
+        assert_eq!(text(b, second, 0), "http.route");
+        assert_eq!(text(b, second, 16), "http");
     }
 
     #[test]
