@@ -16,10 +16,19 @@ pub(crate) const TAG_BOOL: u8 = 3;
 /// A batch of spans as the host sent it. Strings are borrowed from one shared buffer.
 pub struct Batch {
     raw: SpanBatch,
-    /// Whether `raw.text` is valid UTF-8 as a whole (checked once per batch, or known for a batch
-    /// from the host), so reading a string only has to check that its range lies on character
+    /// What is known of `raw.text`, so that reading a string checks only the rest.
+    text: TextIs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TextIs {
+    /// Packed by the agent from Rust strings: UTF-8, and every range it sends is a whole string.
+    HostStrings,
+    /// Valid UTF-8 as a whole (checked once per batch): a range must still lie on character
     /// boundaries.
-    text_is_utf8: bool,
+    Utf8,
+    /// Not UTF-8: a string is checked when it is read.
+    Unchecked,
 }
 
 /// An attribute value borrowed from the batch.
@@ -92,15 +101,20 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 impl Batch {
     /// A batch from anywhere (tests, tools): its text is checked once, here.
     pub fn from_raw(raw: SpanBatch) -> Self {
-        let text_is_utf8 = std::str::from_utf8(&raw.text).is_ok();
-        Batch { raw, text_is_utf8 }
+        let text = match std::str::from_utf8(&raw.text) {
+            Ok(_) => TextIs::Utf8,
+            Err(_) => TextIs::Unchecked,
+        };
+        Batch { raw, text }
     }
 
     /// A batch as `process` received it from the agent, which packs `text` from Rust strings:
-    /// UTF-8 by construction, as `wit/plugin.wit` promises. Not checked again in release builds,
-    /// the same trust wit-bindgen gives a `string` the host lowered (its `string_lift`). Checking
-    /// it cost every plugin ~26 µs per 512 spans, an eighth of what a plugin that edits nothing
-    /// costs per batch (`alone-test-faults` in bench/benches/plugins.rs).
+    /// UTF-8 by construction and every range a whole string, as `wit/plugin.wit` promises. Not
+    /// checked again in release builds, the same trust wit-bindgen gives a `string` the host
+    /// lowered (its `string_lift`). Checking the text cost every plugin ~26 µs per 512 spans, an
+    /// eighth of what a plugin that edits nothing costs per batch (`alone-test-faults` in
+    /// bench/benches/plugins.rs); checking each range's character boundaries, ~300 of the ~16,000
+    /// instructions per span the three example plugins took.
     pub(crate) fn from_host(raw: SpanBatch) -> Self {
         debug_assert!(
             std::str::from_utf8(&raw.text).is_ok(),
@@ -108,7 +122,7 @@ impl Batch {
         );
         Batch {
             raw,
-            text_is_utf8: true,
+            text: TextIs::HostStrings,
         }
     }
 
@@ -163,15 +177,18 @@ impl Batch {
     /// them).
     #[inline(always)]
     fn text(&self, row: &[u8], at: usize) -> &str {
-        if self.text_is_utf8 {
-            let start = u32_at(row, at) as usize;
-            let end = start.saturating_add(u32_at(row, at + 4) as usize);
-            // SAFETY: checked to be UTF-8 as a whole in `from_raw`; `str::get` below only
-            // returns ranges on character boundaries, so the slice is UTF-8 too.
-            let text = unsafe { std::str::from_utf8_unchecked(&self.raw.text) };
-            text.get(start..end).unwrap_or("")
-        } else {
-            std::str::from_utf8(self.bytes(row, at)).unwrap_or("")
+        match self.text {
+            // SAFETY: the agent's ranges are whole strings of UTF-8 text (see `from_host`).
+            TextIs::HostStrings => unsafe { std::str::from_utf8_unchecked(self.bytes(row, at)) },
+            TextIs::Utf8 => {
+                let start = u32_at(row, at) as usize;
+                let end = start.saturating_add(u32_at(row, at + 4) as usize);
+                // SAFETY: checked to be UTF-8 as a whole in `from_raw`; `str::get` below only
+                // returns ranges on character boundaries, so the slice is UTF-8 too.
+                let text = unsafe { std::str::from_utf8_unchecked(&self.raw.text) };
+                text.get(start..end).unwrap_or("")
+            }
+            TextIs::Unchecked => std::str::from_utf8(self.bytes(row, at)).unwrap_or(""),
         }
     }
 
