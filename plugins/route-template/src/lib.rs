@@ -35,20 +35,32 @@ impl RouteTemplate {
     /// Writes the template of `path` into `self.route`; returns whether any segment changed.
     fn template(&mut self, path: &str) -> bool {
         self.route.clear();
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        // Byte loops rather than `split`: a char pattern goes through `memchr`, whose setup costs
+        // more than the few bytes of a path segment it searches (in Wasm: ~620 instructions per
+        // span more, of ~3,300).
+        let end = path
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(path.len());
+        let path = &path[..end];
         let mut changed = false;
-        for (i, segment) in path.split('/').enumerate() {
-            if i > 0 {
-                self.route.push('/');
-            }
+        let mut start = 0;
+        loop {
+            let rest = &path[start..];
+            let len = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+            let segment = &rest[..len];
             if is_identifier(segment, self.settings.min_hex_len) {
                 self.route.push_str(&self.settings.placeholder);
                 changed = true;
             } else {
                 self.route.push_str(segment);
             }
+            if len == rest.len() {
+                return changed;
+            }
+            self.route.push('/');
+            start += len + 1;
         }
-        changed
     }
 }
 
@@ -186,6 +198,26 @@ mod tests {
         .unwrap();
         assert_eq!(out[0].name, "/a/{id}");
         assert_eq!(out[1], TestSpan::new("y"));
+    }
+
+    #[test]
+    fn every_segment_is_kept_or_replaced_empty_ones_and_a_trailing_slash_included() {
+        let mut p = RouteTemplate::init("{}").unwrap();
+        for (path, route, changed) in [
+            ("", "", false),
+            ("/", "/", false),
+            ("//", "//", false),
+            ("/users/", "/users/", false),
+            ("/users/42/", "/users/{id}/", true),
+            ("42", "{id}", true),
+            ("/a//7", "/a//{id}", true),
+            ("/é/12?x=/3", "/é/{id}", true),
+            ("/x#/9", "/x", false),
+            ("?/9", "", false),
+        ] {
+            assert_eq!(p.template(path), changed, "{path:?}");
+            assert_eq!(p.route, route, "{path:?}");
+        }
     }
 
     #[test]
