@@ -16,8 +16,12 @@ echo "== manifests"
 scripts/validate-manifests.sh
 echo "== cargo fmt"
 cargo fmt --all --check
+(cd guest-sdk && cargo fmt --check)
+(cd plugins && cargo fmt --all --check)
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd guest-sdk && cargo clippy --all-targets --locked -- -D warnings)
+(cd plugins && cargo clippy --workspace --all-targets --locked -- -D warnings)
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$RESULTS"
 echo "== guest SDK and example plugins (native unit tests)"

@@ -225,7 +225,7 @@ fn signals(bytes: &[u8]) -> Signals {
         let at_least_colon = low7 + ONES * 0x46;
         digits += (at_least_0 & !at_least_colon & !x & HIGHS).count_ones() as usize;
     }
-    let mut seen = u8::from(eq != 0) * EQ | u8::from(at != 0) * AT | u8::from(b != 0) * B;
+    let mut seen = (u8::from(eq != 0) * EQ) | (u8::from(at != 0) * AT) | (u8::from(b != 0) * B);
     for &byte in words.remainder() {
         seen |= CLASS[byte as usize];
         digits += usize::from(byte.is_ascii_digit());
