@@ -86,14 +86,14 @@ pub fn load_chain(dir: &Path, cache: Option<&Path>) -> Result<Arc<PluginChain>> 
 }
 
 /// The OTLP request bodies opentelemetry-otlp would send for `spans`, with the work the agent
-/// does for one export attempt: it keeps each batch for a retry and hands the exporter a copy.
+/// does for one export attempt (it converts the spans it keeps for a retry).
 pub fn encode_otlp(spans: Vec<Span>) -> Vec<Vec<u8>> {
     sdk_batches(spans)
         .into_iter()
         .map(|(resource, data)| {
             let resource = ResourceAttributesWithSchema::from(&resource);
             ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(data.clone(), &resource),
+                resource_spans: group_spans_by_resource_and_scope(data, &resource),
             }
             .encode_to_vec()
         })

@@ -21,13 +21,13 @@ pub(crate) fn scope() -> InstrumentationScope {
 
 pub(crate) fn resource(resource: &Resource) -> opentelemetry_sdk::Resource {
     opentelemetry_sdk::Resource::builder_empty()
-        .with_attributes(resource.attributes.iter().cloned().map(key_value))
+        .with_attributes(resource.attributes.iter().map(key_value))
         .build()
 }
 
-/// Consumes the span: its strings move into the SDK types instead of being copied (export is
-/// the end of a span's life in the agent).
-pub(crate) fn span_data(span: Span, scope: &InstrumentationScope) -> SpanData {
+/// The span as opentelemetry-otlp takes it, for one export attempt: the exporter consumes what
+/// it is given, and the agent keeps its own spans for a retry, so each attempt converts them.
+pub(crate) fn span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
     SpanData {
         // The agent only produces spans it decided to record, hence SAMPLED.
         span_context: SpanContext::new(
@@ -47,37 +47,34 @@ pub(crate) fn span_data(span: Span, scope: &InstrumentationScope) -> SpanData {
             SpanKind::Server => opentelemetry::trace::SpanKind::Server,
             SpanKind::Client => opentelemetry::trace::SpanKind::Client,
         },
-        name: Cow::Owned(span.name),
+        name: Cow::Owned(span.name.clone()),
         start_time: unix_nanos(span.start_unix_nanos),
         end_time: unix_nanos(span.end_unix_nanos),
-        attributes: span.attributes.into_iter().map(key_value).collect(),
+        attributes: span.attributes.iter().map(key_value).collect(),
         dropped_attributes_count: 0,
         events: SpanEvents::default(),
         links: SpanLinks::default(),
-        status: match span.status {
+        status: match &span.status {
             SpanStatus::Unset => Status::Unset,
             SpanStatus::Ok => Status::Ok,
-            SpanStatus::Error { description } => Status::error(description),
+            SpanStatus::Error { description } => Status::error(description.clone()),
         },
         instrumentation_scope: scope.clone(),
     }
 }
 
-/// Owned text goes into the SDK types reference-counted: each export attempt hands
-/// opentelemetry-otlp a copy of the batch (the agent keeps the batch for a retry), and the
-/// exporter copies every span once more before encoding it. Counted copies cost a reference
-/// count each where owned ones cost an allocation and a memcpy each (`cargo bench`'s
-/// `otlp-encode`, and the pipeline's instructions per span in docs/benchmarks.md).
-fn key_value(attribute: Attribute) -> KeyValue {
-    let value = match attribute.value {
-        AttributeValue::Str(Cow::Owned(s)) => Value::String(Arc::<str>::from(s).into()),
-        AttributeValue::Str(Cow::Borrowed(s)) => Value::from(s),
-        AttributeValue::Int(i) => Value::I64(i),
-        AttributeValue::Float(x) => Value::F64(x),
-        AttributeValue::Bool(b) => Value::Bool(b),
+/// The agent's constant keys and values go over as static text, with no copy; owned text is
+/// copied once (opentelemetry-proto then copies it again into the protobuf types).
+fn key_value(attribute: &Attribute) -> KeyValue {
+    let value = match &attribute.value {
+        AttributeValue::Str(Cow::Owned(s)) => Value::String(Arc::<str>::from(s.as_str()).into()),
+        AttributeValue::Str(Cow::Borrowed(s)) => Value::from(*s),
+        AttributeValue::Int(i) => Value::I64(*i),
+        AttributeValue::Float(x) => Value::F64(*x),
+        AttributeValue::Bool(b) => Value::Bool(*b),
     };
-    let key = match attribute.key {
-        Cow::Owned(k) => Key::from(Arc::<str>::from(k)),
+    let key = match &attribute.key {
+        Cow::Owned(k) => Key::from(Arc::<str>::from(k.as_str())),
         Cow::Borrowed(k) => Key::from_static_str(k),
     };
     KeyValue::new(key, value)
@@ -113,7 +110,7 @@ mod tests {
             ],
             resource: Arc::new(Resource::default()),
         };
-        let data = span_data(span, &scope());
+        let data = span_data(&span, &scope());
         assert_eq!(data.span_context.trace_id(), TraceId::from_bytes([7; 16]));
         assert_eq!(data.span_context.span_id(), SpanId::from_bytes([8; 8]));
         assert!(data.span_context.is_sampled());
@@ -153,12 +150,12 @@ mod tests {
     #[test]
     fn root_and_client_spans_have_no_remote_parent() {
         let mut span = Span::for_tests(Arc::new(Resource::default()), [2; 8]);
-        let root = span_data(span.clone(), &scope());
+        let root = span_data(&span, &scope());
         assert_eq!(root.parent_span_id, SpanId::INVALID);
         assert!(!root.parent_span_is_remote);
         span.kind = SpanKind::Client;
         span.parent_span_id = Some([3; 8]);
-        let client = span_data(span, &scope());
+        let client = span_data(&span, &scope());
         assert!(!client.parent_span_is_remote);
         assert_eq!(client.span_kind, opentelemetry::trace::SpanKind::Client);
     }

@@ -74,9 +74,17 @@ pub(crate) fn build_exporter(
 /// measure it without a collector.
 pub fn sdk_batches(spans: Vec<Span>) -> Vec<(opentelemetry_sdk::Resource, Vec<SpanData>)> {
     let scope = convert::scope();
-    group_by_resource(spans, &scope)
+    group_by_resource(spans)
         .into_iter()
-        .map(|(resource, data)| (convert::resource(&resource), data))
+        .map(|(resource, spans)| (convert::resource(&resource), sdk_spans(&spans, &scope)))
+        .collect()
+}
+
+/// What one export attempt hands the exporter, which consumes it.
+fn sdk_spans(spans: &[Span], scope: &InstrumentationScope) -> Vec<SpanData> {
+    spans
+        .iter()
+        .map(|span| convert::span_data(span, scope))
         .collect()
 }
 
@@ -111,7 +119,7 @@ impl OtlpSink {
         counters: &Counters,
         shutdown: &mut ShutdownSignal,
     ) {
-        for (resource, data) in group_by_resource(spans, &self.scope) {
+        for (resource, spans) in group_by_resource(spans) {
             let same = self
                 .current_resource
                 .as_ref()
@@ -121,17 +129,17 @@ impl OtlpSink {
                 self.exporter.set_resource(&convert::resource(&resource));
                 self.current_resource = Some(resource);
             }
-            self.export_with_retry(data, counters, shutdown).await;
+            self.export_with_retry(&spans, counters, shutdown).await;
         }
     }
 
     async fn export_with_retry(
         &mut self,
-        data: Vec<SpanData>,
+        spans: &[Span],
         counters: &Counters,
         shutdown: &mut ShutdownSignal,
     ) {
-        let n = data.len();
+        let n = spans.len();
         let started = Instant::now();
         let budget_end = started + self.limits.max_retry_time;
         let mut attempts = 0u32;
@@ -155,10 +163,11 @@ impl OtlpSink {
                 return;
             }
             attempts += 1;
+            // Converted anew for each attempt: cheaper than converting once and handing the
+            // exporter a copy each time (a copy of SDK span data clones every attribute).
+            let data = sdk_spans(spans, &self.scope);
             let error =
-                match tokio::time::timeout(attempt_timeout, self.exporter.export(data.clone()))
-                    .await
-                {
+                match tokio::time::timeout(attempt_timeout, self.exporter.export(data)).await {
                     Ok(Ok(())) => {
                         counters.exported(n);
                         return;
@@ -223,20 +232,15 @@ fn deadline_reason(shutdown: &ShutdownSignal) -> &'static str {
 
 /// Groups spans by resource, keeping first-seen order. Equal resources behind different `Arc`s
 /// are merged so a collector sees one ResourceSpans per process, not one per allocation.
-fn group_by_resource(
-    spans: Vec<Span>,
-    scope: &InstrumentationScope,
-) -> Vec<(Arc<Resource>, Vec<SpanData>)> {
-    let mut groups: Vec<(Arc<Resource>, Vec<SpanData>)> = Vec::new();
+fn group_by_resource(spans: Vec<Span>) -> Vec<(Arc<Resource>, Vec<Span>)> {
+    let mut groups: Vec<(Arc<Resource>, Vec<Span>)> = Vec::new();
     for span in spans {
-        let resource = span.resource.clone();
-        let data = convert::span_data(span, scope);
         match groups
             .iter_mut()
-            .find(|(r, _)| Arc::ptr_eq(r, &resource) || **r == *resource)
+            .find(|(r, _)| Arc::ptr_eq(r, &span.resource) || **r == *span.resource)
         {
-            Some((_, group)) => group.push(data),
-            None => groups.push((resource, vec![data])),
+            Some((_, group)) => group.push(span),
+            None => groups.push((span.resource.clone(), vec![span])),
         }
     }
     groups
@@ -261,15 +265,13 @@ mod tests {
             attributes: vec![Attribute::new("service.name", "b")],
         });
         let spans = vec![span(&b, 1), span(&a, 2), span(&b, 3), span(&a_again, 4)];
-        let groups = group_by_resource(spans, &convert::scope());
+        let groups = group_by_resource(spans);
         let summary: Vec<(String, Vec<u8>)> = groups
             .iter()
             .map(|(r, d)| {
                 (
                     r.service_name().to_owned(),
-                    d.iter()
-                        .map(|s| s.span_context.span_id().to_bytes()[0])
-                        .collect(),
+                    d.iter().map(|s| s.span_id[0]).collect(),
                 )
             })
             .collect();
