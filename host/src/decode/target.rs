@@ -90,6 +90,12 @@ fn hex(digit: u8) -> Option<u8> {
 
 /// Bytes as text: borrowed when UTF-8 (the common case), replaced characters otherwise.
 pub fn text(bytes: &[u8]) -> Cow<'_, str> {
+    // Request text is nearly always ASCII, which `is_ascii` checks several bytes at a time
+    // where `from_utf8` decodes a short string byte by byte.
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(bytes),
@@ -103,6 +109,13 @@ mod tests {
     fn parts(target: &str, method: &str) -> (String, String) {
         let (path, query, _) = split(target.as_bytes(), false, method);
         (path.into_owned(), query.into_owned())
+    }
+
+    #[test]
+    fn text_is_borrowed_when_utf8_ascii_or_not_and_replaced_when_not() {
+        assert!(matches!(text(b"q=1&page=2"), Cow::Borrowed("q=1&page=2")));
+        assert!(matches!(text("q=café".as_bytes()), Cow::Borrowed("q=café")));
+        assert_eq!(text(b"q=\xff1"), Cow::<str>::Owned("q=\u{FFFD}1".into()));
     }
 
     #[test]
