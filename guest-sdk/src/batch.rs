@@ -202,6 +202,9 @@ impl Batch {
             .chunks_exact(ATTRIBUTE_ROW)
     }
 
+    // Inlined: a call returns the value through the Wasm stack in memory, which cost more than
+    // reading it.
+    #[inline(always)]
     fn value<'a>(&'a self, row: &[u8]) -> Value<'a> {
         let payload = u64_at(row, 16);
         match row[8] {
