@@ -8,6 +8,10 @@
 #        sudo scripts/bench.sh --compare OLD_AGENT
 #                                         the probes' run time per request of this tree's agent (B)
 #                                         against another build (A), both at once (about a minute)
+#        scripts/bench.sh --compare-plugins OLD_PLUGINS_DIR
+#                                         the decode + 3 plugins replay with this tree's example
+#                                         plugins (B) against other builds of them (A), taking
+#                                         turns in one process (seconds; the comparison needs no root)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,8 +20,13 @@ TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
 GO_VERSION="${GO_VERSION:-1.24.11}"
 SMOKE=""
 COMPARE=""
+COMPARE_PLUGINS=""
 case "${1:-}" in
   --smoke) SMOKE=1 ;;
+  --compare-plugins)
+    COMPARE_PLUGINS="$(realpath "${2:?usage: scripts/bench.sh --compare-plugins OLD_PLUGINS_DIR}")"
+    test -f "$COMPARE_PLUGINS/redact.wasm" || { echo "bench.sh: $COMPARE_PLUGINS has no redact.wasm (a directory scripts/build-plugins.sh wrote, with PLUGINS_OUT)" >&2; exit 2; }
+    ;;
   --compare)
     COMPARE="$(realpath "${2:?usage: scripts/bench.sh --compare OLD_AGENT_BINARY}")"
     test -x "$COMPARE" || { echo "bench.sh: $COMPARE is not an executable agent build" >&2; exit 2; }
@@ -48,11 +57,17 @@ if [ -n "$SMOKE" ]; then
   # The side-by-side comparison, of the build with itself.
   "$BIN/http-autoinstrument-bench" --smoke --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
     --plugins target/plugins --compare-with "$BIN/http-autoinstrument"
+  "$BIN/http-autoinstrument-bench" --smoke --plugins target/plugins --compare-plugins-with target/plugins
   echo "bench smoke run: ok ($(grep -c '^|' "$WORK/report/benchmarks.md") table rows, $(ls "$WORK/report/benchmarks/"*.svg | wc -l) charts)"
   exit 0
 fi
 
 cargo build --locked --release -q -p http-autoinstrument -p http-autoinstrument-bench
+if [ -n "$COMPARE_PLUGINS" ]; then
+  taskset -c 1 "$CARGO_TARGET_DIR/release/http-autoinstrument-bench" --plugins target/plugins \
+    --compare-plugins-with "$COMPARE_PLUGINS"
+  exit 0
+fi
 if [ -n "$COMPARE" ]; then
   BIN="$CARGO_TARGET_DIR/release"
   taskset -c 1 "$BIN/http-autoinstrument-bench" --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \

@@ -12,6 +12,7 @@
 //! - `compare`: two builds of the probes side by side (`scripts/bench.sh --compare`).
 pub mod bpfstats;
 pub mod compare;
+pub mod compare_plugins;
 pub mod criterion;
 pub mod export;
 pub mod hits;

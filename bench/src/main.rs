@@ -6,17 +6,17 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use http_autoinstrument_bench::report::{self, Invocation};
 use http_autoinstrument_bench::{
-    compare, ensure_root, instructions, run, Bench, Settings, SECTIONS,
+    compare, compare_plugins, ensure_root, instructions, run, Bench, Settings, SECTIONS,
 };
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of http-autoinstrument; writes docs/benchmarks.md")]
 struct Args {
     /// The agent binary (a release build).
-    #[arg(long, required_unless_present = "count_instructions_of")]
+    #[arg(long, required_unless_present_any = ["count_instructions_of", "compare_plugins_with"])]
     agent: Option<PathBuf>,
     /// The Go fixture server to trace.
-    #[arg(long, required_unless_present = "count_instructions_of")]
+    #[arg(long, required_unless_present_any = ["count_instructions_of", "compare_plugins_with"])]
     server: Option<PathBuf>,
     /// Directory with the built example plugins (filter.wasm, redact.wasm, ...).
     #[arg(long)]
@@ -41,6 +41,11 @@ struct Args {
     /// this other build (A), side by side (see `compare`), and print it.
     #[arg(long, value_name = "AGENT")]
     compare_with: Option<PathBuf>,
+    /// Instead of the benchmarks: compare the decode + 3 plugins replay with the plugins in
+    /// `--plugins` (B) against those built in this other directory (A), in one process, taking
+    /// turns (see `compare_plugins`), and print it. No root needed.
+    #[arg(long, value_name = "DIR")]
+    compare_plugins_with: Option<PathBuf>,
     /// Internal: replay one pipeline stage for `instructions` (which runs this under valgrind).
     #[arg(long, hide = true, value_name = "STAGE")]
     count_instructions_of: Option<String>,
@@ -62,6 +67,11 @@ fn main() -> Result<()> {
             .as_deref()
             .context("--plugin-cache is missing")?;
         return instructions::child(stage, &args.plugins, cache, args.batches);
+    }
+    if let Some(a) = &args.compare_plugins_with {
+        let (turns, batches) = if args.smoke { (2, 1) } else { (60, 20) };
+        compare_plugins::compare_plugins(a, &args.plugins, turns, batches)?;
+        return Ok(());
     }
     let (Some(agent), Some(server)) = (&args.agent, &args.server) else {
         bail!("--agent and --server are required");
