@@ -15,6 +15,9 @@ pub const ATTRIBUTE_ROW: usize = 24;
 pub const RESOURCE_ROW: usize = 8;
 pub const EDIT_ROW: usize = 24;
 
+/// [`SharedBatch::update`] patches the encoding when at most one span in this many changed.
+const PATCH_AT_MOST_ONE_IN: usize = 4;
+
 /// Value type tags shared by attribute rows and edit rows.
 pub const TAG_STR: u8 = 0;
 pub const TAG_INT: u8 = 1;
@@ -29,8 +32,9 @@ pub struct BatchEncoder {
     constants: ConstantText,
 }
 
-// SAFETY: the raw pointers are only compared for identity while the spans they came from are
-// borrowed by `encode`; they are never dereferenced.
+// SAFETY: the raw pointers are never dereferenced, only compared for identity with the resources
+// of the spans being encoded or patched, which are those of the batch that filled the table and
+// alive with it (plugins cannot change a span's resource).
 unsafe impl Send for BatchEncoder {}
 
 impl Default for BatchEncoder {
@@ -60,53 +64,83 @@ impl BatchEncoder {
         self.resources.clear();
         self.attribute_rows = 0;
         self.constants.clear();
-        let constants = &mut self.constants;
         for span in spans {
-            let resource = resource_index(
-                &mut self.resources,
-                &mut self.attribute_rows,
-                constants,
-                b,
-                &span.resource,
-            );
-            let (first, count) =
-                push_attributes(&mut self.attribute_rows, constants, b, &span.attributes);
-            let name = push_text(&mut b.text, &span.name);
-            let (status, message) = match &span.status {
-                SpanStatus::Unset => (0u8, ""),
-                SpanStatus::Ok => (1, ""),
-                SpanStatus::Error { description } => (2, description.as_str()),
-            };
-            let message = push_text(&mut b.text, message);
-            let mut row = [0u8; SPAN_ROW];
-            row[0..16].copy_from_slice(&span.trace_id);
-            // The ids travel as numbers: their big-endian bytes read as u64s.
-            let hi = u64::from_be_bytes(row[0..8].try_into().unwrap_or_default());
-            let lo = u64::from_be_bytes(row[8..16].try_into().unwrap_or_default());
-            put_u64(&mut row, 0, hi);
-            put_u64(&mut row, 8, lo);
-            put_u64(&mut row, 16, u64::from_be_bytes(span.span_id));
-            if let Some(parent) = span.parent_span_id {
-                put_u64(&mut row, 24, u64::from_be_bytes(parent));
-                row[78] = 1;
-            }
-            put_u64(&mut row, 32, span.start_unix_nanos);
-            put_u64(&mut row, 40, span.end_unix_nanos);
-            put_u32(&mut row, 48, name.0);
-            put_u32(&mut row, 52, name.1);
-            put_u32(&mut row, 56, message.0);
-            put_u32(&mut row, 60, message.1);
-            put_u32(&mut row, 64, first);
-            put_u32(&mut row, 68, count);
-            put_u32(&mut row, 72, resource);
-            row[76] = match span.kind {
-                SpanKind::Server => 0,
-                SpanKind::Client => 1,
-            };
-            row[77] = status;
-            b.spans.extend_from_slice(&row);
+            let row = self.span_row(span);
+            self.batch.spans.extend_from_slice(&row);
         }
         &self.batch
+    }
+
+    /// Brings the encoding up to date with `spans` after a plugin's edits, without encoding the
+    /// spans it left alone: the spans at `changed` are packed again after what the tables hold
+    /// (their old attribute rows and text stay behind, unreferenced), then the rows of the spans
+    /// `dropped` flags are removed, as the chain removes the spans.
+    fn patch(&mut self, spans: &[Span], changed: &[u32], dropped: &[bool]) {
+        for &index in changed {
+            let index = index as usize;
+            if let Some(span) = spans.get(index) {
+                let row = self.span_row(span);
+                self.batch.spans[index * SPAN_ROW..(index + 1) * SPAN_ROW].copy_from_slice(&row);
+            }
+        }
+        if dropped.contains(&true) {
+            let rows = &mut self.batch.spans;
+            let mut kept = 0;
+            for (index, _) in dropped.iter().enumerate().filter(|(_, &d)| !d) {
+                rows.copy_within(index * SPAN_ROW..(index + 1) * SPAN_ROW, kept * SPAN_ROW);
+                kept += 1;
+            }
+            rows.truncate(kept * SPAN_ROW);
+        }
+    }
+
+    /// Packs `span`'s attributes and text after what the tables hold; returns its row.
+    fn span_row(&mut self, span: &Span) -> [u8; SPAN_ROW] {
+        let b = &mut self.batch;
+        let constants = &mut self.constants;
+        let resource = resource_index(
+            &mut self.resources,
+            &mut self.attribute_rows,
+            constants,
+            b,
+            &span.resource,
+        );
+        let (first, count) =
+            push_attributes(&mut self.attribute_rows, constants, b, &span.attributes);
+        let name = push_text(&mut b.text, &span.name);
+        let (status, message) = match &span.status {
+            SpanStatus::Unset => (0u8, ""),
+            SpanStatus::Ok => (1, ""),
+            SpanStatus::Error { description } => (2, description.as_str()),
+        };
+        let message = push_text(&mut b.text, message);
+        let mut row = [0u8; SPAN_ROW];
+        row[0..16].copy_from_slice(&span.trace_id);
+        // The ids travel as numbers: their big-endian bytes read as u64s.
+        let hi = u64::from_be_bytes(row[0..8].try_into().unwrap_or_default());
+        let lo = u64::from_be_bytes(row[8..16].try_into().unwrap_or_default());
+        put_u64(&mut row, 0, hi);
+        put_u64(&mut row, 8, lo);
+        put_u64(&mut row, 16, u64::from_be_bytes(span.span_id));
+        if let Some(parent) = span.parent_span_id {
+            put_u64(&mut row, 24, u64::from_be_bytes(parent));
+            row[78] = 1;
+        }
+        put_u64(&mut row, 32, span.start_unix_nanos);
+        put_u64(&mut row, 40, span.end_unix_nanos);
+        put_u32(&mut row, 48, name.0);
+        put_u32(&mut row, 52, name.1);
+        put_u32(&mut row, 56, message.0);
+        put_u32(&mut row, 60, message.1);
+        put_u32(&mut row, 64, first);
+        put_u32(&mut row, 68, count);
+        put_u32(&mut row, 72, resource);
+        row[76] = match span.kind {
+            SpanKind::Server => 0,
+            SpanKind::Client => 1,
+        };
+        row[77] = status;
+        row
     }
 }
 
@@ -130,9 +164,25 @@ impl SharedBatch {
         &self.encoder.batch
     }
 
-    /// The spans changed (edited, dropped, or a new batch): encode again on next use.
+    /// The spans changed (a new batch, or a plugin's failure policy): encode again on next use.
     pub fn invalidate(&mut self) {
         self.current = false;
+    }
+
+    /// A plugin's edits changed the spans at `changed` in place and flagged those to drop
+    /// (`dropped`, by index; `spans` still holds them): patched when few changed, so a plugin that
+    /// edits or drops a few spans (a redacted secret, a health check) does not cost the next one
+    /// an encoding of the whole batch; encoded again on next use when many did, which costs the
+    /// same and keeps the tables free of rows nothing refers to.
+    pub fn update(&mut self, spans: &[Span], changed: &[u32], dropped: &[bool]) {
+        if !self.current {
+            return;
+        }
+        if changed.len() * PATCH_AT_MOST_ONE_IN > spans.len() {
+            self.current = false;
+            return;
+        }
+        self.encoder.patch(spans, changed, dropped);
     }
 }
 
@@ -385,6 +435,61 @@ mod tests {
         assert_eq!(text(b, &b.attributes, 16), "route");
         assert_eq!(text(b, second, 0), "http.route");
         assert_eq!(text(b, second, 16), "http");
+    }
+
+    /// Each span row's name and attributes, as a plugin reads them.
+    fn view(b: &wit::SpanBatch) -> Vec<(String, Vec<(String, String)>)> {
+        b.spans
+            .chunks(SPAN_ROW)
+            .map(|s| {
+                let first = u32_at(s, 64) as usize;
+                let rows = &b.attributes[first * ATTRIBUTE_ROW..];
+                let attributes = rows
+                    .chunks(ATTRIBUTE_ROW)
+                    .take(u32_at(s, 68) as usize)
+                    .map(|a| match a[8] {
+                        TAG_STR => (text(b, a, 0), text(b, a, 16)),
+                        _ => (text(b, a, 0), u64_at(a, 16).to_string()),
+                    })
+                    .collect();
+                (text(b, s, 48), attributes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_patched_encoding_reads_as_a_fresh_encoding_of_the_edited_batch() {
+        let r = Arc::new(Resource::default());
+        let mut spans: Vec<Span> = ["/a", "/b", "/c", "/d", "/e", "/f", "/g", "/h"]
+            .iter()
+            .map(|p| span(&r, p))
+            .collect();
+        let mut shared = SharedBatch::default();
+        shared.get(&spans);
+        spans[1].set_attribute("url.path", "/b?token=REDACTED");
+        spans[1].set_attribute("app.new", "x");
+        spans[6].name = "GET /g".into();
+        let dropped = [false, false, true, false, false, false, false, true];
+        shared.update(&spans, &[1, 6], &dropped);
+        let mut flags = dropped.iter();
+        spans.retain(|_| !flags.next().unwrap());
+        let patched = view(shared.get(&spans));
+        assert_eq!(patched, view(BatchEncoder::default().encode(&spans)));
+        assert_eq!(patched[1].1[0].1, "/b?token=REDACTED");
+        assert_eq!(patched[5].0, "GET /g");
+    }
+
+    #[test]
+    fn many_changed_spans_are_encoded_again_instead_of_patched() {
+        let r = Arc::new(Resource::default());
+        let mut spans = vec![span(&r, "/a"), span(&r, "/b")];
+        let mut shared = SharedBatch::default();
+        let before = shared.get(&spans).attributes.len();
+        spans[0].set_attribute("url.path", "/z");
+        shared.update(&spans, &[0], &[false, false]);
+        let b = shared.get(&spans);
+        assert_eq!(b.attributes.len(), before, "no rows left behind");
+        assert_eq!(view(b)[0].1[0].1, "/z");
     }
 
     #[test]

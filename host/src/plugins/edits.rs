@@ -40,8 +40,9 @@ pub struct Applied {
     pub dropped: usize,
     pub truncated: u64,
     pub rejected: u64,
-    /// Edits other than drops were applied (the spans changed, not just their number).
-    pub changed: bool,
+    /// Spans that edits other than drops were applied to (the spans changed, not just their
+    /// number), by index in the batch; a span's consecutive edits list it once.
+    pub changed_spans: Vec<u32>,
 }
 
 const OP_DROP: u8 = 0;
@@ -160,8 +161,8 @@ pub fn apply(
         let index = u32_at(row, 0) as usize;
         let span = &mut spans[index];
         let edit = decode(text, row, i)?;
-        if !matches!(edit, Edit::Drop) {
-            applied.changed = true;
+        if !matches!(edit, Edit::Drop) && applied.changed_spans.last() != Some(&(index as u32)) {
+            applied.changed_spans.push(index as u32);
         }
         match edit {
             Edit::Drop => {
@@ -375,7 +376,7 @@ mod tests {
                 dropped: 1,
                 truncated: 2,
                 rejected: 0,
-                changed: true,
+                changed_spans: vec![0, 1],
             }
         );
         assert_eq!(s[0].attribute("a"), Some(&AttributeValue::from("éééé")));
@@ -396,7 +397,7 @@ mod tests {
         let mut b = Builder::new();
         b.drop(0);
         let applied = apply(&mut s, &b.0, &LIMITS, &mut [false, false]).unwrap();
-        assert_eq!((applied.dropped, applied.changed), (1, false));
+        assert_eq!((applied.dropped, applied.changed_spans.len()), (1, 0));
     }
 
     #[test]

@@ -153,8 +153,8 @@ impl PluginVersion {
     }
 
     /// Runs `spans` through this plugin. Never fails: a failure applies the `on-error` policy.
-    /// `shared` holds the chain's encoding of `spans`; it is invalidated here when the spans
-    /// change.
+    /// `shared` holds the chain's encoding of `spans`; it is brought up to date here when the
+    /// spans change.
     pub fn process(
         &self,
         spans: &mut Vec<Span>,
@@ -207,6 +207,8 @@ impl PluginVersion {
             return;
         };
         let batch = shared.get(spans);
+        // The number of spans the encoding describes once this call is done.
+        let mut described = n;
         instance.store.data_mut().memory.exceeded = false;
         instance.store.set_epoch_deadline(budget_ticks(self.budget));
         let result = instance
@@ -232,15 +234,13 @@ impl PluginVersion {
             Ok(Ok(edits)) => {
                 live.dropped.clear();
                 live.dropped.resize(n, false);
-                let result = edits::apply(spans, &edits, &self.limits, &mut live.dropped);
-                if result.as_ref().is_ok_and(|a| a.changed || a.dropped > 0) {
-                    shared.invalidate();
-                }
-                match result {
+                match edits::apply(spans, &edits, &self.limits, &mut live.dropped) {
                     Err(message) => {
                         self.fail(live, spans, FailureKind::InvalidOutput, &message, sink)
                     }
                     Ok(applied) => {
+                        shared.update(spans, &applied.changed_spans, &live.dropped);
+                        described = n - applied.dropped;
                         self.stats
                             .record_edit_limits(applied.truncated, applied.rejected);
                         if applied.dropped > 0 {
@@ -260,7 +260,8 @@ impl PluginVersion {
                 }
             }
         }
-        if spans.len() != n {
+        // A failure's policy (dropping the batch) changes the spans behind the encoding's back.
+        if spans.len() != described {
             shared.invalidate();
         }
         self.stats
