@@ -43,22 +43,22 @@ impl RouteTemplate {
             .position(|b| b == b'?' || b == b'#')
             .unwrap_or(path.len());
         let path = &path[..end];
-        let mut changed = false;
+        // Kept segments are copied in runs, up to the next identifier: each copy in Wasm is a
+        // call out of the sandbox (`memory.copy`), which costs more than a segment's bytes.
+        let mut copied = 0;
         let mut start = 0;
         loop {
             let rest = &path[start..];
             let len = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
-            let segment = &rest[..len];
-            if is_identifier(segment, self.settings.min_hex_len) {
+            if is_identifier(&rest[..len], self.settings.min_hex_len) {
+                self.route.push_str(&path[copied..start]);
                 self.route.push_str(&self.settings.placeholder);
-                changed = true;
-            } else {
-                self.route.push_str(segment);
+                copied = start + len;
             }
             if len == rest.len() {
-                return changed;
+                self.route.push_str(&path[copied..]);
+                return copied > 0;
             }
-            self.route.push('/');
             start += len + 1;
         }
     }
