@@ -21,11 +21,13 @@ const KNOWN_METHODS: [&str; 9] = [
 /// `example.com/users/{id}` both give `/users/{id}`.
 pub fn route_of_pattern(pattern: &str) -> Option<&str> {
     let pattern = pattern.trim();
-    let without_method = match pattern.split_once(' ') {
-        Some((_, rest)) => rest.trim_start(),
+    // Byte loops here and in `split_host_port`: `split_once`, `find` and `contains` search
+    // through `memchr`, whose setup costs more than these few bytes take.
+    let without_method = match pattern.bytes().position(|b| b == b' ') {
+        Some(space) => pattern[space + 1..].trim_start(),
         None => pattern,
     };
-    let slash = without_method.find('/')?;
+    let slash = without_method.bytes().position(|b| b == b'/')?;
     Some(&without_method[slash..])
 }
 
@@ -33,20 +35,37 @@ pub fn route_of_pattern(pattern: &str) -> Option<&str> {
 fn split_host_port(s: &str) -> (&str, Option<u16>) {
     if let Some(rest) = s.strip_prefix('[') {
         if let Some((host, tail)) = rest.split_once(']') {
-            return (host, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+            return (host, tail.strip_prefix(':').and_then(port));
         }
     }
-    // One pass for the only colon (more than one is an IPv6 address without brackets, with no
-    // port): `rsplit_once` and `contains` would each search, through `memchr`, whose setup
-    // costs more than these few bytes take.
-    let mut colons = s.bytes().enumerate().filter(|&(_, b)| b == b':');
-    match (colons.next(), colons.next()) {
-        (Some((at, _)), None) => match s[at + 1..].parse() {
-            Ok(port) => (&s[..at], Some(port)),
-            Err(_) => (s, None),
-        },
+    // The port is a few digits after the last colon; a colon before it makes an IPv6 address
+    // without brackets, which has no port.
+    let Some(colon) = s.bytes().rposition(|b| b == b':') else {
+        return (s, None);
+    };
+    let host = &s[..colon];
+    match port(&s[colon + 1..]) {
+        Some(port) if !host.bytes().any(|b| b == b':') => (host, Some(port)),
         _ => (s, None),
     }
+}
+
+/// Decimal digits of a TCP port (no sign, unlike `str::parse`).
+fn port(digits: &str) -> Option<u16> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value = 0u32;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(b - b'0');
+        if value > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    u16::try_from(value).ok()
 }
 
 fn protocol_version(major: u8, minor: u8) -> Cow<'static, str> {
@@ -239,6 +258,14 @@ mod tests {
         assert_eq!(split_host_port("shop:70000"), ("shop:70000", None));
         assert_eq!(split_host_port(":80"), ("", Some(80)));
         assert_eq!(split_host_port("[::1]"), ("::1", None));
+        assert_eq!(split_host_port("shop:+80"), ("shop:+80", None));
+        assert_eq!(split_host_port("shop:65535"), ("shop", Some(65535)));
+        assert_eq!(split_host_port("shop:065535"), ("shop", Some(65535)));
+        assert_eq!(
+            split_host_port("shop:99999999999"),
+            ("shop:99999999999", None)
+        );
+        assert_eq!(split_host_port("[::1]:x"), ("::1", None));
     }
 
     #[test]
