@@ -40,6 +40,14 @@ if [ -z "${HTTP_AUTOINSTRUMENT_SETUP_DONE:-}" ]; then
   scripts/setup.sh
 fi
 
+if [ -n "$COMPARE_PLUGINS" ]; then
+  # No service, no agent: the replay runs in the benchmark's own process.
+  cargo build --locked --release -q -p http-autoinstrument-bench
+  taskset -c 1 "$CARGO_TARGET_DIR/release/http-autoinstrument-bench" --plugins target/plugins \
+    --compare-plugins-with "$COMPARE_PLUGINS"
+  exit 0
+fi
+
 # The traced service: the end-to-end fixture, built with the Go the tests use.
 cp -r host/tests/fixtures/goserver "$WORK/src"
 (cd "$WORK/src" && rm -f go.mod &&
@@ -63,11 +71,6 @@ if [ -n "$SMOKE" ]; then
 fi
 
 cargo build --locked --release -q -p http-autoinstrument -p http-autoinstrument-bench
-if [ -n "$COMPARE_PLUGINS" ]; then
-  taskset -c 1 "$CARGO_TARGET_DIR/release/http-autoinstrument-bench" --plugins target/plugins \
-    --compare-plugins-with "$COMPARE_PLUGINS"
-  exit 0
-fi
 if [ -n "$COMPARE" ]; then
   BIN="$CARGO_TARGET_DIR/release"
   taskset -c 1 "$BIN/http-autoinstrument-bench" --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
