@@ -64,7 +64,9 @@ pub(crate) fn span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
 }
 
 /// The agent's constant keys and values go over as static text, with no copy; owned text is
-/// copied once (opentelemetry-proto then copies it again into the protobuf types).
+/// copied once (opentelemetry-proto then copies it again into the protobuf types), into an
+/// `Arc<str>`: handing over the `Cow` as it is (an owned `String` for owned text) measured ~950
+/// instructions per span more in the pipeline's OTLP stage.
 fn key_value(attribute: &Attribute) -> KeyValue {
     let value = match &attribute.value {
         AttributeValue::Str(Cow::Owned(s)) => Value::String(Arc::<str>::from(s.as_str()).into()),

@@ -282,7 +282,7 @@ impl Default for ConstantText {
 impl ConstantText {
     /// A new batch: its text starts empty.
     fn clear(&mut self) {
-        self.slots = [ConstantSlot::default(); CONSTANT_SLOTS];
+        *self = ConstantText::default();
     }
 
     /// The range of `s` in `text`, appending it unless it is a constant already there.

@@ -33,38 +33,32 @@ impl Redactor {
     #[inline(always)]
     pub fn redact(&self, s: &str) -> Option<String> {
         let Signals { seen, digits } = signals(s.as_bytes());
-        let (has_eq, has_at, has_b) = (seen & EQ != 0, seen & AT != 0, seen & B != 0);
-        if (has_eq && !self.params.is_empty())
-            || (has_b && self.bearer_tokens)
-            || (has_at && self.emails)
-            || (digits >= 13 && self.card_numbers)
-        {
-            self.scan(s, has_eq, has_at, has_b, digits)
+        let scans = Scans {
+            query_params: seen & EQ != 0 && !self.params.is_empty(),
+            bearer: seen & B != 0 && self.bearer_tokens,
+            email: seen & AT != 0 && self.emails,
+            cards: digits >= 13 && self.card_numbers,
+        };
+        if scans.query_params || scans.bearer || scans.email || scans.cards {
+            self.scan(s, scans)
         } else {
             None
         }
     }
 
     #[inline(never)]
-    fn scan(
-        &self,
-        s: &str,
-        has_eq: bool,
-        has_at: bool,
-        has_b: bool,
-        digits: usize,
-    ) -> Option<String> {
+    fn scan(&self, s: &str, scans: Scans) -> Option<String> {
         let mut out: Option<String> = None;
-        if has_eq && !self.params.is_empty() {
+        if scans.query_params {
             apply(&mut out, s, |t| self.query_params(t));
         }
-        if has_b && self.bearer_tokens {
+        if scans.bearer {
             apply(&mut out, s, |t| self.bearer(t));
         }
-        if has_at && self.emails {
+        if scans.email {
             apply(&mut out, s, |t| self.email(t));
         }
-        if digits >= 13 && self.card_numbers {
+        if scans.cards {
             apply(&mut out, s, |t| self.cards(t));
         }
         out
@@ -211,6 +205,15 @@ impl Redactor {
         }
         finish(out, s, copied)
     }
+}
+
+/// The scans a string needs: what its first pass found that the settings look for.
+#[derive(Clone, Copy)]
+struct Scans {
+    query_params: bool,
+    bearer: bool,
+    email: bool,
+    cards: bool,
 }
 
 /// What one pass over a string finds: which bytes that start a secret it has (`EQ`, `AT`, `B`
