@@ -949,14 +949,18 @@ fn metrics_and_health_endpoints_after_traffic() {
         assert!(out.status.success());
     }
     rt.block_on(receiver.wait_for_spans(REQUESTS as usize, SPAN_TIMEOUT));
-    // Exported counts are updated when the collector has answered: poll briefly.
+    // Exported counts are updated when the collector has answered, and the kernel's counters
+    // are read once per process scan: poll briefly until both have caught up.
     let deadline = Instant::now() + SPAN_TIMEOUT;
     let page = loop {
         let (code, page) = get("/metrics");
         assert_eq!(code, "200");
-        if metric(&page, "http_autoinstrument_spans_exported_total") >= REQUESTS
-            || Instant::now() > deadline
-        {
+        let caught_up = metric(&page, "http_autoinstrument_spans_exported_total") >= REQUESTS
+            && metric(
+                &page,
+                "http_autoinstrument_probe_hits_total{probe=\"entry\"}",
+            ) >= REQUESTS;
+        if caught_up || Instant::now() > deadline {
             break page;
         }
         std::thread::sleep(Duration::from_millis(100));
