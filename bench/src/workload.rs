@@ -131,4 +131,13 @@ mod tests {
         assert!(spans[1].attribute("url.query").is_none());
         assert!(spans.iter().all(|s| s.attribute("http.route").is_none()));
     }
+
+    #[test]
+    fn records_are_read_in_place_as_the_agent_reads_the_ring_buffer() {
+        let records = records(4);
+        for record in records.chunks_exact(std::mem::size_of::<HttpServerEvent>()) {
+            let event = decode_event(record).unwrap();
+            assert!(matches!(event, std::borrow::Cow::Borrowed(_)));
+        }
+    }
 }

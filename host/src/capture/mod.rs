@@ -2,7 +2,8 @@
 //!
 //! Probes wake the agent only when a batch worth of bytes is waiting; otherwise the reader polls
 //! on a short timer. Either way it drains everything available in one go and hands the events on
-//! as one batch.
+//! as one batch, each borrowed from the ring buffer: an event is 1,456 bytes of which a request
+//! uses a few hundred, so whoever keeps one copies what it needs (span building: its text).
 use std::time::Duration;
 
 use anyhow::Result;
@@ -28,6 +29,15 @@ pub struct Drained {
     pub malformed: usize,
 }
 
+/// Where the reader hands each drain: its events one at a time, then the drain's outcome.
+pub trait EventSink {
+    /// An event of the drain in progress, valid only during the call (it is the ring buffer's
+    /// memory, released for the probes to reuse right after).
+    fn event(&mut self, event: &HttpServerEvent);
+    /// The drain that just handed over `drained.events` events is over.
+    fn end_of_batch(&mut self, drained: Drained);
+}
+
 impl RingReader {
     pub fn new(ring: RingBuf<MapData>, poll_interval: Duration) -> Result<Self> {
         // SAFETY: the ring buffer owns its fd for as long as it lives, and the AsyncFd owns the
@@ -39,14 +49,13 @@ impl RingReader {
         })
     }
 
-    /// Reads until `shutdown` turns true, calling `on_batch` with each non-empty batch. Drains
-    /// once more after shutdown so nothing already written is lost.
+    /// Reads until `shutdown` turns true, handing `sink` every non-empty drain. Drains once more
+    /// after shutdown so nothing already written is lost.
     pub async fn run(
         mut self,
         mut shutdown: watch::Receiver<bool>,
-        mut on_batch: impl FnMut(&[HttpServerEvent], Drained),
+        sink: &mut impl EventSink,
     ) -> Result<()> {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut tick = tokio::time::interval(self.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -59,11 +68,11 @@ impl RingReader {
                 _ = shutdown.changed() => true,
             };
             loop {
-                let drained = drain(self.ring.get_mut(), &mut batch);
-                if !batch.is_empty() || drained.malformed > 0 {
-                    on_batch(&batch, drained);
+                let drained = drain(self.ring.get_mut(), sink);
+                if drained != Drained::default() {
+                    sink.end_of_batch(drained);
                 }
-                if batch.len() < MAX_BATCH {
+                if drained.events < MAX_BATCH {
                     break;
                 }
             }
@@ -74,14 +83,13 @@ impl RingReader {
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<HttpServerEvent>) -> Drained {
-    batch.clear();
+fn drain(ring: &mut RingBuf<MapData>, sink: &mut impl EventSink) -> Drained {
     let mut drained = Drained::default();
-    while batch.len() < MAX_BATCH {
+    while drained.events < MAX_BATCH {
         let Some(item) = ring.next() else { break };
         match decode_event(&item) {
             Ok(event) => {
-                batch.push(event);
+                sink.event(&event);
                 drained.events += 1;
             }
             Err(e) => {

@@ -13,8 +13,9 @@ pub enum DecodeError {
     WrongSize { got: usize, expected: usize },
 }
 
-/// Copies an event out of a ring-buffer record.
-pub fn decode_event(record: &[u8]) -> Result<HttpServerEvent, DecodeError> {
+/// The event of a ring-buffer record, read in place: a record is 1,456 bytes of which a request
+/// uses a few hundred, and copying it whole cost span building ~8% (35 ns per span).
+pub fn decode_event(record: &[u8]) -> Result<Cow<'_, HttpServerEvent>, DecodeError> {
     let expected = std::mem::size_of::<HttpServerEvent>();
     if record.len() != expected {
         return Err(DecodeError::WrongSize {
@@ -22,8 +23,15 @@ pub fn decode_event(record: &[u8]) -> Result<HttpServerEvent, DecodeError> {
             expected,
         });
     }
+    let ptr = record.as_ptr().cast::<HttpServerEvent>();
+    if ptr.is_aligned() {
+        // SAFETY: aligned, the length was checked, and HttpServerEvent is plain repr(C) data
+        // valid for any bytes.
+        return Ok(Cow::Borrowed(unsafe { &*ptr }));
+    }
+    // Ring-buffer records are 8-byte aligned, as the event is: this is for bytes from elsewhere.
     // SAFETY: the length was checked; HttpServerEvent is plain repr(C) data valid for any bytes.
-    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<HttpServerEvent>()) })
+    Ok(Cow::Owned(unsafe { std::ptr::read_unaligned(ptr) }))
 }
 
 /// A text field of a request, with whether the probe had to cut it.
@@ -223,6 +231,27 @@ pub(crate) mod tests {
         e.method.len = u64::MAX;
         let r = ServerRequest::from_event(&e);
         assert!(r.method.truncated && r.path.value.is_empty());
+    }
+
+    #[test]
+    fn reads_an_aligned_record_in_place_and_copies_a_misaligned_one() {
+        let mut e = event();
+        e.pid = 42;
+        set(&mut e.target, b"/users/7");
+        let aligned = decode_event(as_bytes(&e)).unwrap();
+        assert!(
+            matches!(aligned, Cow::Borrowed(_)),
+            "no copy of a ring record"
+        );
+        // The same bytes one byte into a buffer: not aligned for the event's u64 fields.
+        let mut shifted = vec![0u8; 1];
+        shifted.extend_from_slice(as_bytes(&e));
+        let misaligned = decode_event(&shifted[1..]).unwrap();
+        assert!(matches!(misaligned, Cow::Owned(_)));
+        for decoded in [aligned, misaligned] {
+            let r = ServerRequest::from_event(&decoded);
+            assert_eq!((r.pid, r.path.value.as_ref()), (42, "/users/7"));
+        }
     }
 
     #[test]

@@ -18,12 +18,12 @@ pub use stats::AgentStats;
 use tracker::Tracker;
 
 use crate::attach::{ProbeMode, Probes, MAX_WAKEUP_EVENTS};
-use crate::capture::RingReader;
+use crate::capture::{Drained, EventSink, RingReader};
 use crate::decode::ServerRequest;
 use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
 use crate::plugins::{PluginChain, PluginsConfig};
-use crate::span::{server_span, Span, WallClockSource};
+use crate::span::{server_span, Span, WallClock, WallClockSource};
 use crate::telemetry::{self, Health, MetricSources};
 
 pub struct AgentOptions {
@@ -55,18 +55,22 @@ struct SpanStage {
 }
 
 impl SpanStage {
+    fn span(&self, event: &HttpServerEvent, clock: &WallClock) -> Span {
+        let request = ServerRequest::from_event(event);
+        server_span(&request, self.processes.resource(event.pid), clock)
+    }
+
+    /// Events that did not come through the ring buffer (a panicked request the tracker ended).
     fn handle(&self, events: &[HttpServerEvent]) {
-        if events.is_empty() {
+        let clock = self.clock.current();
+        self.process(events.iter().map(|e| self.span(e, &clock)).collect());
+    }
+
+    /// The spans of one batch: through the plugins, then to export.
+    fn process(&self, spans: Vec<Span>) {
+        if spans.is_empty() {
             return;
         }
-        let clock = self.clock.current();
-        let spans: Vec<Span> = events
-            .iter()
-            .map(|event| {
-                let request = ServerRequest::from_event(event);
-                server_span(&request, self.processes.resource(event.pid), &clock)
-            })
-            .collect();
         AgentStats::add(&self.stats.spans_built, spans.len() as u64);
         let spans = match &self.plugins {
             Some(chain) => chain.process(spans),
@@ -75,6 +79,32 @@ impl SpanStage {
         if !spans.is_empty() {
             self.exporter.submit(spans);
         }
+    }
+}
+
+/// Builds the spans of a ring-buffer drain as the reader hands over each event, so an event is
+/// read in place and never copied whole.
+struct DrainToSpans {
+    stage: Arc<SpanStage>,
+    stats: Arc<AgentStats>,
+    /// The clock of the drain in progress: read once per batch.
+    clock: Option<WallClock>,
+    spans: Vec<Span>,
+}
+
+impl EventSink for DrainToSpans {
+    fn event(&mut self, event: &HttpServerEvent) {
+        let clock = *self.clock.get_or_insert_with(|| self.stage.clock.current());
+        self.spans.push(self.stage.span(event, &clock));
+    }
+
+    fn end_of_batch(&mut self, drained: Drained) {
+        AgentStats::add(&self.stats.events_read, drained.events as u64);
+        AgentStats::add(&self.stats.events_malformed, drained.malformed as u64);
+        self.clock = None;
+        // The next drain is likely about as large as this one: room for it, allocated once.
+        let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(drained.events));
+        self.stage.process(spans);
     }
 }
 
@@ -158,13 +188,13 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         let reader = RingReader::new(ring, options.poll_interval)?;
         tokio::spawn(async move {
             let _alive = reader_alive;
-            reader
-                .run(shutdown_rx, move |events, drained| {
-                    AgentStats::add(&stats.events_read, drained.events as u64);
-                    AgentStats::add(&stats.events_malformed, drained.malformed as u64);
-                    stage.handle(events);
-                })
-                .await
+            let mut sink = DrainToSpans {
+                stage,
+                stats,
+                clock: None,
+                spans: Vec::new(),
+            };
+            reader.run(shutdown_rx, &mut sink).await
         })
     };
     let panics = {
