@@ -509,7 +509,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         md,
         "## 3. Pipeline throughput without the kernel\n\n\
          Ring-buffer records of a typical API's requests (`bench/src/workload.rs`; one batch of \
-         distinct events, hot in cache as a batch just copied out of the ring buffer) replayed \
+         distinct events, read in place and hot in cache, as the reader finds a busy ring buffer's records) replayed \
          through the agent's own code on one thread, {} events per batch, {:.1} s per stage and round. \
          **Instructions per span** are those of the same replay counted by valgrind (callgrind, \
          {} batches per stage after a first one, Wasm code included): a count, not a timing, \
