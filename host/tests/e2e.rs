@@ -717,6 +717,49 @@ fn untraceable_binaries_are_reported_and_skipped() {
     let _ = sleeper.wait();
 }
 
+/// Requests of two traced processes that interleave within one read of the ring buffer (a long
+/// poll interval gathers them) each get their own process's resource.
+#[test]
+fn interleaved_requests_of_two_processes_keep_their_own_resources() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let binary = build_go_server(&newest, Variant::Default);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let servers = [GoServer::start(&binary), GoServer::start(&binary)];
+    let mut agent = Agent::start(
+        &[
+            "--exe".into(),
+            binary.display().to_string(),
+            "--poll-interval-ms".into(),
+            "1000".into(),
+        ],
+        &otlp_env(&receiver, false),
+    );
+    for server in &servers {
+        agent.wait_until_tracing(server.pid);
+    }
+    const ROUNDS: usize = 5;
+    for _ in 0..ROUNDS {
+        for server in &servers {
+            let url = format!("http://127.0.0.1:{}/users/{}", server.http_port, server.pid);
+            assert!(curl(&[url]).status.success());
+        }
+    }
+    let spans = rt.block_on(receiver.wait_for_spans(2 * ROUNDS, SPAN_TIMEOUT));
+    assert_eq!(spans.len(), 2 * ROUNDS);
+    for span in &spans {
+        let pid = span.resource_int("process.pid").unwrap();
+        assert_eq!(
+            span.attr_str("url.path"),
+            Some(format!("/users/{pid}").as_str()),
+            "a span of one process carries the other's resource"
+        );
+    }
+    agent.stop();
+}
+
 /// Selecting by listening port traces the process that listens there, and only it.
 #[test]
 fn selects_targets_by_listening_port() {

@@ -23,7 +23,7 @@ use crate::decode::ServerRequest;
 use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
 use crate::plugins::{PluginChain, PluginsConfig};
-use crate::span::{server_span, Span, WallClock, WallClockSource};
+use crate::span::{server_span, Resource, Span, WallClock, WallClockSource};
 use crate::telemetry::{self, Health, MetricSources};
 
 pub struct AgentOptions {
@@ -55,15 +55,18 @@ struct SpanStage {
 }
 
 impl SpanStage {
-    fn span(&self, event: &HttpServerEvent, clock: &WallClock) -> Span {
-        let request = ServerRequest::from_event(event);
-        server_span(&request, self.processes.resource(event.pid), clock)
+    fn span(&self, event: &HttpServerEvent, resource: Arc<Resource>, clock: &WallClock) -> Span {
+        server_span(&ServerRequest::from_event(event), resource, clock)
     }
 
     /// Events that did not come through the ring buffer (a panicked request the tracker ended).
     fn handle(&self, events: &[HttpServerEvent]) {
         let clock = self.clock.current();
-        self.process(events.iter().map(|e| self.span(e, &clock)).collect());
+        let spans = events
+            .iter()
+            .map(|e| self.span(e, self.processes.resource(e.pid), &clock))
+            .collect();
+        self.process(spans);
     }
 
     /// The spans of one batch: through the plugins, then to export.
@@ -89,19 +92,31 @@ struct DrainToSpans {
     stats: Arc<AgentStats>,
     /// The clock of the drain in progress: read once per batch.
     clock: Option<WallClock>,
+    /// The process of the drain's last event and its resource: runs of events from one process
+    /// are the rule, and the process table costs a lock and a hash lookup. Kept for one drain.
+    last_process: Option<(u32, Arc<Resource>)>,
     spans: Vec<Span>,
 }
 
 impl EventSink for DrainToSpans {
     fn event(&mut self, event: &HttpServerEvent) {
         let clock = *self.clock.get_or_insert_with(|| self.stage.clock.current());
-        self.spans.push(self.stage.span(event, &clock));
+        let resource = match &self.last_process {
+            Some((pid, resource)) if *pid == event.pid => resource.clone(),
+            _ => {
+                let resource = self.stage.processes.resource(event.pid);
+                self.last_process = Some((event.pid, resource.clone()));
+                resource
+            }
+        };
+        self.spans.push(self.stage.span(event, resource, &clock));
     }
 
     fn end_of_batch(&mut self, drained: Drained) {
         AgentStats::add(&self.stats.events_read, drained.events as u64);
         AgentStats::add(&self.stats.events_malformed, drained.malformed as u64);
         self.clock = None;
+        self.last_process = None;
         // The next drain is likely about as large as this one: room for it, allocated once.
         let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(drained.events));
         self.stage.process(spans);
@@ -192,6 +207,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
                 stage,
                 stats,
                 clock: None,
+                last_process: None,
                 spans: Vec::new(),
             };
             reader.run(shutdown_rx, &mut sink).await
