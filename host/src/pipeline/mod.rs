@@ -89,7 +89,6 @@ impl SpanStage {
 /// read in place and never copied whole.
 struct DrainToSpans {
     stage: Arc<SpanStage>,
-    stats: Arc<AgentStats>,
     /// The clock of the drain in progress: read once per batch.
     clock: Option<WallClock>,
     /// The process of the drain's last event and its resource: runs of events from one process
@@ -113,8 +112,9 @@ impl EventSink for DrainToSpans {
     }
 
     fn end_of_batch(&mut self, drained: Drained) {
-        AgentStats::add(&self.stats.events_read, drained.events as u64);
-        AgentStats::add(&self.stats.events_malformed, drained.malformed as u64);
+        let stats = &self.stage.stats;
+        AgentStats::add(&stats.events_read, drained.events as u64);
+        AgentStats::add(&stats.events_malformed, drained.malformed as u64);
         self.clock = None;
         self.last_process = None;
         // The next drain is likely about as large as this one: room for it, allocated once.
@@ -199,13 +199,11 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     let (reader_alive, reader_ended) = oneshot::channel::<()>();
     let reader = {
         let stage = stage.clone();
-        let stats = stats.clone();
         let reader = RingReader::new(ring, options.poll_interval)?;
         tokio::spawn(async move {
             let _alive = reader_alive;
             let mut sink = DrainToSpans {
                 stage,
-                stats,
                 clock: None,
                 last_process: None,
                 spans: Vec::new(),
