@@ -48,6 +48,7 @@
 //! ```
 
 mod batch;
+pub mod bytes;
 mod edits;
 mod export;
 mod log;

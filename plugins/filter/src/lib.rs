@@ -1,5 +1,6 @@
 //! Drops health and readiness checks and other configured routes.
 
+use http_autoinstrument_plugin::bytes::position_of_any;
 use http_autoinstrument_plugin::{export_plugin, parse_settings, Batch, Edits, Plugin, SpanRef};
 use serde::Deserialize;
 
@@ -42,7 +43,7 @@ pub struct Filter {
 impl Filter {
     fn matches(&self, path: &str) -> bool {
         // Ignore a query string or trailing slash: `/healthz/` and `/healthz?full=1` are checks too.
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let path = &path[..position_of_any(path.as_bytes(), [b'?', b'#']).unwrap_or(path.len())];
         let trimmed = path
             .strip_suffix('/')
             .filter(|p| !p.is_empty())
