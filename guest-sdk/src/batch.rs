@@ -192,13 +192,15 @@ impl Batch {
         }
     }
 
-    fn attribute_rows(&self, first: u32, count: u32) -> std::slice::ChunksExact<'_, u8> {
+    /// The `count` attribute rows from row `first`, as one slice; empty if out of bounds.
+    fn attribute_table(&self, first: u32, count: u32) -> &[u8] {
         let start = (first as usize).saturating_mul(ATTRIBUTE_ROW);
         let end = start.saturating_add((count as usize).saturating_mul(ATTRIBUTE_ROW));
-        self.raw
-            .attributes
-            .get(start..end)
-            .unwrap_or(&[])
+        self.raw.attributes.get(start..end).unwrap_or(&[])
+    }
+
+    fn attribute_rows(&self, first: u32, count: u32) -> std::slice::ChunksExact<'_, u8> {
+        self.attribute_table(first, count)
             .chunks_exact(ATTRIBUTE_ROW)
     }
 
@@ -222,16 +224,50 @@ impl Batch {
             .map(move |row| (self.text(row, 0), self.value(row)))
     }
 
-    /// Finds `key` comparing raw bytes, so only the matching attribute's strings are checked,
-    /// and those only when the length matches: most rows differ in length, and a lookup of a key
-    /// a span lacks (`http.route` of an unrouted request) goes through all of them.
     fn find(&self, first: u32, count: u32, key: &str) -> Option<Value<'_>> {
-        self.attribute_rows(first, count)
-            .find(|row| {
-                u32_at(row, 4) as usize == key.len()
-                    && same_bytes(self.bytes(row, 0), key.as_bytes())
-            })
-            .map(|row| self.value(row))
+        let [value] = self.find_each(first, count, [key]);
+        value
+    }
+
+    /// Finds each of `keys` in one pass over the rows: a span that lacks one of them
+    /// (`http.route` of an unrouted request) costs one walk through its attributes, not one per
+    /// key looked up. Each key gets the first row that has it. Keys are compared as raw bytes,
+    /// so only a row whose key has the length of one sought has its string checked: most rows
+    /// differ in length.
+    #[inline(always)]
+    fn find_each<const N: usize>(
+        &self,
+        first: u32,
+        count: u32,
+        keys: [&str; N],
+    ) -> [Option<Value<'_>>; N] {
+        // Rows are found first and read after the walk: the loop then keeps N row numbers,
+        // which the compiler holds in registers, rather than N values in memory.
+        const NONE: usize = usize::MAX;
+        let table = self.attribute_table(first, count);
+        let mut found = [NONE; N];
+        let mut missing = N;
+        for (at, row) in table.chunks_exact(ATTRIBUTE_ROW).enumerate() {
+            let len = u32_at(row, 4) as usize;
+            for k in 0..N {
+                if found[k] == NONE
+                    && keys[k].len() == len
+                    && same_bytes(self.bytes(row, 0), keys[k].as_bytes())
+                {
+                    found[k] = at;
+                    missing -= 1;
+                }
+            }
+            if missing == 0 {
+                break;
+            }
+        }
+        found.map(|at| {
+            table
+                .get(at.saturating_mul(ATTRIBUTE_ROW)..)
+                .and_then(|rest| rest.get(..ATTRIBUTE_ROW))
+                .map(|row| self.value(row))
+        })
     }
 }
 
@@ -306,6 +342,23 @@ impl<'a> SpanRef<'a> {
     pub fn attribute(&self, key: &str) -> Option<Value<'a>> {
         self.batch
             .find(u32_at(self.row, 64), u32_at(self.row, 68), key)
+    }
+
+    /// The values of several attributes, found in one pass over the span's attributes: cheaper
+    /// than one [`attribute`](Self::attribute) call per key when the span may lack some of
+    /// them, each of which is otherwise a walk through every attribute.
+    ///
+    /// ```
+    /// # use http_autoinstrument_plugin::testing::{pack, TestSpan};
+    /// # use http_autoinstrument_plugin::{Batch, Value};
+    /// # let batch = Batch::from_raw(pack(&[TestSpan::new("GET").attr("url.path", "/a")]));
+    /// # let span = batch.span(0).unwrap();
+    /// let [route, path] = span.attributes_of(["http.route", "url.path"]);
+    /// assert_eq!((route, path), (None, Some(Value::Str("/a"))));
+    /// ```
+    pub fn attributes_of<const N: usize>(&self, keys: [&str; N]) -> [Option<Value<'a>>; N] {
+        self.batch
+            .find_each(u32_at(self.row, 64), u32_at(self.row, 68), keys)
     }
 
     /// The attribute's value if it is a string.

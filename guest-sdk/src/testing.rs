@@ -237,8 +237,10 @@ mod tests {
 
     #[test]
     fn lookups_find_every_key_whatever_each_spans_attribute_order() {
-        // The second span moves, drops and adds keys, the third has fewer attributes: each
-        // lookup finds its key wherever the span has it, and nothing where it has none.
+        // The second span moves, drops and adds keys, the third has fewer attributes, the
+        // fourth has a key as long as `url.path` that differs by a byte: each lookup finds its
+        // key wherever the span has it, and nothing where it has none, one key at a time or
+        // several in one pass (a key asked for twice is found twice).
         let spans = [
             TestSpan::new("a")
                 .attr("url.path", "/a")
@@ -249,6 +251,10 @@ mod tests {
                 .attr("extra", "x")
                 .attr("url.path", "/b"),
             TestSpan::new("c").attr("http.route", "/c"),
+            TestSpan::new("d")
+                .attr("url.pxth", "/x")
+                .attr("n", 3i64)
+                .attr("url.path", "/d"),
         ];
         let batch = Batch::from_raw(pack(&spans));
         let keys = ["url.path", "http.route", "n", "extra"];
@@ -272,8 +278,17 @@ mod tests {
                     Some(Value::Str("x"))
                 ],
                 vec![None, Some(Value::Str("/c")), None, None],
+                vec![Some(Value::Str("/d")), None, Some(Value::Int(3)), None],
             ]
         );
+        let in_one_pass: Vec<Vec<Option<Value<'_>>>> = batch
+            .spans()
+            .map(|s| s.attributes_of(keys).to_vec())
+            .collect();
+        assert_eq!(in_one_pass, found);
+        let twice = batch.span(3).unwrap().attributes_of(["n", "n"]);
+        assert_eq!(twice, [Some(Value::Int(3)); 2]);
+        assert_eq!(batch.span(2).unwrap().attributes_of([]), []);
     }
 
     #[test]

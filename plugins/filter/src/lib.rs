@@ -83,9 +83,14 @@ impl Plugin for Filter {
 
     fn process(&mut self, batch: &Batch, edits: &mut Edits) -> Result<(), String> {
         for span in batch.spans() {
-            let matched = ["url.path", "http.route"]
+            let matched = span
+                .attributes_of(["url.path", "http.route"])
                 .iter()
-                .any(|key| span.str_attribute(key).is_some_and(|p| self.matches(p)));
+                .any(|value| {
+                    value
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|p| self.matches(p))
+                });
             if matched && !(self.keep_errors && Self::failed(&span)) {
                 edits.drop(&span);
             }

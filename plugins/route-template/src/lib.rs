@@ -104,11 +104,14 @@ impl Plugin for RouteTemplate {
 
     fn process(&mut self, batch: &Batch, edits: &mut Edits) -> Result<(), String> {
         for span in batch.spans() {
-            let known_route = span.str_attribute("http.route").filter(|r| !r.is_empty());
+            let [route, path, method] = span
+                .attributes_of(["http.route", "url.path", "http.request.method"])
+                .map(|value| value.and_then(|v| v.as_str()));
+            let known_route = route.filter(|r| !r.is_empty());
             let route = match known_route {
                 Some(route) if !self.settings.overwrite_route => route,
                 _ => {
-                    let Some(path) = span.str_attribute("url.path") else {
+                    let Some(path) = path else {
                         continue;
                     };
                     let changed = self.template(path);
@@ -120,7 +123,7 @@ impl Plugin for RouteTemplate {
                 }
             };
             self.name.clear();
-            if let Some(method) = span.str_attribute("http.request.method") {
+            if let Some(method) = method {
                 self.name.push_str(method);
                 self.name.push(' ');
             }
