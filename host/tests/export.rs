@@ -59,7 +59,7 @@ fn span(resource: &Arc<Resource>, n: u64, name: &str) -> Span {
         trace_id: [0x4b; 16],
         span_id,
         parent_span_id: None,
-        name: name.to_owned(),
+        name: name.to_owned().into(),
         kind: SpanKind::Server,
         start_unix_nanos: start,
         end_unix_nanos: start + 1_234_567,

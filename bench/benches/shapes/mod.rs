@@ -103,7 +103,7 @@ impl Typed {
         for edit in edits {
             match edit {
                 Edit::Drop(i) => dropped[i as usize] = true,
-                Edit::Rename(r) => spans[r.span as usize].name = cut(&r.name),
+                Edit::Rename(r) => spans[r.span as usize].name = cut(&r.name).into(),
                 Edit::SetAttribute(s) => {
                     let span = &mut spans[s.span as usize];
                     if s.key.is_empty() || s.key.len() > MAX_KEY_BYTES {
@@ -279,7 +279,7 @@ impl Records {
                 trace_id_low: u64::from_be_bytes(span.trace_id[8..].try_into().unwrap()),
                 span_id: u64::from_be_bytes(span.span_id),
                 parent_span_id: span.parent_span_id.map(u64::from_be_bytes),
-                name: span.name.clone(),
+                name: span.name.to_string(),
                 kind: match span.kind {
                     SpanKind::Server => wit::SpanKind::Server,
                     SpanKind::Client => wit::SpanKind::Client,
@@ -308,7 +308,7 @@ impl Records {
                     trace_id,
                     span_id: s.span_id.to_be_bytes(),
                     parent_span_id: s.parent_span_id.map(u64::to_be_bytes),
-                    name: cut(&s.name),
+                    name: cut(&s.name).into(),
                     kind: match s.kind {
                         wit::SpanKind::Server => SpanKind::Server,
                         wit::SpanKind::Client => SpanKind::Client,

@@ -47,7 +47,7 @@ pub(crate) fn span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
             SpanKind::Server => opentelemetry::trace::SpanKind::Server,
             SpanKind::Client => opentelemetry::trace::SpanKind::Client,
         },
-        name: Cow::Owned(span.name.clone()),
+        name: span.name.clone(),
         start_time: unix_nanos(span.start_unix_nanos),
         end_time: unix_nanos(span.end_unix_nanos),
         attributes: span.attributes.iter().map(key_value).collect(),

@@ -107,7 +107,7 @@ impl BatchEncoder {
         );
         let (first, count) =
             push_attributes(&mut self.attribute_rows, constants, b, &span.attributes);
-        let name = push_text(&mut b.text, &span.name);
+        let name = constants.push(&mut b.text, &span.name);
         let (status, message) = match &span.status {
             SpanStatus::Unset => (0u8, ""),
             SpanStatus::Ok => (1, ""),
@@ -403,6 +403,7 @@ mod tests {
                 .count()
         };
         assert_eq!(times("url.path"), 1);
+        assert_eq!(times("GET"), 1, "a constant span name too");
         assert_eq!(times("/same"), 2);
         for s in b.spans.chunks(SPAN_ROW) {
             let a = &b.attributes[u32_at(s, 64) as usize * ATTRIBUTE_ROW..];

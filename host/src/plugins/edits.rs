@@ -174,9 +174,7 @@ pub fn apply(
             Edit::Rename(name) => {
                 let name = truncate(name, limits, &mut applied);
                 if write(name.len(), &mut applied) {
-                    // Reuses the old name's buffer.
-                    span.name.clear();
-                    span.name.push_str(name);
+                    set_text(&mut span.name, name);
                 }
             }
             Edit::SetAttribute(key, value) => {
@@ -243,10 +241,8 @@ fn set_value(
     *slot = match value {
         Value::Str(s) => {
             let s = truncate(s, limits, applied);
-            // An owned value keeps its allocation.
-            if let AttributeValue::Str(Cow::Owned(old)) = slot {
-                old.clear();
-                old.push_str(s);
+            if let AttributeValue::Str(old) = slot {
+                set_text(old, s);
                 return;
             }
             AttributeValue::Str(Cow::Owned(s.to_owned()))
@@ -255,6 +251,17 @@ fn set_value(
         Value::Float(f) => AttributeValue::Float(f),
         Value::Bool(b) => AttributeValue::Bool(b),
     };
+}
+
+/// Stores `s` in `slot`, in the slot's own buffer if it has one (a constant has none).
+fn set_text(slot: &mut Cow<'static, str>, s: &str) {
+    match slot {
+        Cow::Owned(old) => {
+            old.clear();
+            old.push_str(s);
+        }
+        Cow::Borrowed(_) => *slot = Cow::Owned(s.to_owned()),
+    }
 }
 
 /// Cuts `s` to the value limit at a character boundary.
@@ -365,6 +372,7 @@ mod tests {
         b.set(0, "a", "1")
             .set(0, "a", "ééééé")
             .set_int(0, "b", 7)
+            .rename(1, "first")
             .rename(1, "0123456789")
             .status(1, 2, "bad")
             .drop(1)

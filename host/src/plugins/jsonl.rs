@@ -77,7 +77,7 @@ pub fn parse_span(line: &str) -> Result<Span> {
             Some(id) => Some(hex_id(Some(id), "parent_span_id")?),
             None => None,
         },
-        name: record.name,
+        name: record.name.into(),
         kind: match record.kind {
             Kind::Server => SpanKind::Server,
             Kind::Client => SpanKind::Client,
@@ -116,7 +116,7 @@ pub fn span_record(span: &Span) -> SpanRecord {
         trace_id: Some(hex(&span.trace_id)),
         span_id: Some(hex(&span.span_id)),
         parent_span_id: span.parent_span_id.map(|p| hex(&p)),
-        name: span.name.clone(),
+        name: span.name.to_string(),
         kind: match span.kind {
             SpanKind::Server => Kind::Server,
             SpanKind::Client => Kind::Client,

@@ -205,8 +205,8 @@ pub fn server_span(
     };
     let method_for_name = known_method.copied().unwrap_or("HTTP");
     let name = match &route {
-        Some(route) => format!("{method_for_name} {route}"),
-        None => method_for_name.to_owned(),
+        Some(route) => Cow::Owned(format!("{method_for_name} {route}")),
+        None => Cow::Borrowed(method_for_name),
     };
     let (trace_id, span_id) = random_ids();
     Span {

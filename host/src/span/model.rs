@@ -113,7 +113,8 @@ pub struct Span {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
-    pub name: String,
+    /// Usually a constant (`GET`): the method alone names a request with no known route.
+    pub name: Cow<'static, str>,
     pub kind: SpanKind,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
