@@ -137,7 +137,10 @@ mod tests {
         let records = records(4);
         for record in records.chunks_exact(std::mem::size_of::<HttpServerEvent>()) {
             let event = decode_event(record).unwrap();
-            assert!(matches!(event, std::borrow::Cow::Borrowed(_)));
+            assert!(matches!(
+                event,
+                http_autoinstrument::decode::Event::InPlace(_)
+            ));
         }
     }
 }
