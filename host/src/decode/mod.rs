@@ -1,6 +1,6 @@
-//! Ring-buffer records to requests: checks the size, reads the fixed-size event in place and exposes
-//! its strings as text. Nothing here trusts the record: a short record is an error, lengths are
-//! bounded by the layout, and bytes that are not UTF-8 are replaced, not rejected.
+//! Ring-buffer records to requests: checks the size, reads the fixed-size event in place and
+//! exposes its strings as text. Nothing here trusts the record: a short record is an error,
+//! lengths are bounded by the layout, and bytes that are not UTF-8 are replaced, not rejected.
 mod target;
 
 use std::borrow::Cow;
