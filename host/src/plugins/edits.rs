@@ -202,7 +202,7 @@ pub fn apply(
                         let mut v = AttributeValue::Bool(false);
                         set_value(&mut v, value, limits, &mut applied);
                         span.attributes.push(Attribute {
-                            key: key.to_owned().into(),
+                            key: new_key(key),
                             value: v,
                         });
                     }
@@ -251,6 +251,36 @@ fn set_value(
         Value::Float(f) => AttributeValue::Float(f),
         Value::Bool(b) => AttributeValue::Bool(b),
     };
+}
+
+/// The HTTP semantic-convention keys the agent's spans use, `http.route` (which plugins add
+/// most, for requests no router matched) first.
+const KNOWN_KEYS: &[&str] = &[
+    "http.route",
+    "http.request.method",
+    "http.response.status_code",
+    "url.path",
+    "url.query",
+    "url.scheme",
+    "url.full",
+    "server.address",
+    "server.port",
+    "client.address",
+    "client.port",
+    "user_agent.original",
+    "network.protocol.version",
+    "error.type",
+    "http.request.body.size",
+    "http.response.body.size",
+];
+
+/// A key a plugin adds: a well-known one as the constant, so the span holds no copy of it, the
+/// next plugin's batch writes it once per batch, and the export hands it over without one.
+fn new_key(key: &str) -> Cow<'static, str> {
+    match KNOWN_KEYS.iter().find(|known| **known == key) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(key.to_owned()),
+    }
 }
 
 /// Stores `s` in `slot`, in the slot's own buffer if it has one (a constant has none).
@@ -422,6 +452,39 @@ mod tests {
         assert_eq!(applied.rejected, 3);
         assert_eq!(s[0].attributes.len(), 2);
         assert_eq!(s[0].attribute("a"), Some(&AttributeValue::from("4")));
+    }
+
+    #[test]
+    fn a_well_known_key_a_plugin_adds_is_the_constant_and_any_other_a_copy() {
+        let mut s = spans(1);
+        let mut b = Builder::new();
+        b.set(0, "http.route", "/users/{id}")
+            .set(0, "url.path", "/users/7")
+            .set(0, "app.tenant", "blue");
+        let limits = EditLimits {
+            max_value_bytes: 64,
+            max_key_bytes: 64,
+            max_attributes_per_span: 8,
+            max_written_bytes_per_span: 1024,
+        };
+        apply(&mut s, &b.0, &limits, &mut [false]).unwrap();
+        let keys: Vec<(&str, bool)> = s[0]
+            .attributes
+            .iter()
+            .map(|a| (a.key.as_ref(), matches!(a.key, Cow::Borrowed(_))))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("http.route", true),
+                ("url.path", true),
+                ("app.tenant", false)
+            ]
+        );
+        assert_eq!(
+            s[0].attribute("http.route"),
+            Some(&AttributeValue::from("/users/{id}"))
+        );
     }
 
     #[test]
