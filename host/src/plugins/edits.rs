@@ -87,6 +87,7 @@ fn str_at<'a>(text: &'a str, row: &[u8], at: usize, i: usize) -> Result<&'a str,
     })
 }
 
+#[inline(always)]
 fn decode<'a>(text: &'a str, row: &[u8], i: usize) -> Result<Edit<'a>, String> {
     Ok(match row[4] {
         OP_DROP => Edit::Drop,
@@ -199,12 +200,16 @@ pub fn apply(
                 match existing {
                     Some(existing) => set_value(&mut existing.value, value, limits, &mut applied),
                     None => {
-                        let mut v = AttributeValue::Bool(false);
-                        set_value(&mut v, value, limits, &mut applied);
+                        // A placeholder filled in place: an attribute built first and then
+                        // pushed is copied with a store-forwarding stall (see `push_attribute`).
                         span.attributes.push(Attribute {
-                            key: new_key(key),
-                            value: v,
+                            key: Cow::Borrowed(""),
+                            value: AttributeValue::Bool(false),
                         });
+                        if let Some(slot) = span.attributes.last_mut() {
+                            slot.key = new_key(key);
+                            set_value(&mut slot.value, value, limits, &mut applied);
+                        }
                     }
                 }
             }
@@ -276,6 +281,7 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// A key a plugin adds: a well-known one as the constant, so the span holds no copy of it, the
 /// next plugin's batch writes it once per batch, and the export hands it over without one.
+#[inline(always)]
 fn new_key(key: &str) -> Cow<'static, str> {
     match KNOWN_KEYS.iter().find(|known| **known == key) {
         Some(known) => Cow::Borrowed(known),

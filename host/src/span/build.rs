@@ -5,7 +5,9 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus, WallClock};
+use super::{
+    push_attribute, Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus, WallClock,
+};
 use crate::decode::{ServerRequest, Text};
 
 /// Appended to a value the probe had to cut, so nobody mistakes it for the whole value.
@@ -68,13 +70,14 @@ fn port(digits: &str) -> Option<u16> {
     u16::try_from(value).ok()
 }
 
-fn protocol_version(major: u8, minor: u8) -> Cow<'static, str> {
+/// `network.protocol.version` of the HTTP versions there are, as constants.
+fn known_protocol_version(major: u8, minor: u8) -> Option<&'static str> {
     match (major, minor) {
-        (1, 1) => "1.1".into(),
-        (1, 0) => "1.0".into(),
-        (2, 0) => "2".into(),
-        (3, 0) => "3".into(),
-        (major, minor) => format!("{major}.{minor}").into(),
+        (1, 1) => Some("1.1"),
+        (1, 0) => Some("1.0"),
+        (2, 0) => Some("2"),
+        (3, 0) => Some("3"),
+        _ => None,
     }
 }
 
@@ -116,11 +119,12 @@ impl Attributes {
             value.push_str(TRUNCATION_MARK);
             self.truncated.push(key);
         }
-        self.list.push(Attribute::new(key, value));
+        self.add(key, value);
     }
 
+    #[inline(always)]
     fn add(&mut self, key: &'static str, value: impl Into<AttributeValue>) {
-        self.list.push(Attribute::new(key, value));
+        push_attribute(&mut self.list, || Attribute::new(key, value));
     }
 }
 
@@ -158,10 +162,13 @@ pub fn server_span(
     if let Some(status) = request.status {
         attrs.add("http.response.status_code", i64::from(status));
     }
-    attrs.add(
-        "network.protocol.version",
-        protocol_version(request.proto_major, request.proto_minor),
-    );
+    // Two calls rather than one with a `Cow`: a `Cow` made before `add` is copied over with
+    // the stall `push_attribute` avoids.
+    let (major, minor) = (request.proto_major, request.proto_minor);
+    match known_protocol_version(major, minor) {
+        Some(version) => attrs.add("network.protocol.version", version),
+        None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
+    }
     let (host, host_port) = split_host_port(&request.host.value);
     if !host.is_empty() {
         attrs.add("server.address", host.to_owned());

@@ -72,6 +72,19 @@ impl Attribute {
     }
 }
 
+/// Appends the attribute `make` builds, written straight into `list`. `push` builds it on the
+/// stack first and copies it over with 16-byte loads that straddle the 8-byte stores just made,
+/// which the CPU cannot forward from its store buffer: one stall per attribute, measured at ~4%
+/// of the pipeline's time in span building. Making room before building avoids the copy.
+#[inline(always)]
+pub fn push_attribute(list: &mut Vec<Attribute>, make: impl FnOnce() -> Attribute) {
+    list.reserve(1);
+    let len = list.len();
+    list.spare_capacity_mut()[0].write(make());
+    // SAFETY: `reserve` made room for the slot at `len`, which was just initialised.
+    unsafe { list.set_len(len + 1) };
+}
+
 /// The entity that produced spans: one traced process (service name, pid, executable, host).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resource {
@@ -137,7 +150,9 @@ impl Span {
         let value = value.into();
         match self.attributes.iter_mut().find(|a| a.key == key) {
             Some(existing) => existing.value = value,
-            None => self.attributes.push(Attribute::new(key.to_owned(), value)),
+            None => push_attribute(&mut self.attributes, || {
+                Attribute::new(key.to_owned(), value)
+            }),
         }
     }
 
