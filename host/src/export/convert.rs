@@ -68,18 +68,22 @@ pub(crate) fn span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
 /// `Arc<str>`: handing over the `Cow` as it is (an owned `String` for owned text) measured ~950
 /// instructions per span more in the pipeline's OTLP stage.
 fn key_value(attribute: &Attribute) -> KeyValue {
-    let value = match &attribute.value {
-        AttributeValue::Str(Cow::Owned(s)) => Value::String(Arc::<str>::from(s.as_str()).into()),
-        AttributeValue::Str(Cow::Borrowed(s)) => Value::from(*s),
-        AttributeValue::Int(i) => Value::I64(*i),
-        AttributeValue::Float(x) => Value::F64(*x),
-        AttributeValue::Bool(b) => Value::Bool(*b),
-    };
     let key = match &attribute.key {
         Cow::Owned(k) => Key::from(Arc::<str>::from(k.as_str())),
         Cow::Borrowed(k) => Key::from_static_str(k),
     };
-    KeyValue::new(key, value)
+    // One `KeyValue` per arm, not a `Value` made first: that one was built on the stack and
+    // copied with loads straddling its stores, a store-forwarding stall per attribute (perf
+    // annotate: 60% of this function's samples).
+    match &attribute.value {
+        AttributeValue::Str(Cow::Owned(s)) => {
+            KeyValue::new(key, Value::String(Arc::<str>::from(s.as_str()).into()))
+        }
+        AttributeValue::Str(Cow::Borrowed(s)) => KeyValue::new(key, Value::from(*s)),
+        AttributeValue::Int(i) => KeyValue::new(key, Value::I64(*i)),
+        AttributeValue::Float(x) => KeyValue::new(key, Value::F64(*x)),
+        AttributeValue::Bool(b) => KeyValue::new(key, Value::Bool(*b)),
+    }
 }
 
 fn unix_nanos(nanos: u64) -> SystemTime {
