@@ -3,7 +3,7 @@
 
 mod scan;
 
-use http_autoinstrument_plugin::{export_plugin, parse_settings, Batch, Edits, Plugin, Value};
+use http_autoinstrument_plugin::{export_plugin, parse_settings, Batch, Edits, Plugin};
 use serde::Deserialize;
 
 pub use scan::Redactor;
@@ -98,8 +98,7 @@ impl Plugin for Redact {
             if let Some(name) = self.redactor.redact(span.name()) {
                 edits.rename(&span, name);
             }
-            for (key, value) in span.attributes() {
-                let Value::Str(text) = value else { continue };
+            for (key, text) in span.text_attributes() {
                 if self.skip_attributes.iter().any(|k| k == key) {
                     continue;
                 }
