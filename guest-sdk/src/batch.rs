@@ -80,7 +80,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// overlapping the word before): keys are mostly 8 to 25 bytes, and Wasm's `memcmp`, which `==`
 /// calls, compares them a byte at a time.
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

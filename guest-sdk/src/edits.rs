@@ -2,7 +2,7 @@
 //! plus one text buffer; layout in `wit/plugin.wit`): recording an edit copies its strings
 //! once and allocates nothing per edit.
 
-use crate::batch::{SpanRef, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use crate::batch::{same_bytes, SpanRef, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
 use crate::bindings::http_autoinstrument::plugin::types::Edits as RawEdits;
 use crate::StatusCode;
 
@@ -135,6 +135,9 @@ impl IntoValue for crate::Value<'_> {
 pub struct Edits {
     ops: Vec<u8>,
     text: Vec<u8>,
+    /// Where the key of the last `set_attribute` is in `text`: a plugin that sets the same key
+    /// on every span (`http.route`) writes it once, not once per span (ranges may share bytes).
+    last_key: [u8; 8],
 }
 
 impl Edits {
@@ -148,6 +151,7 @@ impl Edits {
         Edits {
             ops: Vec::with_capacity(ops * EDIT_ROW),
             text: Vec::with_capacity(text),
+            last_key: [0; 8],
         }
     }
 
@@ -157,6 +161,20 @@ impl Edits {
         r[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
         self.text.extend_from_slice(s.as_bytes());
         r
+    }
+
+    /// The range of `key` in the text: the last key's when it is the same (compared by bytes,
+    /// as a plugin may reuse one buffer for different keys), else a new copy.
+    fn key_text(&mut self, key: &str) -> [u8; 8] {
+        let start = u32_at(&self.last_key, 0) as usize;
+        let last = self
+            .text
+            .get(start..start + u32_at(&self.last_key, 4) as usize);
+        if last.is_some_and(|last| same_bytes(last, key.as_bytes())) {
+            return self.last_key;
+        }
+        self.last_key = self.push_text(key);
+        self.last_key
     }
 
     fn row(&mut self, span: u32, op: u8, tag: u8, text: [u8; 8], payload: [u8; 8]) {
@@ -189,7 +207,7 @@ impl Edits {
         key: impl AsRef<str>,
         value: impl IntoValue,
     ) {
-        let key = self.push_text(key.as_ref());
+        let key = self.key_text(key.as_ref());
         let (tag, payload) = value.write(self);
         self.row(span.index(), OP_SET_ATTRIBUTE, tag, key, payload);
     }

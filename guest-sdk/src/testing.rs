@@ -352,4 +352,40 @@ mod tests {
         let raw = edits.into_raw();
         assert_eq!(raw.ops.len(), 9 * 24);
     }
+
+    #[test]
+    fn a_key_set_on_every_span_is_written_once_and_a_reused_buffer_keeps_its_keys() {
+        let batch = Batch::from_raw(pack(&[TestSpan::new("a"), TestSpan::new("b")]));
+        let (a, b) = (batch.span(0).unwrap(), batch.span(1).unwrap());
+        let mut edits = Edits::new();
+        edits.set_attribute(&a, "http.route", "/x");
+        edits.set_attribute(&b, "http.route", "/y");
+        // One buffer holding different keys of one length: compared by content, not address.
+        let mut key = String::from("app.one");
+        edits.set_attribute(&a, key.as_str(), 1i64);
+        key.clear();
+        key.push_str("app.two");
+        edits.set_attribute(&a, key.as_str(), 2i64);
+        edits.set_attribute(&b, "", 3i64);
+        let set = |span: u32, key: &str, value: NewValue| Edit::SetAttribute {
+            span,
+            key: key.into(),
+            value,
+        };
+        assert_eq!(
+            edits.to_vec(),
+            vec![
+                set(0, "http.route", NewValue::Str("/x".into())),
+                set(1, "http.route", NewValue::Str("/y".into())),
+                set(0, "app.one", NewValue::Int(1)),
+                set(0, "app.two", NewValue::Int(2)),
+                set(1, "", NewValue::Int(3)),
+            ]
+        );
+        assert_eq!(
+            edits.text_len(),
+            "http.route/x/yapp.oneapp.two".len(),
+            "http.route once"
+        );
+    }
 }
