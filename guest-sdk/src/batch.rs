@@ -291,6 +291,7 @@ impl<'a> SpanRef<'a> {
         self.index
     }
 
+    #[inline(always)]
     pub fn name(&self) -> &'a str {
         self.batch.text(self.row, 48)
     }

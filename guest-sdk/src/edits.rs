@@ -67,6 +67,7 @@ pub trait IntoValue {
 }
 
 impl IntoValue for &str {
+    #[inline(always)]
     fn write(self, edits: &mut Edits) -> (u8, [u8; 8]) {
         (TAG_STR, edits.push_text(self))
     }
@@ -155,6 +156,9 @@ impl Edits {
         }
     }
 
+    // These helpers run per edit: inlined, they cost no call (a call in Wasm also pays the
+    // host's time-limit check on entry). decode + 3 plugins 13,062 -> 12,853 instructions/span.
+    #[inline(always)]
     fn push_text(&mut self, s: &str) -> [u8; 8] {
         let mut r = [0u8; 8];
         r[..4].copy_from_slice(&(self.text.len() as u32).to_le_bytes());
@@ -177,6 +181,7 @@ impl Edits {
         self.last_key
     }
 
+    #[inline(always)]
     fn row(&mut self, span: u32, op: u8, tag: u8, text: [u8; 8], payload: [u8; 8]) {
         let mut row = [0u8; EDIT_ROW];
         row[..4].copy_from_slice(&span.to_le_bytes());
@@ -187,6 +192,7 @@ impl Edits {
         self.ops.extend_from_slice(&row);
     }
 
+    #[inline(always)]
     fn text_row(&mut self, span: u32, op: u8, tag: u8, s: &str) {
         let t = self.push_text(s);
         self.row(span, op, tag, t, [0; 8]);
