@@ -150,9 +150,7 @@ impl Span {
         let value = value.into();
         match self.attributes.iter_mut().find(|a| a.key == key) {
             Some(existing) => existing.value = value,
-            None => push_attribute(&mut self.attributes, || {
-                Attribute::new(key.to_owned(), value)
-            }),
+            None => self.attributes.push(Attribute::new(key.to_owned(), value)),
         }
     }
 
