@@ -1,12 +1,10 @@
 //! The Wasm engine shared by all plugins: compilation (with a cache), the linker, and the
-//! epoch ticker that enforces time budgets.
+//! epoch ticker that enforces time budgets (`epoch`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::thread;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -14,10 +12,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings::SpanProcessor;
+use super::epoch::{EpochTicker, Running};
 use super::state::PluginState;
-
-/// How often the epoch advances: the resolution of time budgets.
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 pub type ContentHash = [u8; 32];
 
@@ -32,6 +28,7 @@ pub struct PluginEngine {
     compiled: Mutex<HashMap<ContentHash, Component>>,
     disk_cache: Option<PathBuf>,
     compilations: AtomicU64,
+    ticker: EpochTicker,
 }
 
 impl PluginEngine {
@@ -56,13 +53,14 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link WASI")?;
-        spawn_epoch_ticker(&engine);
+        let ticker = EpochTicker::start(&engine)?;
         Ok(PluginEngine {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
             disk_cache,
             compilations: AtomicU64::new(0),
+            ticker,
         })
     }
 
@@ -72,6 +70,11 @@ impl PluginEngine {
 
     pub fn linker(&self) -> &Linker<PluginState> {
         &self.linker
+    }
+
+    /// Hold while calling into plugin code: time budgets only advance meanwhile.
+    pub fn running_plugin_code(&self) -> Running<'_> {
+        self.ticker.running()
     }
 
     /// How many times a component was compiled (cache misses), for tests and diagnostics.
@@ -170,27 +173,4 @@ fn check_header(bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Advances the engine's epoch every `EPOCH_TICK` for as long as the engine lives.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    let spawned = thread::Builder::new()
-        .name("plugin-epoch".into())
-        .spawn(move || loop {
-            thread::sleep(EPOCH_TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => return,
-            }
-        });
-    if let Err(e) = spawned {
-        // Without the ticker no call could ever time out: refuse to run plugins silently.
-        panic!("cannot start the plugin epoch thread: {e}");
-    }
-}
-
-/// Epoch ticks for a budget, at least one full tick.
-pub fn budget_ticks(budget: Duration) -> u64 {
-    (budget.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1
 }

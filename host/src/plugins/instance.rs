@@ -12,7 +12,8 @@ use super::bindings::{SpanProcessor, SpanProcessorPre};
 use super::codec::SharedBatch;
 use super::config::{Grants, OnError, PluginSettings, PluginsConfig};
 use super::edits::{self, EditLimits};
-use super::engine::{budget_ticks, ContentHash, PluginEngine};
+use super::engine::{ContentHash, PluginEngine};
+use super::epoch::budget_ticks;
 use super::failure::{classify, FailureKind};
 use super::inspect::{inspect_component, ComponentReport};
 use super::state::PluginState;
@@ -137,6 +138,8 @@ impl PluginVersion {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_trap();
+        // Instantiation runs the component's start code, then `init`.
+        let _running = self.engine.running_plugin_code();
         store.set_epoch_deadline(budget_ticks(self.budget.max(MIN_INIT_BUDGET)));
         let bindings = self
             .pre
@@ -211,10 +214,12 @@ impl PluginVersion {
         let mut described = n;
         instance.store.data_mut().memory.exceeded = false;
         instance.store.set_epoch_deadline(budget_ticks(self.budget));
+        let running = self.engine.running_plugin_code();
         let result = instance
             .bindings
             .http_autoinstrument_plugin_processor()
             .call_process(&mut instance.store, batch);
+        drop(running);
         match result {
             Err(e) => {
                 let kind = classify(&e, instance.store.data().memory.exceeded);

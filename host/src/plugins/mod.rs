@@ -17,6 +17,7 @@ mod codec;
 mod config;
 mod edits;
 mod engine;
+mod epoch;
 mod failure;
 mod inspect;
 mod instance;
