@@ -7,7 +7,8 @@ mod resource;
 
 pub use build::{route_of_pattern, server_span, TRUNCATED_ATTRIBUTE, TRUNCATION_MARK};
 pub use clock::{WallClock, WallClockSource};
-pub use model::{push_attribute, Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
+pub(crate) use model::push_attribute;
+pub use model::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
 pub use resource::{
     host_name, parse_environ, parse_resource_attributes, process_resource, ProcessFacts,
     AGENT_NAME, AGENT_VERSION,

@@ -77,7 +77,7 @@ impl Attribute {
 /// which the CPU cannot forward from its store buffer: one stall per attribute, measured at ~4%
 /// of the pipeline's time in span building. Making room before building avoids the copy.
 #[inline(always)]
-pub fn push_attribute(list: &mut Vec<Attribute>, make: impl FnOnce() -> Attribute) {
+pub(crate) fn push_attribute(list: &mut Vec<Attribute>, make: impl FnOnce() -> Attribute) {
     list.reserve(1);
     let len = list.len();
     list.spare_capacity_mut()[0].write(make());
