@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
 
-use super::chain::{DropCause, PluginChain};
+use super::chain::{DropCause, Outcome, PluginChain};
 use super::config::{settings_path, PluginSettings, PluginsConfig};
 use super::engine::{content_hash, PluginEngine};
 use super::inspect::ComponentReport;
@@ -28,8 +28,9 @@ pub enum PluginCommand {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
-    /// Runs spans (JSON lines) through the plugins of a directory and prints what comes out,
-    /// and what was dropped, by which plugin and why.
+    /// Runs spans (JSON lines) through the plugins of a directory and prints, in input order,
+    /// each span that comes out and each that was dropped, by which plugin and why. Exits with an
+    /// error when a plugin of the directory did not load.
     Run {
         /// Plugins directory (`*.wasm` in file-name order, each with an optional `.toml`).
         #[arg(long)]
@@ -37,7 +38,58 @@ pub enum PluginCommand {
         /// Spans, one JSON object per line (see `http_autoinstrument::plugins::jsonl`).
         #[arg(long)]
         input: PathBuf,
+        #[command(flatten)]
+        limits: RunLimits,
     },
+}
+
+/// The agent's plugin options that `plugin run` takes too, with the agent's defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunLimits {
+    /// Where compiled plugins are kept between runs (the agent's `plugins.cache_dir`); a large
+    /// Python or JavaScript plugin compiles for seconds. Default: the user's cache directory.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every plugin afresh, keeping nothing.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Time budget of one call into a plugin (the agent's `plugins.time_budget_ms`).
+    #[arg(long, value_name = "MS")]
+    pub time_budget_ms: Option<u64>,
+    /// Memory cap of one plugin instance (the agent's `plugins.memory_limit_mib`).
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit_mib: Option<u64>,
+    /// Largest batch handed to a plugin in one call (the agent's `plugins.batch_size`).
+    #[arg(long, value_name = "SPANS")]
+    pub batch_size: Option<usize>,
+}
+
+impl RunLimits {
+    /// The chain configuration for `dir` with these options over the agent's defaults.
+    pub fn config(&self, dir: &Path) -> PluginsConfig {
+        let defaults = PluginsConfig::default();
+        PluginsConfig {
+            dir: Some(dir.to_path_buf()),
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir.clone().or_else(default_cache_dir)
+            },
+            time_budget_ms: self.time_budget_ms.unwrap_or(defaults.time_budget_ms),
+            memory_limit_mib: self.memory_limit_mib.unwrap_or(defaults.memory_limit_mib),
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            ..defaults
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/http-autoinstrument/plugins`, or `~/.cache/...`; `None` without either.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    Some(base.join("http-autoinstrument/plugins"))
 }
 
 /// Executes a `plugin` subcommand, writing results to `out` and the summary to stderr.
@@ -50,13 +102,29 @@ pub fn execute(command: PluginCommand, mut out: impl Write) -> Result<()> {
                 bail!("{}: init failed: {e}", file.display());
             }
         }
-        PluginCommand::Run { plugins, input } => {
+        PluginCommand::Run {
+            plugins,
+            input,
+            limits,
+        } => {
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&input)
                     .with_context(|| format!("cannot open {}", input.display()))?,
             );
-            let summary = run(&plugins, reader, &mut out)?;
+            let summary = run(&limits.config(&plugins), reader, &mut out)?;
             eprint!("{summary}");
+            if !summary.load_errors.is_empty() {
+                let names: Vec<&str> = summary
+                    .load_errors
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                bail!(
+                    "{} of the plugins did not load: {}",
+                    names.len(),
+                    names.join(", ")
+                );
+            }
         }
     }
     Ok(())
@@ -190,9 +258,13 @@ impl fmt::Display for RunSummary {
     }
 }
 
-/// `plugin run`: reads spans (JSON lines) from `input`, runs them through the plugins in `dir`,
-/// and writes `{"kept": span}` and `{"dropped": span, "plugin": ..., "reason": ...}` lines.
-pub fn run(dir: &Path, input: impl BufRead, mut out: impl Write) -> Result<RunSummary> {
+/// `plugin run`: reads spans (JSON lines) from `input`, runs them through the plugins of
+/// `config.dir`, and writes, in input order, `{"kept": span}` and
+/// `{"dropped": span, "plugin": ..., "reason": ...}` lines.
+pub fn run(config: &PluginsConfig, input: impl BufRead, mut out: impl Write) -> Result<RunSummary> {
+    let Some(dir) = &config.dir else {
+        bail!("no plugins directory given");
+    };
     if !dir.is_dir() {
         bail!("plugins directory {} does not exist", dir.display());
     }
@@ -205,38 +277,39 @@ pub fn run(dir: &Path, input: impl BufRead, mut out: impl Write) -> Result<RunSu
         }
         spans.push(parse_span(line).with_context(|| format!("input line {}", i + 1))?);
     }
-    let chain = PluginChain::new(PluginsConfig {
-        dir: Some(dir.to_path_buf()),
-        ..PluginsConfig::default()
-    })?;
+    let chain = PluginChain::new(config.clone())?;
+    let running = chain.plugin_names();
     let load_errors: Vec<(String, String)> = chain
         .stats()
         .into_iter()
-        .filter(|(name, _)| !chain.plugin_names().contains(name))
+        .filter(|(name, _)| !running.contains(name))
         .map(|(name, s)| (name, s.last_error.unwrap_or_default()))
         .collect();
     let spans_in = spans.len();
-    let (kept, dropped) = chain.process_reporting(spans);
-    for span in &kept {
-        writeln!(out, "{}", json!({ "kept": span_record(span) }))?;
-    }
-    for d in &dropped {
-        let reason = match &d.cause {
-            DropCause::ByPlugin => "dropped by the plugin".to_string(),
-            DropCause::OnError(kind) => {
-                format!("plugin failed ({kind}) and its on-error policy is drop")
+    let (mut spans_out, mut dropped) = (0, 0);
+    for outcome in chain.process_outcomes(spans) {
+        let line = match outcome {
+            Outcome::Kept(span) => {
+                spans_out += 1;
+                json!({ "kept": span_record(&span) })
+            }
+            Outcome::Dropped(d) => {
+                dropped += 1;
+                let reason = match &d.cause {
+                    DropCause::ByPlugin => "dropped by the plugin".to_string(),
+                    DropCause::OnError(kind) => {
+                        format!("plugin failed ({kind}) and its on-error policy is drop")
+                    }
+                };
+                json!({ "dropped": span_record(&d.span), "plugin": d.plugin, "reason": reason })
             }
         };
-        writeln!(
-            out,
-            "{}",
-            json!({ "dropped": span_record(&d.span), "plugin": d.plugin, "reason": reason })
-        )?;
+        writeln!(out, "{line}")?;
     }
     Ok(RunSummary {
         spans_in,
-        spans_out: kept.len(),
-        dropped: dropped.len(),
+        spans_out,
+        dropped,
         plugins: chain.stats(),
         load_errors,
     })

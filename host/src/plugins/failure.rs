@@ -18,6 +18,8 @@ pub enum FailureKind {
     Suspended,
     /// A new instance (after an earlier trap) could not be created or initialised.
     Instantiation,
+    /// The plugin failed to load and its policy holds the chain closed; it was not called.
+    NotLoaded,
 }
 
 impl fmt::Display for FailureKind {
@@ -30,6 +32,7 @@ impl fmt::Display for FailureKind {
             FailureKind::InvalidOutput => "invalid-output",
             FailureKind::Suspended => "suspended",
             FailureKind::Instantiation => "instantiation",
+            FailureKind::NotLoaded => "not-loaded",
         })
     }
 }

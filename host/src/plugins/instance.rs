@@ -31,8 +31,9 @@ pub enum DropCause {
     OnError(FailureKind),
 }
 
-/// Receives each dropped span with the plugin that dropped it and why.
-pub type DropSink<'a> = dyn FnMut(&Span, &str, &DropCause) + 'a;
+/// Receives each dropped span, with its position in the batch the plugin was given (in increasing
+/// order), the plugin that dropped it and why.
+pub type DropSink<'a> = dyn FnMut(usize, &Span, &str, &DropCause) + 'a;
 
 /// Identity of a version: the plugin's bytes and its settings file's bytes.
 pub type VersionKey = (ContentHash, ContentHash);
@@ -250,11 +251,11 @@ impl PluginVersion {
                             .record_edit_limits(applied.truncated, applied.rejected);
                         if applied.dropped > 0 {
                             self.stats.record_dropped_by_plugin(applied.dropped);
-                            let mut flags = live.dropped.iter();
+                            let mut flags = live.dropped.iter().enumerate();
                             spans.retain(|s| {
-                                let dropped = flags.next().copied().unwrap_or(false);
+                                let (position, &dropped) = flags.next().unwrap_or((0, &false));
                                 if dropped {
-                                    sink(s, &self.name, &DropCause::ByPlugin);
+                                    sink(position, s, &self.name, &DropCause::ByPlugin);
                                 }
                                 !dropped
                             });
@@ -285,8 +286,8 @@ impl PluginVersion {
             OnError::Pass => 0,
             OnError::Drop => {
                 let cause = DropCause::OnError(kind);
-                for s in spans.iter() {
-                    sink(s, &self.name, &cause);
+                for (position, s) in spans.iter().enumerate() {
+                    sink(position, s, &self.name, &cause);
                 }
                 let n = spans.len();
                 spans.clear();

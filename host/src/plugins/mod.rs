@@ -13,6 +13,7 @@
 mod bindings;
 mod chain;
 pub mod cli;
+mod closed;
 mod codec;
 mod config;
 mod edits;
@@ -26,7 +27,7 @@ mod reload;
 mod state;
 mod stats;
 
-pub use chain::{DropCause, DropReport, PluginChain, PluginWatcher};
+pub use chain::{DropCause, DropReport, Outcome, PluginChain, PluginWatcher};
 pub use config::{Grants, OnError, PluginSettings, PluginsConfig};
 pub use failure::FailureKind;
 pub use inspect::{inspect_component, ComponentReport, ImportGrant, WORLD_EXPORT};

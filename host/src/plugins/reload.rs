@@ -13,10 +13,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
 
-use super::chain::PluginChain;
-use super::config::{settings_path, PluginSettings};
+use super::chain::{Link, PluginChain};
+use super::closed::ClosedPlugin;
+use super::config::{settings_path, OnError, PluginSettings};
 use super::engine::content_hash;
-use super::instance::{LoadRequest, PluginVersion};
+use super::instance::{LoadRequest, PluginVersion, VersionKey};
 
 /// Quiet time after the last file event before the directory is rescanned.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -30,6 +31,14 @@ pub struct ReloadReport {
     /// File name and error of every version that failed to load (an older version, if any,
     /// keeps running).
     pub failed: Vec<(String, String)>,
+}
+
+/// Why a plugin file did not load, with what its settings say to do about it.
+struct LoadFailure {
+    error: anyhow::Error,
+    on_error: OnError,
+    /// The version that failed.
+    key: VersionKey,
 }
 
 /// `*.wasm` files of `dir` in file-name order (hidden and temporary files ignored).
@@ -53,6 +62,8 @@ impl PluginChain {
     /// the watcher calls it on every change.
     pub fn reload(&self) -> ReloadReport {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.rescans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut report = ReloadReport::default();
         let Some(dir) = self.config.dir.clone() else {
             return report;
@@ -70,8 +81,8 @@ impl PluginChain {
         let current = self.plugins.load_full();
         let mut next = Vec::with_capacity(files.len());
         for (name, path) in &files {
-            let old = current.iter().find(|p| &*p.name == name.as_str());
-            match self.load_file(name, path, old.map(|p| p.key)) {
+            let old = current.iter().find(|p| &**p.name() == name.as_str());
+            match self.load_file(name, path, old.map(|p| p.key())) {
                 Ok(Some(version)) => {
                     tracing::info!(
                         plugin = name.as_str(),
@@ -79,7 +90,7 @@ impl PluginChain {
                         "plugin loaded"
                     );
                     report.loaded.push(name.clone());
-                    next.push(Arc::new(version));
+                    next.push(Arc::new(Link::Loaded(Box::new(version))));
                 }
                 Ok(None) => {
                     if let Some(old) = old {
@@ -87,51 +98,84 @@ impl PluginChain {
                         next.push(old.clone());
                     }
                 }
-                Err(e) => {
-                    let message = format!("{e:#}");
+                Err(failure) => {
+                    let message = format!("{:#}", failure.error);
+                    let running = old.filter(|p| matches!(***p, Link::Loaded(_)));
+                    let consequence = match (running, failure.on_error) {
+                        (Some(old), _) => {
+                            next.push(old.clone());
+                            "the previous version keeps running"
+                        }
+                        (None, OnError::Drop) => {
+                            next.push(Arc::new(Link::Closed(ClosedPlugin::new(
+                                name,
+                                failure.key,
+                                message.clone(),
+                                self.stats_for(name),
+                            ))));
+                            "its on-error is drop, so every span is dropped until it loads"
+                        }
+                        (None, OnError::Pass) => "its on-error is pass, so spans go on without it",
+                    };
                     tracing::error!(
                         plugin = name.as_str(),
-                        "cannot load plugin {}: {message}{}",
+                        "cannot load plugin {}: {message}; {consequence}",
                         path.display(),
-                        if old.is_some() {
-                            "; the previous version keeps running"
-                        } else {
-                            ""
-                        }
                     );
                     report.failed.push((name.clone(), message));
-                    if let Some(old) = old {
-                        next.push(old.clone());
-                    }
                 }
             }
         }
         for old in current.iter() {
-            if !files.iter().any(|(n, _)| n.as_str() == &*old.name) {
-                tracing::info!(plugin = &*old.name, "plugin removed");
-                report.removed.push(old.name.to_string());
+            if !files.iter().any(|(n, _)| n.as_str() == &**old.name()) {
+                tracing::info!(plugin = &**old.name(), "plugin removed");
+                report.removed.push(old.name().to_string());
             }
         }
-        let changed = !report.loaded.is_empty() || !report.removed.is_empty();
+        let changed = next.len() != current.len()
+            || next
+                .iter()
+                .zip(current.iter())
+                .any(|(a, b)| !Arc::ptr_eq(a, b));
         if changed {
             self.plugins.store(Arc::new(next));
         }
         report
     }
 
-    /// Loads `path` unless its content and settings equal `current` or a version that already
-    /// failed. `Ok(None)`: nothing to do.
+    /// Loads `path` unless its content and settings equal `current`'s, or those of a version that
+    /// already failed and is not running. `Ok(None)`: nothing to do.
     fn load_file(
         &self,
         name: &str,
         path: &Path,
-        current: Option<super::instance::VersionKey>,
-    ) -> Result<Option<PluginVersion>> {
-        let wasm =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        current: Option<VersionKey>,
+    ) -> Result<Option<PluginVersion>, LoadFailure> {
         let settings_file = settings_path(path);
         let settings_bytes = std::fs::read(&settings_file).unwrap_or_default();
+        // Read first: the policy of a plugin that cannot load. Settings that cannot be read say
+        // nothing, so the default holds: closed.
+        let settings = PluginSettings::load(&settings_file);
+        let on_error = settings
+            .as_ref()
+            .map(|(s, _)| s.on_error)
+            .unwrap_or_default();
+        let wasm = match std::fs::read(path) {
+            Ok(wasm) => wasm,
+            Err(e) => {
+                return Err(LoadFailure {
+                    error: anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+                    on_error,
+                    key: (content_hash(&[]), content_hash(&settings_bytes)),
+                })
+            }
+        };
         let key = (content_hash(&wasm), content_hash(&settings_bytes));
+        let fail = |error: anyhow::Error| LoadFailure {
+            error,
+            on_error,
+            key,
+        };
         if current == Some(key) {
             return Ok(None);
         }
@@ -140,10 +184,12 @@ impl PluginChain {
             if current.is_none() {
                 return Ok(None);
             }
-            anyhow::bail!("unchanged since it last failed to load");
+            return Err(fail(anyhow::anyhow!(
+                "unchanged since it last failed to load"
+            )));
         }
         let stats = self.stats_for(name);
-        let result = PluginSettings::load(&settings_file).and_then(|(settings, _)| {
+        let result = settings.and_then(|(settings, _)| {
             PluginVersion::load(
                 &self.engine,
                 &self.config,
@@ -165,7 +211,7 @@ impl PluginChain {
             Err(e) => {
                 failed.insert(name.to_string(), key);
                 stats.record_load(false, Some(&format!("{e:#}")));
-                Err(e)
+                Err(fail(e))
             }
         }
     }
@@ -181,7 +227,7 @@ impl PluginChain {
         let (tx, rx) = mpsc::channel::<()>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| changes_the_directory(&e.kind)) {
                     let _ = tx.send(());
                 }
             })
@@ -195,6 +241,18 @@ impl PluginChain {
             .spawn(move || reload_on_events(chain, rx))
             .context("cannot start the plugin reload thread")?;
         Ok(PluginWatcher { _watcher: watcher })
+    }
+}
+
+/// Whether an event can change what the directory holds. Opening a file changes nothing, and a
+/// rescan opens the directory and every plugin in it: reacting to opens made each rescan trigger
+/// the next, ten times a second for as long as the agent ran.
+fn changes_the_directory(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

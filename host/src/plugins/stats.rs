@@ -18,6 +18,7 @@ pub struct PluginStats {
     traps: AtomicU64,
     invalid_output: AtomicU64,
     suspended_batches: AtomicU64,
+    not_loaded_batches: AtomicU64,
     truncated_values: AtomicU64,
     rejected_edits: AtomicU64,
     call_nanos: AtomicU64,
@@ -46,6 +47,8 @@ pub struct StatsSnapshot {
     pub invalid_output: u64,
     /// Batches not sent to the plugin because it was suspended.
     pub suspended_batches: u64,
+    /// Batches dropped because the plugin failed to load and its policy is `drop`.
+    pub not_loaded_batches: u64,
     pub truncated_values: u64,
     pub rejected_edits: u64,
     /// Time spent in calls, including packing the batch and applying edits.
@@ -80,6 +83,10 @@ impl PluginStats {
         let counter = match kind {
             FailureKind::Suspended => {
                 self.suspended_batches.fetch_add(1, Relaxed);
+                return;
+            }
+            FailureKind::NotLoaded => {
+                self.not_loaded_batches.fetch_add(1, Relaxed);
                 return;
             }
             FailureKind::Timeout => &self.timeouts,
@@ -119,6 +126,7 @@ impl PluginStats {
             traps: self.traps.load(Relaxed),
             invalid_output: self.invalid_output.load(Relaxed),
             suspended_batches: self.suspended_batches.load(Relaxed),
+            not_loaded_batches: self.not_loaded_batches.load(Relaxed),
             truncated_values: self.truncated_values.load(Relaxed),
             rejected_edits: self.rejected_edits.load(Relaxed),
             call_nanos: self.call_nanos.load(Relaxed),

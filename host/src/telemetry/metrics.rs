@@ -322,6 +322,12 @@ impl Collector for AgentCollector {
             "Batches skipped because the plugin was suspended",
             &series(&|s| s.suspended_batches),
         )?;
+        per_plugin(
+            e,
+            "plugin_not_loaded_batches",
+            "Batches dropped because the plugin failed to load and its on-error is drop",
+            &series(&|s| s.not_loaded_batches),
+        )?;
         let seconds: Vec<_> = stats
             .iter()
             .map(|(name, s)| (vec![("plugin", name.as_str())], s.call_nanos as f64 / 1e9))
@@ -349,6 +355,12 @@ impl Collector for AgentCollector {
             "plugins_running",
             "Plugins in the chain now",
             chain.plugin_names().len() as u64,
+        )?;
+        gauge(
+            e,
+            "plugins_blocking",
+            "Plugins that failed to load and drop every span until they load (on-error = drop)",
+            chain.blocking().len() as u64,
         )?;
         Ok(())
     }

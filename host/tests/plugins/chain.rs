@@ -128,13 +128,17 @@ fn plugin_settings_errors_refuse_the_load_with_the_file_name() {
     let stats = chain.plugin_stats("10-filter.wasm").unwrap();
     assert_eq!(stats.load_failures, 1);
     assert!(stats.last_error.unwrap().contains("must start with '/'"));
-    // The agent keeps running without the plugin.
-    assert_eq!(
-        chain
-            .process(vec![http_span(&resource(), "/x", None)])
-            .len(),
-        1
+    let batch = || vec![http_span(&resource(), "/x", None)];
+    // Its policy is the default, drop: nothing passes until it loads.
+    assert!(chain.process(batch()).is_empty());
+    // With on-error = pass, the agent runs on without the plugin.
+    dir.install(
+        &filter,
+        "10-filter.wasm",
+        Some("on-error = \"pass\"\n[settings]\npaths = [\"no-slash\"]\n"),
     );
+    chain.reload();
+    assert_eq!(chain.process(batch()).len(), 1);
 }
 
 #[test]
@@ -177,4 +181,72 @@ fn large_batches_are_split_and_keep_their_order() {
     assert_eq!(out.len(), 50);
     assert!(out.iter().all(|s| s.name == "GET /n/{id}/x"));
     assert_eq!(chain.plugin_stats("10-route.wasm").unwrap().calls, 8);
+}
+
+/// A redaction plugin that is broken when the agent starts must not let spans out unredacted:
+/// with `on-error = "drop"` (the default) it holds the chain closed, counting what it drops, until
+/// a version of it loads; with `pass` the chain runs without it.
+#[test]
+fn a_plugin_that_fails_to_load_holds_the_chain_closed_until_it_loads() {
+    let Some(redact) = built("redact") else {
+        return;
+    };
+    let dir = PluginDir::new();
+    dir.write("10-redact.wasm", b"not wasm yet");
+    let chain = dir.chain();
+    let r = resource();
+    let batch = || vec![http_span(&r, "/login", Some("password=hunter2")); 8];
+
+    assert!(
+        chain.process(batch()).is_empty(),
+        "nothing leaves unredacted"
+    );
+    let stats = chain.plugin_stats("10-redact.wasm").unwrap();
+    assert_eq!(
+        (
+            stats.dropped_on_error,
+            stats.not_loaded_batches,
+            stats.calls
+        ),
+        (8, 1, 0)
+    );
+    assert_eq!(chain.blocking().len(), 1);
+    assert!(chain.plugin_names().is_empty());
+    assert!(
+        chain.describe().contains("NOT LOADED"),
+        "{}",
+        chain.describe()
+    );
+
+    // Unchanged, it stays closed without another load attempt.
+    chain.reload();
+    assert!(chain.process(batch()).is_empty());
+    assert_eq!(
+        chain.plugin_stats("10-redact.wasm").unwrap().load_failures,
+        1
+    );
+
+    // Its fixed version loads and runs.
+    dir.install(&redact, "10-redact.wasm", None);
+    chain.reload();
+    let out = chain.process(batch());
+    assert_eq!(out.len(), 8);
+    assert!(out
+        .iter()
+        .all(|s| !str_attr(s, "url.query").unwrap_or("").contains("hunter2")));
+    assert!(chain.blocking().is_empty());
+
+    // With on-error = pass, a broken plugin is skipped.
+    let open = PluginDir::new();
+    open.write("10-broken.wasm", b"not wasm");
+    open.write("10-broken.toml", b"on-error = \"pass\"\n");
+    let chain = open.chain();
+    assert_eq!(chain.process(batch()).len(), 8);
+    assert!(chain.blocking().is_empty());
+
+    // Settings that cannot be read say nothing about the policy: closed.
+    let unreadable = PluginDir::new();
+    unreadable.write("10-broken.wasm", b"not wasm");
+    unreadable.write("10-broken.toml", b"on-error = \"sometimes\"\n");
+    assert!(unreadable.chain().process(batch()).is_empty());
 }

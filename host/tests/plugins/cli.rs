@@ -73,28 +73,90 @@ fn run_prints_kept_and_dropped_spans_with_reasons() {
     let input = "# recorded spans\n\
         {\"name\":\"GET\",\"attributes\":{\"http.request.method\":\"GET\",\"url.path\":\"/healthz\"}}\n\
         {\"name\":\"GET\",\"attributes\":{\"http.request.method\":\"GET\",\"url.path\":\"/users/7\"}}\n";
-    let mut out = Vec::new();
-    let summary = cli::run(dir.path(), input.as_bytes(), &mut out).unwrap();
-    let out = String::from_utf8(out).unwrap();
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    assert_eq!(lines[0]["kept"]["name"], "GET /users/{id}");
-    assert_eq!(lines[1]["dropped"]["attributes"]["url.path"], "/healthz");
-    assert_eq!(lines[1]["plugin"], "10-filter.wasm");
-    assert_eq!(lines[1]["reason"], "dropped by the plugin");
+    let config = cli::RunLimits {
+        cache_dir: None,
+        no_cache: true,
+        time_budget_ms: None,
+        memory_limit_mib: None,
+        batch_size: None,
+    }
+    .config(dir.path());
+    let run = |config: &_| {
+        let mut out = Vec::new();
+        let summary = cli::run(config, input.as_bytes(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        (summary, lines)
+    };
+
+    // The broken plugin's policy is the default, drop: it holds the chain closed. Lines come in
+    // input order, whichever plugin dropped the span.
+    let (summary, lines) = run(&config);
+    assert_eq!(lines[0]["dropped"]["attributes"]["url.path"], "/healthz");
+    assert_eq!(lines[0]["plugin"], "10-filter.wasm");
+    assert_eq!(lines[0]["reason"], "dropped by the plugin");
+    assert_eq!(lines[1]["dropped"]["name"], "GET /users/{id}");
+    assert_eq!(lines[1]["plugin"], "30-broken.wasm");
+    assert_eq!(
+        lines[1]["reason"],
+        "plugin failed (not-loaded) and its on-error policy is drop"
+    );
+    assert_eq!(
+        (summary.spans_in, summary.spans_out, summary.dropped),
+        (2, 0, 2)
+    );
+    assert_eq!(summary.load_errors.len(), 1);
+    assert!(summary.to_string().contains("30-broken.wasm: NOT LOADED"));
+
+    // With on-error = pass, the chain runs without it.
+    dir.write("30-broken.toml", b"on-error = \"pass\"\n");
+    let (summary, lines) = run(&config);
+    assert_eq!(lines[0]["plugin"], "10-filter.wasm");
+    assert_eq!(lines[1]["kept"]["name"], "GET /users/{id}");
     assert_eq!(
         (summary.spans_in, summary.spans_out, summary.dropped),
         (2, 1, 1)
     );
     assert_eq!(summary.load_errors.len(), 1);
-    assert!(summary.to_string().contains("30-broken.wasm: NOT LOADED"));
 
     let err = format!(
         "{:#}",
-        cli::run(dir.path(), "{\"nam\":1}\n".as_bytes(), Vec::new()).unwrap_err()
+        cli::run(&config, "{\"nam\":1}\n".as_bytes(), Vec::new()).unwrap_err()
     );
     assert!(err.contains("input line 1"), "{err}");
+}
+
+/// A CI that runs `plugin run` must see a plugin that did not load: the command fails.
+#[test]
+fn run_fails_when_a_plugin_did_not_load() {
+    let dir = PluginDir::new();
+    dir.write("10-broken.wasm", b"not wasm");
+    dir.write("10-broken.toml", b"on-error = \"pass\"\n");
+    let input = dir.path().join("spans.jsonl");
+    std::fs::write(
+        &input,
+        "{\"name\":\"GET\",\"attributes\":{\"url.path\":\"/a\"}}\n",
+    )
+    .unwrap();
+    let limits = cli::RunLimits {
+        cache_dir: None,
+        no_cache: true,
+        time_budget_ms: Some(50),
+        memory_limit_mib: Some(16),
+        batch_size: None,
+    };
+    let command = cli::PluginCommand::Run {
+        plugins: dir.path().to_path_buf(),
+        input,
+        limits,
+    };
+    let mut out = Vec::new();
+    let err = format!("{:#}", cli::execute(command, &mut out).unwrap_err());
+    assert!(err.contains("did not load: 10-broken.wasm"), "{err}");
+    // The spans were still run and printed (the broken plugin's policy is pass).
+    assert!(String::from_utf8(out).unwrap().contains("\"kept\""));
 }

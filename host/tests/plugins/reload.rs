@@ -168,3 +168,25 @@ fn hot_reload_while_spans_flow_loses_no_span() {
         "reload (event settle included): add {added:?}, settings swap {settings_swap:?}, code swap {code_swap:?}; {spans_in} spans"
     );
 }
+
+/// One change to the directory is one rescan: the rescan's own opens of the directory and its
+/// files must not count as changes (they once made it rescan ten times a second, forever).
+#[test]
+fn one_change_is_one_rescan() {
+    let dir = PluginDir::new();
+    dir.write("10-broken.wasm", b"not wasm");
+    dir.write("10-broken.toml", b"on-error = \"pass\"\n");
+    let chain = dir.chain();
+    assert_eq!(chain.rescans(), 1, "the first load");
+    let _watcher = chain.watch().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(chain.rescans(), 1, "nothing changed yet");
+
+    dir.write("10-broken.toml", b"on-error = \"pass\"\n# touched\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while chain.rescans() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(chain.rescans(), 2, "one change, one rescan");
+}
