@@ -8,7 +8,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
-GO_VERSIONS="${GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.27.3}"
+# The newest patch release of every supported series: CI traces each (host/tests/e2e.rs) and checks
+# the table of struct layouts against its DWARF (host/tests/inspect.rs).
+GO_VERSIONS="${GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
@@ -58,6 +60,20 @@ for v in $GO_VERSIONS; do
     rm -rf "$dir" && mv "$goroot" "$dir" && rm -rf "$dir.pip"
   fi
 done
+
+# A released third-party Go HTTP server, traced end to end by the tests: esbuild's `--serve`, a
+# stripped build without .go.buildinfo, as its authors publish it on npm.
+ESBUILD_VERSION=0.28.2
+if [ ! -x "$TOOLS/esbuild-$ESBUILD_VERSION/package/bin/esbuild" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+  fi
+  log "npm pack @esbuild/linux-x64@$ESBUILD_VERSION"
+  rm -rf "$TOOLS/esbuild-$ESBUILD_VERSION" && mkdir -p "$TOOLS/esbuild-$ESBUILD_VERSION"
+  (cd "$TOOLS/esbuild-$ESBUILD_VERSION" && npm pack --silent "@esbuild/linux-x64@$ESBUILD_VERSION" >/dev/null \
+    && tar xzf esbuild-linux-x64-$ESBUILD_VERSION.tgz && rm esbuild-linux-x64-$ESBUILD_VERSION.tgz)
+fi
 
 if ! command -v wasm-tools >/dev/null 2>&1; then
   log "pip install wasm-tools"

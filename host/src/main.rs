@@ -32,10 +32,15 @@ struct Cli {
 enum Command {
     /// Trace Go services (the default).
     Run(Box<RunArgs>),
-    /// Show what the agent finds in a Go binary: version, probe offsets, struct offsets.
+    /// Show what the agent finds in a Go binary: version, probe offsets, struct offsets, and
+    /// where each came from (symbols, the Go function table, DWARF, the table of layouts).
     Inspect {
         /// The executable to inspect.
         binary: PathBuf,
+        /// Print the struct layouts the probes read, from the binary's DWARF, as JSON (what
+        /// scripts/gen-go-layouts.py records per Go release).
+        #[arg(long)]
+        layouts: bool,
     },
     /// Plugin author tools (no root, no eBPF): check a plugin, run spans through plugins.
     Plugin {
@@ -235,9 +240,13 @@ fn main() {
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(*args),
-        Some(Command::Inspect { binary }) => {
+        Some(Command::Inspect { binary, layouts }) => {
             init_tool_logging();
-            http_autoinstrument::inspect::print_report(&binary)
+            if layouts {
+                http_autoinstrument::inspect::print_layouts(&binary)
+            } else {
+                http_autoinstrument::inspect::print_report(&binary)
+            }
         }
         Some(Command::Plugin { command }) => {
             init_tool_logging();

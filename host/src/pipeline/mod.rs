@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use http_autoinstrument_common::{HttpServerEvent, EVENT_RECORD_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use processes::ProcessTable;
+pub use processes::{ExecutableFacts, HostFacts, ProcessTable};
 pub use stats::AgentStats;
 use tracker::Tracker;
 
@@ -59,12 +59,16 @@ impl SpanStage {
         server_span(&ServerRequest::from_event(event), resource, clock)
     }
 
+    fn resource(&self, event: &HttpServerEvent) -> Arc<Resource> {
+        self.processes.resource(event.pid, event.binary.into())
+    }
+
     /// Events that did not come through the ring buffer (a panicked request the tracker ended).
     fn handle(&self, events: &[HttpServerEvent]) {
         let clock = self.clock.current();
         let spans = events
             .iter()
-            .map(|e| self.span(e, self.processes.resource(e.pid), &clock))
+            .map(|e| self.span(e, self.resource(e), &clock))
             .collect();
         self.process(spans);
     }
@@ -103,7 +107,7 @@ impl EventSink for DrainToSpans {
         let resource = match &self.last_process {
             Some((pid, resource)) if *pid == event.pid => resource.clone(),
             _ => {
-                let resource = self.stage.processes.resource(event.pid);
+                let resource = self.stage.resource(event);
                 self.last_process = Some((event.pid, resource.clone()));
                 resource
             }
@@ -138,7 +142,10 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         options.wakeup_events.clamp(1, MAX_WAKEUP_EVENTS) * EVENT_RECORD_BYTES,
     )?;
     let ring = probes.take_events()?;
-    let processes = ProcessTable::default();
+    let processes = ProcessTable::new(HostFacts {
+        host_name: crate::span::host_name(),
+        node_name: options.node_name,
+    });
     let stats = Arc::new(AgentStats::default());
     let exporter = Arc::new(Exporter::start(options.export, options.export_limits)?);
     let (plugins, _plugin_watcher) = match options.plugins.dir {
@@ -180,7 +187,6 @@ pub async fn run(options: AgentOptions) -> Result<()> {
             options.selector,
             processes,
             stats.clone(),
-            options.node_name,
             panicked_tx,
         );
         let stop = stop_tracker.clone();
