@@ -1,6 +1,7 @@
-//! The Linux capabilities the agent needs, checked once at start. Without this check a missing
-//! capability shows up later as an EPERM from `bpf()`, `perf_event_open()` or a `/proc` read,
-//! which names neither the capability nor the setting that grants it.
+//! The Linux capabilities the agent needs, checked once at start, and whether a seccomp filter
+//! refuses the two system calls it cannot do without. Without this check either shows up later
+//! as an EPERM from `bpf()`, `perf_event_open()` or a `/proc` read, which names neither the cause
+//! nor the setting that fixes it.
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
@@ -133,14 +134,72 @@ pub fn explain(missing: &[Capability], facts: &Facts) -> String {
     text
 }
 
-/// Checks the running process; the error names every missing capability and how to grant it.
+/// Checks the running process; the error names every missing capability and how to grant it,
+/// or the system call a seccomp filter refuses and how to allow it.
 pub fn check() -> Result<()> {
     let facts = read_facts()?;
     let missing = missing(&facts);
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        bail!("{}", explain(&missing, &facts));
     }
-    bail!("{}", explain(&missing, &facts))
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    if seccomp_filtered(&status) {
+        let refused = refused_syscalls();
+        if !refused.is_empty() {
+            bail!("{}", explain_seccomp(&refused));
+        }
+    }
+    Ok(())
+}
+
+/// `Seccomp: 2` in /proc/self/status: a filter is installed (a container's profile, systemd's
+/// SystemCallFilter=).
+fn seccomp_filtered(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .is_some_and(|v| v.trim() == "2")
+}
+
+/// The system calls among bpf() and perf_event_open() that a filter refuses. Each is made with
+/// arguments the kernel rejects before doing anything (an unknown bpf command, a null perf
+/// attribute): EINVAL or EFAULT when the call reaches the kernel, EPERM when a filter stops it
+/// (the capabilities having been checked first, the kernel has no reason to say EPERM).
+fn refused_syscalls() -> Vec<&'static str> {
+    let errno = |result: libc::c_long| {
+        (result == -1).then(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    };
+    // SAFETY: no pointer is dereferenced: the bpf command is invalid and its size 0, the perf
+    // attribute pointer is null, which the kernel reports as EFAULT.
+    let bpf = errno(unsafe { libc::syscall(libc::SYS_bpf, libc::c_int::MAX, 0usize, 0u32) });
+    // SAFETY: as above.
+    let perf = errno(unsafe { libc::syscall(libc::SYS_perf_event_open, 0usize, 0, -1, -1, 0u64) });
+    classify_refusals(bpf, perf)
+}
+
+fn classify_refusals(bpf: Option<i32>, perf: Option<i32>) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if bpf == Some(libc::EPERM) {
+        out.push("bpf");
+    }
+    if perf == Some(libc::EPERM) {
+        out.push("perf_event_open");
+    }
+    out
+}
+
+/// The error for system calls a seccomp filter refuses.
+pub fn explain_seccomp(refused: &[&str]) -> String {
+    format!(
+        "a seccomp filter refuses {}() even with CAP_BPF and CAP_PERFMON. In Kubernetes, set the \
+         container's securityContext.seccompProfile.type to Unconfined (RuntimeDefault allows \
+         these calls with CAP_BPF and CAP_PERFMON only from containerd 1.6.9, Docker 23.0 and \
+         CRI-O 1.31 on; older runtimes allow them with CAP_SYS_ADMIN only); with docker or \
+         podman, --security-opt seccomp=unconfined; under systemd, allow bpf and \
+         perf_event_open in SystemCallFilter=",
+        refused.join("() and ")
+    )
 }
 
 fn read_facts() -> Result<Facts> {
@@ -293,6 +352,45 @@ mod tests {
         assert_eq!(parse_kernel_version("6.18.44-fc-v1252\n"), Some((6, 18)));
         assert_eq!(parse_kernel_version("5.10.0+"), Some((5, 10)));
         assert_eq!(parse_kernel_version("garbage"), None);
+    }
+
+    #[test]
+    fn seccomp_refusals_are_told_from_the_kernels_answers() {
+        assert!(seccomp_filtered(
+            "Name:\tx\nSeccomp:\t2\nSeccomp_filters:\t1\n"
+        ));
+        assert!(!seccomp_filtered("Name:\tx\nSeccomp:\t0\n"));
+        assert!(!seccomp_filtered("Name:\tx\n"));
+        // The kernel's own answers to the invalid calls.
+        assert!(classify_refusals(Some(libc::EINVAL), Some(libc::EFAULT)).is_empty());
+        assert_eq!(
+            classify_refusals(Some(libc::EPERM), Some(libc::EPERM)),
+            vec!["bpf", "perf_event_open"]
+        );
+        assert_eq!(
+            classify_refusals(Some(libc::EINVAL), Some(libc::EPERM)),
+            vec!["perf_event_open"]
+        );
+        let text = explain_seccomp(&["bpf", "perf_event_open"]);
+        assert!(
+            text.starts_with("a seccomp filter refuses bpf() and perf_event_open() "),
+            "{text}"
+        );
+        assert!(text.contains("seccompProfile.type to Unconfined"), "{text}");
+        assert!(text.contains("--security-opt seccomp=unconfined"), "{text}");
+    }
+
+    #[test]
+    fn the_probe_calls_reach_the_kernel_without_a_filter() {
+        // Without the capabilities the kernel itself may say EPERM; under a filter, the filter
+        // may: this holds for a test run as root without one (CI's).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let facts = read_facts().unwrap();
+        if missing(&facts).is_empty() && !seccomp_filtered(&status) {
+            assert!(refused_syscalls().is_empty());
+        } else {
+            eprintln!("skipped: this test needs the agent's capabilities and no seccomp filter");
+        }
     }
 
     #[test]
