@@ -1,7 +1,13 @@
 //! The Linux capabilities the agent needs, checked once at start, and whether a seccomp filter
 //! refuses the two system calls it cannot do without. Without this check either shows up later
-//! as an EPERM from `bpf()`, `perf_event_open()` or a `/proc` read, which names neither the cause
-//! nor the setting that fixes it.
+//! as an EPERM or EACCES from `bpf()`, `perf_event_open()` or a `/proc` read, which names neither
+//! the cause nor the setting that fixes it.
+//!
+//! Attaching uprobes took CAP_PERFMON from Linux 5.8 until the fix for CVE-2025-38466 (upstream
+//! ba677dbe, in 6.16 and the stable releases 6.15.7, 6.12.39, 6.6.99, 6.1.146, 5.15.189 and
+//! 5.10.240) made it CAP_SYS_ADMIN's again. Distribution kernels carry the fix under their own
+//! version numbers, so the kernel is asked instead: a uprobe event on a file that does not exist
+//! is refused (EACCES) before the path is looked at when the capability is missing.
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
@@ -35,8 +41,13 @@ pub const CAP_SYS_PTRACE: Capability = cap(
     "SYS_PTRACE",
     "reading other processes' /proc/PID/exe, environ and maps",
 );
-pub const CAP_SYS_ADMIN: Capability =
-    cap(21, "SYS_ADMIN", "everything CAP_BPF and CAP_PERFMON allow");
+pub const CAP_SYS_ADMIN: Capability = cap(
+    21,
+    "SYS_ADMIN",
+    "loading the probes (bpf) and attaching the uprobes (perf_event_open); kernels with the fix \
+     for CVE-2025-38466 (Linux 6.16, 6.15.7, 6.12.39, 6.6.99, 6.1.146, 5.15.189, 5.10.240 and \
+     later) attach uprobes for CAP_SYS_ADMIN only, older ones also for CAP_PERFMON",
+);
 pub const CAP_SYS_RESOURCE: Capability = cap(
     24,
     "SYS_RESOURCE",
@@ -45,9 +56,9 @@ pub const CAP_SYS_RESOURCE: Capability = cap(
 pub const CAP_PERFMON: Capability = cap(38, "PERFMON", "attaching the uprobes (perf_event_open)");
 pub const CAP_BPF: Capability = cap(39, "BPF", "loading the probes and their maps (bpf)");
 
-/// What the agent needs on every kernel it supports (>= 5.8). CAP_SYS_RESOURCE is needed only on
-/// kernels before 5.11 and is checked separately; deployments grant it for those.
-pub const REQUIRED: [Capability; 4] = [CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+/// What the deployments grant (DaemonSet, systemd unit): enough on every kernel the agent
+/// supports, with CAP_SYS_RESOURCE besides for kernels before 5.11.
+pub const REQUIRED: [Capability; 3] = [CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
 
 /// What the check reads about the process and the kernel.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +71,8 @@ pub struct Facts {
     pub kernel: (u32, u32),
     /// RLIMIT_MEMLOCK is already unlimited (then CAP_SYS_RESOURCE is never needed).
     pub memlock_unlimited: bool,
+    /// The kernel refused this process a uprobe event for want of a capability.
+    pub uprobes_refused: bool,
 }
 
 impl Facts {
@@ -69,19 +82,15 @@ impl Facts {
 }
 
 /// The capabilities missing from `facts`, each one the agent needs; empty when it can run.
-/// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as the kernel accepts it for both.
+/// CAP_SYS_ADMIN covers CAP_BPF and CAP_PERFMON; it is what is asked for whenever uprobes cannot
+/// be attached, since it suffices on every kernel.
 pub fn missing(facts: &Facts) -> Vec<Capability> {
     let mut out = Vec::new();
-    let admin = facts.has(CAP_SYS_ADMIN);
-    if facts.last_cap < CAP_BPF.number {
-        if !admin {
+    if !facts.has(CAP_SYS_ADMIN) {
+        if facts.last_cap < CAP_BPF.number || !facts.has(CAP_PERFMON) || facts.uprobes_refused {
             out.push(CAP_SYS_ADMIN);
-        }
-    } else {
-        for c in [CAP_BPF, CAP_PERFMON] {
-            if !facts.has(c) && !admin {
-                out.push(c);
-            }
+        } else if !facts.has(CAP_BPF) {
+            out.push(CAP_BPF);
         }
     }
     for c in [CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH] {
@@ -120,6 +129,8 @@ pub fn explain(missing: &[Capability], facts: &Facts) -> String {
     }
     if facts.last_cap < CAP_BPF.number {
         text.push_str(" (this kernel predates CAP_BPF and CAP_PERFMON)");
+    } else if facts.uprobes_refused {
+        text.push_str(" (this kernel refused a uprobe with CAP_PERFMON)");
     }
     let _ = write!(
         text,
@@ -192,12 +203,13 @@ fn classify_refusals(bpf: Option<i32>, perf: Option<i32>) -> Vec<&'static str> {
 /// The error for system calls a seccomp filter refuses.
 pub fn explain_seccomp(refused: &[&str]) -> String {
     format!(
-        "a seccomp filter refuses {}() even with CAP_BPF and CAP_PERFMON. In Kubernetes, set the \
-         container's securityContext.seccompProfile.type to Unconfined (RuntimeDefault allows \
-         these calls with CAP_BPF and CAP_PERFMON only from containerd 1.6.9, Docker 23.0 and \
-         CRI-O 1.31 on; older runtimes allow them with CAP_SYS_ADMIN only); with docker or \
-         podman, --security-opt seccomp=unconfined; under systemd, allow bpf and \
-         perf_event_open in SystemCallFilter=",
+        "a seccomp filter refuses {}(). The runtimes' default profiles (Kubernetes' \
+         RuntimeDefault) allow these calls to a process with CAP_SYS_ADMIN, and to one with \
+         CAP_BPF and CAP_PERFMON only from containerd 1.6.9, Docker 23.0 and CRI-O 1.31 on: grant \
+         SYS_ADMIN as deployments/kubernetes does, or in Kubernetes set the container's \
+         securityContext.seccompProfile.type to Unconfined; with docker or podman, \
+         --security-opt seccomp=unconfined; under systemd, allow bpf and perf_event_open in \
+         SystemCallFilter=",
         refused.join("() and ")
     )
 }
@@ -222,12 +234,59 @@ fn read_facts() -> Result<Facts> {
     // SAFETY: getrlimit writes into a valid struct.
     let memlock_unlimited = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0
         && limit.rlim_cur == libc::RLIM_INFINITY;
-    Ok(Facts {
+    let mut facts = Facts {
         effective,
         last_cap,
         kernel,
         memlock_unlimited,
-    })
+        uprobes_refused: false,
+    };
+    // Only worth asking when the capabilities would do on an older kernel.
+    if !facts.has(CAP_SYS_ADMIN) && facts.has(CAP_PERFMON) {
+        facts.uprobes_refused = uprobe_refused();
+    }
+    Ok(facts)
+}
+
+/// Asks the kernel for a uprobe event on a file that does not exist, in this process: the uprobe
+/// PMU checks the capability first (EACCES), then looks the path up (ENOENT). `exclude_kernel`
+/// keeps perf_event_paranoid's own check out of it. False when the kernel has no uprobe PMU (the
+/// agent then fails with its own message) or anything else answers, a seccomp filter's EPERM
+/// among them (checked next, by the caller).
+fn uprobe_refused() -> bool {
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+    let Some(pmu_type) = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let path = c"/nonexistent/http-autoinstrument-capability-check";
+    // perf_event_attr up to config2 (PERF_ATTR_SIZE_VER1, 72 bytes): type and size, config,
+    // sample_period, sample_type, read_format, the flag bits, wakeup_events and bp_type,
+    // config1 (the uprobe's path), config2 (its offset).
+    let mut attr = [0u64; 9];
+    attr[0] = pmu_type | (72 << 32);
+    attr[5] = 1 << 5; // exclude_kernel
+    attr[7] = path.as_ptr() as u64;
+    // SAFETY: attr is a valid perf_event_attr of the size it declares, whose path points to a
+    // NUL-terminated string that outlives the call; pid 0 and cpu -1 mean this process.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            0,
+            -1,
+            -1,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a descriptor this call just opened.
+        unsafe { libc::close(fd as libc::c_int) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES)
 }
 
 fn parse_cap_eff(status: &str) -> Option<u64> {
@@ -253,39 +312,50 @@ mod tests {
         caps.iter().fold(0, |s, c| s | 1 << c.number)
     }
 
-    fn facts(caps: &[Capability]) -> Facts {
+    /// A kernel with the uprobe fix (CAP_PERFMON refused) when `fixed`.
+    fn facts(caps: &[Capability], fixed: bool) -> Facts {
         Facts {
             effective: set(caps),
             last_cap: 40,
-            kernel: (6, 1),
+            kernel: (6, 12),
             memlock_unlimited: false,
+            uprobes_refused: fixed && !caps.contains(&CAP_SYS_ADMIN) && caps.contains(&CAP_PERFMON),
         }
     }
 
     #[test]
-    fn the_daemonsets_set_is_enough_and_each_one_is_needed() {
-        assert!(missing(&facts(&REQUIRED)).is_empty());
-        for left_out in REQUIRED {
-            let caps: Vec<_> = REQUIRED.into_iter().filter(|c| *c != left_out).collect();
-            assert_eq!(missing(&facts(&caps)), vec![left_out]);
+    fn the_deployed_set_is_enough_and_each_one_is_needed() {
+        for fixed in [true, false] {
+            assert!(missing(&facts(&REQUIRED, fixed)).is_empty());
+            for left_out in REQUIRED {
+                let caps: Vec<_> = REQUIRED.into_iter().filter(|c| *c != left_out).collect();
+                assert_eq!(missing(&facts(&caps, fixed)), vec![left_out]);
+            }
         }
+    }
+
+    #[test]
+    fn bpf_and_perfmon_do_only_on_kernels_without_the_uprobe_fix() {
+        let caps = [CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+        assert!(missing(&facts(&caps, false)).is_empty());
+        let f = facts(&caps, true);
+        assert_eq!(missing(&f), vec![CAP_SYS_ADMIN]);
+        assert!(explain(&missing(&f), &f).contains("refused a uprobe with CAP_PERFMON"));
+        // Without CAP_PERFMON the one answer that works everywhere is CAP_SYS_ADMIN, which
+        // covers CAP_BPF too; without CAP_BPF alone, CAP_BPF.
+        let caps = [CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+        assert_eq!(missing(&facts(&caps, false)), vec![CAP_SYS_ADMIN]);
+        let caps = [CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+        assert_eq!(missing(&facts(&caps, false)), vec![CAP_BPF]);
     }
 
     #[test]
     fn root_has_everything() {
         let f = Facts {
             effective: 0x0000_01ff_ffff_ffff,
-            ..facts(&[])
+            ..facts(&[], true)
         };
         assert!(missing(&f).is_empty());
-    }
-
-    #[test]
-    fn sys_admin_stands_in_for_bpf_and_perfmon_only() {
-        let f = facts(&[CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH]);
-        assert!(missing(&f).is_empty());
-        let f = facts(&[CAP_SYS_ADMIN, CAP_SYS_PTRACE]);
-        assert_eq!(missing(&f), vec![CAP_DAC_READ_SEARCH]);
     }
 
     #[test]
@@ -294,7 +364,7 @@ mod tests {
             last_cap: 37,
             kernel: (5, 4),
             memlock_unlimited: true,
-            ..facts(&[CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH])
+            ..facts(&[CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH], false)
         };
         assert_eq!(missing(&f), vec![CAP_SYS_ADMIN]);
         assert!(explain(&missing(&f), &f).contains("predates CAP_BPF"));
@@ -302,7 +372,7 @@ mod tests {
 
     #[test]
     fn sys_resource_only_before_5_11_and_only_with_a_memlock_limit() {
-        let mut f = facts(&REQUIRED);
+        let mut f = facts(&REQUIRED, true);
         f.kernel = (5, 10);
         assert_eq!(missing(&f), vec![CAP_SYS_RESOURCE]);
         f.memlock_unlimited = true;
@@ -317,21 +387,22 @@ mod tests {
 
     #[test]
     fn the_message_names_the_capability_and_every_way_to_grant_it() {
-        let f = facts(&[CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH]);
+        let f = facts(&[CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH], true);
         let text = explain(&missing(&f), &f);
         assert!(
-            text.starts_with("missing capability CAP_PERFMON: "),
+            text.starts_with("missing capability CAP_SYS_ADMIN: "),
             "{text}"
         );
         for needed in [
-            "perf_event_open",
-            "add PERFMON to the container's securityContext.capabilities.add",
-            "--cap-add=PERFMON",
-            "add CAP_PERFMON to CapabilityBoundingSet=",
+            "attaching the uprobes (perf_event_open)",
+            "CVE-2025-38466",
+            "add SYS_ADMIN to the container's securityContext.capabilities.add",
+            "--cap-add=SYS_ADMIN",
+            "add CAP_SYS_ADMIN to CapabilityBoundingSet=",
         ] {
             assert!(text.contains(needed), "{needed:?} not in {text}");
         }
-        let f = facts(&[CAP_BPF, CAP_PERFMON]);
+        let f = facts(&[CAP_SYS_ADMIN], true);
         let text = explain(&missing(&f), &f);
         assert!(
             text.starts_with("missing capabilities CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH: "),
@@ -345,8 +416,8 @@ mod tests {
 
     #[test]
     fn parses_proc_status_and_kernel_releases() {
-        let status = "Name:\tagent\nCapInh:\t0000000000000000\nCapPrm:\t000000c000080004\n\
-                      CapEff:\t000000c000080004\nCapBnd:\t000000c000080004\n";
+        let status = "Name:\tagent\nCapInh:\t0000000000000000\nCapPrm:\t0000000000280004\n\
+                      CapEff:\t0000000000280004\nCapBnd:\t0000000000280004\n";
         assert_eq!(parse_cap_eff(status), Some(set(&REQUIRED)));
         assert_eq!(parse_cap_eff("Name:\tx\n"), None);
         assert_eq!(parse_kernel_version("6.18.44-fc-v1252\n"), Some((6, 18)));
@@ -373,7 +444,7 @@ mod tests {
         );
         let text = explain_seccomp(&["bpf", "perf_event_open"]);
         assert!(
-            text.starts_with("a seccomp filter refuses bpf() and perf_event_open() "),
+            text.starts_with("a seccomp filter refuses bpf() and perf_event_open(). "),
             "{text}"
         );
         assert!(text.contains("seccompProfile.type to Unconfined"), "{text}");
@@ -381,15 +452,15 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_calls_reach_the_kernel_without_a_filter() {
-        // Without the capabilities the kernel itself may say EPERM; under a filter, the filter
-        // may: this holds for a test run as root without one (CI's).
+    fn the_probe_calls_reach_the_kernel_as_root_without_a_filter() {
+        // Without the capabilities the kernel itself may refuse; under a filter, the filter may.
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let facts = read_facts().unwrap();
-        if missing(&facts).is_empty() && !seccomp_filtered(&status) {
+        if facts.has(CAP_SYS_ADMIN) && !seccomp_filtered(&status) {
             assert!(refused_syscalls().is_empty());
+            assert!(!uprobe_refused(), "CAP_SYS_ADMIN may always attach uprobes");
         } else {
-            eprintln!("skipped: this test needs the agent's capabilities and no seccomp filter");
+            eprintln!("skipped: this test needs CAP_SYS_ADMIN and no seccomp filter");
         }
     }
 
