@@ -24,6 +24,7 @@ listens).
                   [--set-file CM/KEY=PATH] [--dry-run]   # prints the pod as JSON
   kube-run.py update-configmap --state DIR NAME [--set KEY=VALUE] [--set-file KEY=PATH] [--delete KEY]
   kube-run.py probe --state DIR                           # the kubelet's HTTP probes, once
+  kube-run.py logs --state DIR
   kube-run.py delete --state DIR
 """
 import argparse
@@ -573,6 +574,11 @@ def cmd_probe(opts):
     sys.exit(0 if ok else 1)
 
 
+def cmd_logs(opts):
+    state = load_state(opts.state)
+    sys.exit(subprocess.run(PODMAN + ["logs", state["pod"]]).returncode)
+
+
 def cmd_delete(opts):
     try:
         state = load_state(opts.state)
@@ -600,12 +606,13 @@ def main():
     update.add_argument("--set", action="append", metavar="KEY=VALUE")
     update.add_argument("--set-file", action="append", metavar="KEY=PATH")
     update.add_argument("--delete", action="append", metavar="KEY")
-    for name, help_text in [("probe", "run the pod's HTTP probes once"), ("delete", "remove the pod")]:
+    for name, help_text in [("probe", "run the pod's HTTP probes once"), ("logs", "the container's log"),
+                            ("delete", "remove the pod")]:
         sub.add_parser(name, help=help_text).add_argument("--state", required=True)
     opts = parser.parse_args()
     try:
         {"run": cmd_run, "update-configmap": cmd_update_configmap, "probe": cmd_probe,
-         "delete": cmd_delete}[opts.command](opts)
+         "logs": cmd_logs, "delete": cmd_delete}[opts.command](opts)
     except Error as e:
         sys.exit(f"kube-run.py: {e}")
 
