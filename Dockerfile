@@ -30,6 +30,8 @@ RUN LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 LLVM_PREFIX=/usr/lib/llvm-22 \
     cargo install --locked bpf-linker@0.13.0 --no-default-features --features llvm-22
 
 FROM toolchain AS build
+# An ARG holds for its stage only: cargo downloads here too.
+ARG CARGO_HTTP_CAINFO
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # .cargo/config.toml sets how the allocator (mimalloc) is compiled; every workspace member must
