@@ -15,7 +15,7 @@ use http_autoinstrument::plugins::cli::PluginCommand;
 
 /// OpenTelemetry traces for Go HTTP/HTTPS services, with no code change.
 ///
-/// Run as root (or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH). Spans go to
+/// Run as root (or with CAP_SYS_ADMIN, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH). Spans go to
 /// the OTLP endpoint in OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 /// (protocol from OTEL_EXPORTER_OTLP_PROTOCOL), or to stdout when none is set. Settings come
 /// from a YAML file (--config), then HTTP_AUTOINSTRUMENT_* / OTEL_* variables, then flags.

@@ -137,6 +137,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(options: AgentOptions) -> Result<()> {
+    crate::capabilities::check()?;
     let mut probes = Probes::load(
         options.probe_mode,
         options.wakeup_events.clamp(1, MAX_WAKEUP_EVENTS) * EVENT_RECORD_BYTES,
