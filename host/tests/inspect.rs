@@ -207,7 +207,7 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
     // the symbols where both exist.
     let scanned = itab_addresses_by_scan(binary, &data).unwrap();
     assert_eq!(
-        scanned,
+        scanned[..4],
         [
             Some(o.response_itab),
             Some(o.h2_writer_itab),
@@ -216,6 +216,18 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         ],
         "Go {v}: itab scan disagrees"
     );
+    // The context types the parent walk follows: every net/http server has cancelCtx and
+    // valueCtx behind a context.Context; the others only when the program uses them.
+    let contexts = &scanned[4..];
+    assert!(
+        contexts[0].is_some() && contexts[1].is_some(),
+        "Go {v}: {contexts:?}"
+    );
+    for (kind, found) in contexts.iter().enumerate() {
+        if let Some(itab) = found {
+            assert_eq!(o.context_itabs[kind], *itab, "Go {v}: context type {kind}");
+        }
+    }
     // So must the runtime's interface table, which stripped binaries leave as the only source.
     assert_eq!(
         itab_addresses_from_runtime_data(&data),

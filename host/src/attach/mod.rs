@@ -48,13 +48,39 @@ pub enum ProbeMode {
     Bookkeeping,
 }
 
+/// The programs of one mode: on a request's start and end, a client call's start and return.
+struct Programs {
+    entry: &'static str,
+    request_end: &'static str,
+    client_start: &'static str,
+    client_return: &'static str,
+}
+
 impl ProbeMode {
-    fn programs(self) -> (&'static str, &'static str) {
+    fn programs(self) -> Programs {
         match self {
-            ProbeMode::Full | ProbeMode::Bookkeeping => ("serve_http_entry", "request_end"),
-            ProbeMode::Count | ProbeMode::CountOnRets => ("count_entry", "count_request_end"),
+            ProbeMode::Full | ProbeMode::Bookkeeping => Programs {
+                entry: "serve_http_entry",
+                request_end: "request_end",
+                client_start: "client_call_start",
+                client_return: "client_call_return",
+            },
+            ProbeMode::Count | ProbeMode::CountOnRets => Programs {
+                entry: "count_entry",
+                request_end: "count_request_end",
+                client_start: "count_client_start",
+                client_return: "count_client_return",
+            },
         }
     }
+}
+
+/// Whether a trace is sampled, decided by the probes where it starts (see the common crate's
+/// `is_sampled`): `sampler::*` and the ratio bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SamplerSettings {
+    pub mode: u64,
+    pub bound: u64,
 }
 
 /// Kernel-side counters, summed over CPUs.
@@ -68,6 +94,9 @@ pub struct KernelCounters {
     pub unconfigured_hits: u64,
     pub panics: u64,
     pub ends_after_panic_reported: u64,
+    pub not_sampled: u64,
+    pub client_entry_hits: u64,
+    pub client_return_hits: u64,
 }
 
 /// Which processes an attachment fires in.
@@ -138,10 +167,12 @@ impl Probes {
     /// Loads the eBPF object and its programs into the kernel.
     ///
     /// `wakeup_bytes`: unread ring-buffer bytes at which a probe wakes the agent.
-    pub fn load(mode: ProbeMode, wakeup_bytes: u64) -> Result<Self> {
+    pub fn load(mode: ProbeMode, wakeup_bytes: u64, sampler: SamplerSettings) -> Result<Self> {
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+            .override_global("SAMPLER", &sampler.mode, true)
+            .override_global("SAMPLER_BOUND", &sampler.bound, true)
             .override_global(
                 "READ_REQUEST",
                 &u8::from(mode != ProbeMode::Bookkeeping),
@@ -154,8 +185,14 @@ impl Probes {
                  CAP_SYS_RESOURCE on kernels < 5.11) and a kernel with BPF ring buffers and \
                  attach cookies (>= 5.15)",
             )?;
-        let (entry, ret) = mode.programs();
-        for name in [entry, ret, "gopanic_entry"] {
+        let programs = mode.programs();
+        for name in [
+            programs.entry,
+            programs.request_end,
+            programs.client_start,
+            programs.client_return,
+            "gopanic_entry",
+        ] {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
@@ -233,19 +270,21 @@ impl Probes {
         target: &Path,
         scope: Scope,
     ) -> Result<Attachment> {
-        let (entry, ret) = self.mode.programs();
+        let programs = self.mode.programs();
         let mut points: Vec<(&'static str, &Function, u64)> = Vec::new();
         let serve_http = &binary.serve_http;
-        points.push((entry, serve_http, serve_http.entry_offset));
+        points.push((programs.entry, serve_http, serve_http.entry_offset));
         if self.mode == ProbeMode::CountOnRets {
-            points.extend(
-                serve_http
-                    .return_offsets
-                    .iter()
-                    .map(|&r| (ret, serve_http, r)),
-            );
+            let ends = serve_http.return_offsets.iter();
+            points.extend(ends.map(|&r| (programs.request_end, serve_http, r)));
         } else {
-            points.extend(binary.request_end_points().map(|(f, at)| (ret, f, at)));
+            let ends = binary.request_end_points();
+            points.extend(ends.map(|(f, at)| (programs.request_end, f, at)));
+        }
+        if let Some(round_trip) = &binary.round_trip {
+            points.push((programs.client_start, round_trip, round_trip.entry_offset));
+            let returns = round_trip.return_offsets.iter();
+            points.extend(returns.map(|&r| (programs.client_return, round_trip, r)));
         }
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic, gopanic.entry_offset));
@@ -368,6 +407,9 @@ impl Probes {
             unconfigured_hits: sum(counter::UNCONFIGURED_HITS),
             panics: sum(counter::PANICS),
             ends_after_panic_reported: sum(counter::ENDS_AFTER_PANIC_REPORTED),
+            not_sampled: sum(counter::NOT_SAMPLED),
+            client_entry_hits: sum(counter::CLIENT_ENTRY_HITS),
+            client_return_hits: sum(counter::CLIENT_RETURN_HITS),
         }
     }
 

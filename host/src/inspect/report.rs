@@ -84,6 +84,10 @@ pub fn report(binary: &GoBinary) -> String {
         Some(f) => function(&mut out, "panic probe", f),
         None => out.push_str("panic probe: runtime.gopanic not found\n"),
     }
+    match &binary.round_trip {
+        Some(f) => function(&mut out, "client call probes", f),
+        None => out.push_str("client call probes: none (no net/http client in the program)\n"),
+    }
     out.push_str("offsets and addresses read by the probes:\n");
     offsets(&mut out, &binary.offsets);
     out

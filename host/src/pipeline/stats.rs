@@ -32,7 +32,8 @@ impl AgentStats {
         format!(
             "processes_attached={} attach_failures={} probe_entry_hits={} probe_return_hits={} \
              events_submitted={} events_lost={} events_read={} events_malformed={} \
-             returns_without_entry={} panics={} spans_built={}",
+             returns_without_entry={} panics={} spans_not_sampled={} client_call_hits={} \
+             spans_built={}",
             self.processes_attached.load(Relaxed),
             self.attach_failures.load(Relaxed),
             k.entry_hits,
@@ -43,6 +44,8 @@ impl AgentStats {
             self.events_malformed.load(Relaxed),
             k.returns_without_entry,
             k.panics,
+            k.not_sampled,
+            k.client_entry_hits + k.client_return_hits,
             self.spans_built.load(Relaxed),
         )
     }

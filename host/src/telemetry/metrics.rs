@@ -92,7 +92,12 @@ fn probe_hits(
         None,
         MetricType::Counter,
     )?;
-    for (probe, value) in [("entry", kernel.entry_hits), ("return", kernel.return_hits)] {
+    for (probe, value) in [
+        ("entry", kernel.entry_hits),
+        ("return", kernel.return_hits),
+        ("client_start", kernel.client_entry_hits),
+        ("client_return", kernel.client_return_hits),
+    ] {
         hits.encode_family(&[("probe", probe)])?
             .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
     }
@@ -198,6 +203,12 @@ impl Collector for AgentCollector {
                     "Requests that returned after recovering from a panic, too late: already \
                      reported as panicked, not sent again",
                     kernel.ends_after_panic_reported,
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_not_sampled",
+                    "Requests and client calls whose trace the sampler dropped (no event, no export)",
+                    kernel.not_sampled,
                 ),
                 (
                     Scalar::Counter,
