@@ -202,6 +202,7 @@ fn run(args: RunArgs) -> Result<()> {
         node_name: config.resource.k8s_node_name.clone(),
         sampler: config.sampler(),
         redact_query_parameters: config.traces.redact_query_parameters.clone(),
+        propagate: config.traces.propagation == http_autoinstrument::config::Propagation::On,
     };
     // Still one thread: the environment may change safely.
     http_autoinstrument::export::hide_compression_from_exporter(&options.export);

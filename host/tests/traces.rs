@@ -373,3 +373,155 @@ fn sampling_keeps_or_drops_a_trace_whole() {
     let stats = agent.stop();
     assert!(stats.contains("spans_not_sampled="), "{stats}");
 }
+
+/// What B received from one call A made, and the spans of it.
+struct Propagated {
+    /// `Traceparent` lines of the request B received (B echoes its headers, A relays them).
+    received: Vec<String>,
+    client: ReceivedSpan,
+    b_span: ReceivedSpan,
+}
+
+/// A calls B's `/headers` for `case` with `url_base` (and the application's own `traceparent`
+/// when given); returns what B received and the client span and B's span.
+fn call_headers(
+    a: &GoServer,
+    url_base: &str,
+    case: u32,
+    app_traceparent: Option<&str>,
+    spans: &dyn Fn(usize) -> Vec<ReceivedSpan>,
+) -> Propagated {
+    let url = format!("{url_base}/headers?case={case}");
+    let mut args = vec![
+        "-sS".to_string(),
+        "-G".into(),
+        format!("http://127.0.0.1:{}/call", a.http_port),
+        "--data-urlencode".into(),
+        format!("url={url}"),
+    ];
+    if let Some(tp) = app_traceparent {
+        args.extend(["--data-urlencode".into(), format!("traceparent={tp}")]);
+    }
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(body.starts_with("called: 200"), "case {case}: {body}");
+    let received = body
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("traceparent:"))
+        .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+        .collect();
+    let query = format!("case={case}");
+    let deadline = std::time::Instant::now() + SPAN_TIMEOUT;
+    loop {
+        let all = spans(0);
+        let client = all
+            .iter()
+            .find(|s| s.kind == SpanKind::Client && s.attr_str("url.full") == Some(url.as_str()));
+        let b_span = all.iter().find(|s| {
+            s.resource_str("service.name") == Some("svc-b")
+                && s.attr_str("url.query") == Some(query.as_str())
+        });
+        if let (Some(client), Some(b_span)) = (client, b_span) {
+            return Propagated {
+                received,
+                client: client.clone(),
+                b_span: b_span.clone(),
+            };
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "case {case}: spans missing in {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hex_text(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Propagation into B, HTTP/1.1 and HTTPS: on where the kernel lets BPF programs write into
+/// processes (B's span is the child of A's client span, and B received exactly that context, once),
+/// off with a log line where it does not or when switched off (B's span a new root, B received
+/// no header from the agent). Either way the application's own `traceparent` reaches B untouched
+/// and is B's parent.
+fn propagation(switch: Option<&'static str>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let env: Vec<(&'static str, String)> = switch
+        .map(|s| vec![("HTTP_AUTOINSTRUMENT_PROPAGATION", s.to_owned())])
+        .unwrap_or_default();
+    let Some((services, agent)) = start("1.24", &env, &receiver) else {
+        return;
+    };
+    let log = agent.log_text();
+    let on = log.contains("trace context propagation on");
+    if switch == Some("off") {
+        assert!(
+            log.contains("propagation off (switched off by the configuration)"),
+            "{log}"
+        );
+    } else if !on {
+        assert!(
+            log.contains("trace context propagation off (the kernel"),
+            "{log}"
+        );
+        eprintln!("propagation is off on this kernel; checking that nothing is written");
+    }
+    let (a, b) = (&services.a, &services.b);
+    let spans = |_| receiver.spans();
+    let bases = [
+        format!("http://127.0.0.1:{}", b.http_port),
+        format!("https://127.0.0.1:{}", b.https_port),
+    ];
+    for (i, base) in bases.iter().enumerate() {
+        let case = 10 + i as u32;
+        let p = call_headers(a, base, case, None, &spans);
+        if on {
+            let expected = format!(
+                "00-{}-{}-01",
+                hex_text(&p.client.trace_id),
+                hex_text(&p.client.span_id)
+            );
+            assert_eq!(
+                p.received,
+                vec![expected],
+                "case {case}: one header, the client span's"
+            );
+            assert_eq!(p.b_span.trace_id, p.client.trace_id, "case {case}");
+            assert_eq!(p.b_span.parent_span_id, p.client.span_id, "case {case}");
+        } else {
+            assert!(
+                p.received.is_empty(),
+                "case {case}: nothing written: {:?}",
+                p.received
+            );
+            assert!(
+                p.b_span.parent_span_id.is_empty(),
+                "case {case}: B starts a trace"
+            );
+            assert_ne!(p.b_span.trace_id, p.client.trace_id, "case {case}");
+        }
+        // The application's own value (as an SDK sets it) is never replaced nor doubled.
+        let (own, trace_id, span_id) = traceparent(20 + i as u32, true);
+        let p = call_headers(a, base, 20 + i as u32, Some(&own), &spans);
+        assert_eq!(p.received, vec![own.clone()], "case {}", 20 + i);
+        assert_eq!(p.b_span.trace_id, trace_id, "case {}", 20 + i);
+        assert_eq!(p.b_span.parent_span_id, span_id, "case {}", 20 + i);
+    }
+    let stats = agent.stop();
+    eprintln!("propagation {switch:?}: {stats}");
+}
+
+#[test]
+fn propagation_where_the_kernel_allows_it() {
+    propagation(Some("on"));
+}
+
+#[test]
+fn propagation_switched_off() {
+    propagation(Some("off"));
+}

@@ -8,8 +8,9 @@
 mod trace;
 
 pub use trace::{
-    format_traceparent, is_sampled, parent, parse_traceparent, ratio_bound, sampler, TraceContext,
-    Traceparent, FLAG_SAMPLED, TRACEPARENT_COPY, TRACEPARENT_LEN,
+    format_traceparent, format_traceparent_line, is_sampled, parent, parse_traceparent,
+    ratio_bound, sampler, TraceContext, Traceparent, FLAG_SAMPLED, TRACEPARENT_COPY,
+    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN,
 };
 
 /// Offset value meaning "this field does not exist in this binary" (e.g. `Request.Pattern`
@@ -226,6 +227,14 @@ pub struct GoOffsets {
     pub net_fd_laddr: u64,
     pub tcp_addr_port: u64,
 
+    /// Context propagation into HTTP/1.x requests (see the probes' `client_header_write`): the
+    /// itab `*bufio.Writer` as `io.Writer`, and `bufio.Writer`'s `err` (an interface), `buf` (a
+    /// slice) and `n`. `ABSENT` where not verified for the binary: then nothing is written.
+    pub bufio_writer_itab: u64,
+    pub bufio_writer_err: u64,
+    pub bufio_writer_buf: u64,
+    pub bufio_writer_n: u64,
+
     /// One of `map_layout::*`.
     pub map_layout: u64,
     /// Entries in a map: `hmap.count` (Go <= 1.23) or `Map.used` (Go >= 1.24).
@@ -341,7 +350,14 @@ pub mod counter {
     /// Client call probe hits: the call's start, and its return.
     pub const CLIENT_ENTRY_HITS: u32 = 9;
     pub const CLIENT_RETURN_HITS: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// Hits of the probe that writes `traceparent` into an HTTP/1.x request's headers, and what
+    /// it did: written, or not because the application set its own, or not because the
+    /// writer's buffer had no room for the line.
+    pub const HEADER_WRITE_HITS: u32 = 11;
+    pub const PROPAGATED: u32 = 12;
+    pub const PROPAGATION_APP_HEADER: u32 = 13;
+    pub const PROPAGATION_NO_ROOM: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// A goroutine of a process: whose request a probe is looking at. `g` pointers are reused by the
@@ -392,8 +408,9 @@ pub struct ContextKey {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientCall {
     pub start_monotonic_ns: u64,
-    /// The outgoing `*http.Request`.
+    /// The outgoing `*http.Request`, and its `Header` map (0 when not propagating).
     pub request: u64,
+    pub headers: u64,
     pub trace: TraceContext,
 }
 
@@ -531,14 +548,14 @@ mod tests {
             40 + 40 + 8 * 5 + METHOD_CAP + SCHEME_CAP + HOST_CAP + PATH_CAP + QUERY_CAP
         );
         assert_ne!(size_of::<HttpClientEvent>(), size_of::<HttpServerEvent>());
-        assert_eq!(size_of::<GoOffsets>(), 64 * 8);
+        assert_eq!(size_of::<GoOffsets>(), 68 * 8);
         assert_eq!(size_of::<ContextKey>(), 16);
-        assert_eq!(size_of::<ClientCall>(), 56);
+        assert_eq!(size_of::<ClientCall>(), 64);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 104);
         // Two cache lines per slot.
         assert_eq!(size_of::<InFlightSlot>(), 128);
-        assert_eq!(size_of::<BinaryConfig>(), 8 + 64 * 8);
+        assert_eq!(size_of::<BinaryConfig>(), 8 + 68 * 8);
     }
 
     #[test]

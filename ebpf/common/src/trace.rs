@@ -135,8 +135,27 @@ fn hex_byte(high: u8, low: u8) -> Option<u8> {
     Some(high << 4 | low)
 }
 
+/// The header line the probes add to an HTTP/1.x request: `Traceparent: <value>\r\n`.
+pub const TRACEPARENT_LINE_LEN: usize = TRACEPARENT_LINE_PREFIX.len() + TRACEPARENT_LEN + 2;
+pub const TRACEPARENT_LINE_PREFIX: &[u8; 13] = b"Traceparent: ";
+
+/// Writes the header line for `context` (see `TRACEPARENT_LINE_LEN`).
+#[inline(always)]
+pub fn format_traceparent_line(context: &TraceContext, out: &mut [u8; TRACEPARENT_LINE_LEN]) {
+    let prefix = TRACEPARENT_LINE_PREFIX.len();
+    out[..prefix].copy_from_slice(TRACEPARENT_LINE_PREFIX);
+    write_value(context, &mut out[prefix..prefix + TRACEPARENT_LEN]);
+    out[TRACEPARENT_LINE_LEN - 2] = b'\r';
+    out[TRACEPARENT_LINE_LEN - 1] = b'\n';
+}
+
 /// Writes `traceparent`'s version-00 value for `context` (55 bytes).
 pub fn format_traceparent(context: &TraceContext, out: &mut [u8; TRACEPARENT_LEN]) {
+    write_value(context, out);
+}
+
+#[inline(always)]
+fn write_value(context: &TraceContext, out: &mut [u8]) {
     out[..3].copy_from_slice(b"00-");
     write_hex(&context.trace_id, &mut out[3..35]);
     out[35] = b'-';
@@ -145,6 +164,7 @@ pub fn format_traceparent(context: &TraceContext, out: &mut [u8; TRACEPARENT_LEN
     write_hex(&[context.flags & FLAG_SAMPLED], &mut out[53..55]);
 }
 
+#[inline(always)]
 fn write_hex(bytes: &[u8], out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, &b) in bytes.iter().enumerate() {
@@ -301,6 +321,11 @@ mod tests {
         let mut out = [0u8; TRACEPARENT_LEN];
         format_traceparent(&context, &mut out);
         assert_eq!(&out[..], GOOD.as_bytes());
+        let mut line = [0u8; TRACEPARENT_LINE_LEN];
+        format_traceparent_line(&context, &mut line);
+        assert_eq!(&line[..13], b"Traceparent: ");
+        assert_eq!(&line[13..68], GOOD.as_bytes());
+        assert_eq!(&line[68..], b"\r\n");
     }
 
     #[test]

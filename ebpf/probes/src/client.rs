@@ -7,19 +7,20 @@
 //! carries (`Request.ctx`, or a context derived from it), else the request the same goroutine
 //! is serving; it then gives the call its trace context. The return writes the call's event.
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, generated::bpf_probe_write_user},
     macros::{map, uprobe},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::ProbeContext,
 };
 use http_autoinstrument_common::{
-    client_flags, counter, ClientCall, GoroutineKey, HttpClientEvent, TraceContext,
+    client_flags, counter, format_traceparent_line, ClientCall, ContextKey, GoroutineKey,
+    HttpClientEvent, TraceContext, ABSENT, TRACEPARENT_LINE_LEN,
 };
 
 use crate::go::{field, read_u64, read_words, Window};
 use crate::{
-    binary_of, bump, current_pid, goroutine_key, in_flight, trace, wakeup_flags, EVENTS,
-    REQUEST_WINDOW, WINDOWS, WRITER_WINDOW,
+    binary_of, bump, current_pid, goroutine_key, in_flight, search_headers, trace, wakeup_flags,
+    EVENTS, PROPAGATE, REQUEST_WINDOW, WINDOWS, WRITER_WINDOW,
 };
 
 /// Calls between their start and their return, by goroutine.
@@ -60,12 +61,116 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
     let mut call = ClientCall {
         start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
         request,
+        headers: 0,
         trace: TraceContext::empty(),
     };
     trace::client_context(&mut call.trace, parent.as_ref());
+    if unsafe { core::ptr::read_volatile(&PROPAGATE) } != 0 {
+        // Where `client_header_write` finds the call's context: by the request's header map,
+        // the one value it has in hand where it writes.
+        call.headers = read_u64(request, offsets.request_header).unwrap_or(0);
+        if call.headers != 0 {
+            let _ = OUTGOING.insert(&outgoing_key(pid, call.headers), &call.trace, 0);
+        }
+    }
     let _ = CLIENT_CALLS.insert(&key, &call, 0);
     0
 }
+
+/// Calls in flight whose context is to go into their request, by the request's `Header` map.
+/// Kept until the call returns: a request the transport retries is written again.
+#[map]
+static OUTGOING: LruHashMap<ContextKey, TraceContext> = LruHashMap::with_max_entries(8192, 0);
+
+#[inline(always)]
+fn outgoing_key(pid: u32, headers: u64) -> ContextKey {
+    ContextKey {
+        pid,
+        _pad: 0,
+        context: headers,
+    }
+}
+
+/// Adds `Traceparent: 00-<trace>-<call's span>-<flags>` to an HTTP/1.x request as net/http
+/// writes it: on `(*Request).write`'s call of `Header.writeSubset` with the request's own
+/// headers, the request line, `Host` and `User-Agent` are in the connection's `bufio.Writer`
+/// and the line goes right after them, in the buffer's free space, with `n` moved past it.
+/// Nothing is written when the application set its own `traceparent` (an SDK's: it stays the
+/// only one), when the writer is not a `*bufio.Writer` or has failed, when the buffer has no
+/// room for the whole line, or when the binary's layouts were not verified (`ABSENT`).
+#[uprobe]
+pub fn client_header_write(ctx: ProbeContext) -> u32 {
+    bump(counter::HEADER_WRITE_HITS);
+    let pid = current_pid();
+    // h.writeSubset(w io.Writer, exclude, trace): h in RAX, w's itab and data in RBX and RCX.
+    let regs = unsafe { &*ctx.regs };
+    let (headers, writer_itab, writer) = (regs.rax, regs.rbx, regs.rcx);
+    let Some(context) = (unsafe { OUTGOING.get(&outgoing_key(pid, headers)) }).copied() else {
+        return 0;
+    };
+    let Some(binary) = binary_of(&ctx) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    let offsets = binary.offsets;
+    if offsets.bufio_writer_itab == ABSENT
+        || offsets.bufio_writer_n == ABSENT
+        || writer_itab != offsets.bufio_writer_itab.wrapping_add(binary.bias)
+    {
+        return 0;
+    }
+    match search_headers(headers, offsets) {
+        Some(found) if found.traceparents == 0 => {}
+        Some(_) => {
+            bump(counter::PROPAGATION_APP_HEADER);
+            return 0;
+        }
+        None => return 0,
+    }
+    // bufio.Writer{err error, buf []byte, n int, ...}: a writer that failed writes nothing more.
+    let mut buf = [0u64; 2];
+    let (Some(err), Some(n)) = (
+        read_u64(writer, offsets.bufio_writer_err),
+        read_u64(writer, offsets.bufio_writer_n),
+    ) else {
+        return 0;
+    };
+    if err != 0 || !read_words(&mut buf, writer.wrapping_add(offsets.bufio_writer_buf)) {
+        return 0;
+    }
+    let [data, len] = buf;
+    if data == 0 || n > len || len - n < TRACEPARENT_LINE_LEN as u64 {
+        bump(counter::PROPAGATION_NO_ROOM);
+        return 0;
+    }
+    let Some(line) = TRACEPARENT_LINE.get_ptr_mut(0) else {
+        return 0;
+    };
+    let line = unsafe { &mut *line };
+    format_traceparent_line(&context, line);
+    let written = n + TRACEPARENT_LINE_LEN as u64;
+    let ok = unsafe {
+        bpf_probe_write_user(
+            data.wrapping_add(n) as *mut _,
+            line.as_ptr() as *const _,
+            TRACEPARENT_LINE_LEN as u32,
+        ) == 0
+            && bpf_probe_write_user(
+                writer.wrapping_add(offsets.bufio_writer_n) as *mut _,
+                &written as *const u64 as *const _,
+                8,
+            ) == 0
+    };
+    if ok {
+        bump(counter::PROPAGATED);
+    }
+    0
+}
+
+/// The header line being written, per CPU.
+#[map]
+static TRACEPARENT_LINE: PerCpuArray<[u8; TRACEPARENT_LINE_LEN]> =
+    PerCpuArray::with_max_entries(1, 0);
 
 #[uprobe]
 pub fn client_call_return(ctx: ProbeContext) -> u32 {
@@ -77,6 +182,9 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let _ = CLIENT_CALLS.remove(&key);
+    if call.headers != 0 {
+        let _ = OUTGOING.remove(&outgoing_key(pid, call.headers));
+    }
     if !call.trace.is_sampled() {
         bump(counter::NOT_SAMPLED);
         return 0;

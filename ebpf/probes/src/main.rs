@@ -120,6 +120,11 @@ static WAKEUP_BYTES: u64 = 512 * EVENT_RECORD_BYTES;
 #[no_mangle]
 static READ_REQUEST: u8 = 1;
 
+/// 1: client calls carry their trace context to the next service (`client::client_header_write`);
+/// set by the agent at load (`propagation: off` leaves it 0).
+#[no_mangle]
+static PROPAGATE: u8 = 0;
+
 /// Whether this event, `unread` bytes waiting with it, takes the backlog past a multiple of
 /// `WAKEUP_BYTES`. Only such an event wakes the agent: one that is already behind is draining, and
 /// waking it on every event would cost the service a wakeup per request until it catches up.
@@ -206,11 +211,8 @@ fn read_request_start(
     record: &mut InFlightRequest,
     offsets: &GoOffsets,
 ) -> Option<http_autoinstrument_common::Traceparent> {
-    let (Some(request_buf), Some(map_buf), Some(group_buf), Some(found), Some(text)) = (
+    let (Some(request_buf), Some(text)) = (
         WINDOWS.get_ptr_mut(REQUEST_WINDOW),
-        WINDOWS.get_ptr_mut(MAP_WINDOW),
-        HEADER_GROUP.get_ptr_mut(0),
-        FOUND_HEADERS.get_ptr_mut(0),
         TRACEPARENT_TEXT.get_ptr_mut(0),
     ) else {
         return None;
@@ -221,15 +223,7 @@ fn read_request_start(
         offsets.request_window_words,
     );
     record.context = request.u64(go::field(offsets.request_ctx, 8)).unwrap_or(0);
-    let found = unsafe { &mut *found };
-    found.clear();
-    header::find_headers(
-        found,
-        request.u64(offsets.request_header).unwrap_or(0),
-        unsafe { &mut *map_buf },
-        unsafe { &mut *group_buf },
-        offsets,
-    );
+    let found = search_headers(request.u64(offsets.request_header).unwrap_or(0), offsets)?;
     (record.user_agent, record.user_agent_len) = found.user_agent;
     let (ptr, len) = found.traceparent;
     if found.traceparents != 1 || ptr == 0 {
@@ -253,6 +247,29 @@ fn read_request_start(
         return None;
     }
     parse_traceparent(text, len)
+}
+
+/// Searches the header map at `map` for `User-Agent` and `Traceparent` (see `header`), in the
+/// per-CPU buffers.
+#[inline(always)]
+fn search_headers(map: u64, offsets: &GoOffsets) -> Option<&'static header::Found> {
+    let (Some(map_buf), Some(group_buf), Some(found)) = (
+        WINDOWS.get_ptr_mut(MAP_WINDOW),
+        HEADER_GROUP.get_ptr_mut(0),
+        FOUND_HEADERS.get_ptr_mut(0),
+    ) else {
+        return None;
+    };
+    let found = unsafe { &mut *found };
+    found.clear();
+    header::find_headers(
+        found,
+        map,
+        unsafe { &mut *map_buf },
+        unsafe { &mut *group_buf },
+        offsets,
+    );
+    Some(found)
 }
 
 /// The request's end. Its registers are not read (they belong to whichever function it is on):

@@ -20,7 +20,7 @@ pub use env::{process_env, AGENT_VARIABLES, CONFIG_FILE as CONFIG_FILE_VAR};
 pub use overrides::Overrides;
 pub use schema::{
     AgentConfig, CaptureConfig, ExportCompression, ExportProtocol, ExportSection, LogConfig,
-    LogFormat, ResourceConfig, Sampler, TargetsConfig, TelemetryConfig, TracesConfig,
+    LogFormat, Propagation, ResourceConfig, Sampler, TargetsConfig, TelemetryConfig, TracesConfig,
 };
 
 use crate::attach::MAX_WAKEUP_EVENTS;

@@ -38,6 +38,30 @@ pub struct TracesConfig {
     /// those the semantic conventions name (`AWSAccessKeyId`, `Signature`, `sig`,
     /// `X-Goog-Signature`).
     pub redact_query_parameters: Vec<String>,
+    /// Whether client calls carry their trace context to the next service: `traceparent`
+    /// written into outgoing HTTP/1.x requests by the probes. Off by default until the write
+    /// has been verified end to end on a kernel that allows it (this project's CI kernels are
+    /// locked down, which forbids it); `off` writes nothing into traced processes.
+    pub propagation: Propagation,
+}
+
+/// `traces.propagation`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Propagation {
+    On,
+    #[default]
+    Off,
+}
+
+impl Propagation {
+    pub fn parse(value: &str) -> Option<Propagation> {
+        match value {
+            "on" => Some(Propagation::On),
+            "off" => Some(Propagation::Off),
+            _ => None,
+        }
+    }
 }
 
 /// The samplers of `OTEL_TRACES_SAMPLER`.

@@ -40,7 +40,8 @@ pub const TCP_CONN: usize = 3;
 /// The `context.Context` types a client call's context is followed through, in the order of
 /// `GoOffsets::context_itabs`: `ITABS[CONTEXTS + i]`.
 pub const CONTEXTS: usize = 4;
-pub const ITAB_COUNT: usize = CONTEXTS + http_autoinstrument_common::CONTEXT_TYPES;
+pub const BUFIO_WRITER: usize = CONTEXTS + http_autoinstrument_common::CONTEXT_TYPES;
+pub const ITAB_COUNT: usize = BUFIO_WRITER + 1;
 
 pub const ITABS: [ItabSpec; ITAB_COUNT] = [
     // RESPONSE: the HTTP/1.x ResponseWriter, in every supported version.
@@ -84,6 +85,10 @@ pub const ITABS: [ItabSpec; ITAB_COUNT] = [
     },
     ItabSpec {
         candidates: &[("*context.afterFuncCtx", "context.Context")],
+    },
+    // BUFIO_WRITER: the writer net/http's client writes a request's headers to.
+    ItabSpec {
+        candidates: &[("*bufio.Writer", "io.Writer")],
     },
 ];
 

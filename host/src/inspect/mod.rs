@@ -50,6 +50,10 @@ pub const SERVE_HTTP_SYMBOL: &str = "net/http.serverHandler.ServeHTTP";
 pub const GOPANIC_SYMBOL: &str = "runtime.gopanic";
 /// Every request of net/http's client goes through it (HTTP/1.1, HTTPS, the bundled HTTP/2).
 pub const ROUND_TRIP_SYMBOL: &str = "net/http.(*Transport).roundTrip";
+/// An HTTP/1.x client request's writer, and the header writer it calls first with the request's
+/// own headers: the probe that adds `traceparent` sits on that call.
+pub const REQUEST_WRITE_SYMBOL: &str = "net/http.(*Request).write";
+pub const WRITE_SUBSET_SYMBOL: &str = "net/http.Header.writeSubset";
 
 /// A Go release, e.g. `go1.24.11` (release candidates and betas count as patch 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -212,6 +216,9 @@ pub struct GoBinary {
     pub gopanic: Option<Function>,
     /// `(*Transport).roundTrip`, with its RETs: `None` in a program that makes no HTTP calls.
     pub round_trip: Option<Function>,
+    /// `(*Request).write`, its `entry_offset` set to its call of `Header.writeSubset` with the
+    /// request's headers: where the probe adds `traceparent` (HTTP/1.x). `None` when not found.
+    pub header_write: Option<Function>,
     /// The type names of `error` values by their itab's link-time address (what a failed
     /// client call's `error.type` says).
     pub error_types: std::collections::HashMap<u64, String>,
@@ -415,6 +422,20 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         None => None,
     };
 
+    let header_write = match (found.request_write, found.write_subset) {
+        (Some(write), Some(write_subset)) => {
+            let code = symbols::function_bytes(&elf, &write).map_err(&malformed)?;
+            match probe_points::first_call(write.address, code, write_subset.address) {
+                Some(call) => Some(Function {
+                    entry_offset: call,
+                    ..probe_function(&elf, REQUEST_WRITE_SYMBOL, &write).map_err(&malformed)?
+                }),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+
     let wanted_structs: Vec<&'static str> = offsets::wanted_structs().collect();
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();
     let (types, layout_source) = if has_dwarf {
@@ -512,6 +533,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         request_end,
         gopanic,
         round_trip,
+        header_write,
         error_types,
         offsets,
     })

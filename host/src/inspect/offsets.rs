@@ -26,6 +26,7 @@ const TIMER_CTX: &str = "context.timerCtx";
 const WITHOUT_CANCEL_CTX: &str = "context.withoutCancelCtx";
 const STOP_CTX: &str = "context.stopCtx";
 const AFTER_FUNC_CTX: &str = "context.afterFuncCtx";
+const BUFIO_WRITER: &str = "bufio.Writer";
 const RESPONSE: &str = "net/http.response";
 const CONN: &str = "net/http.conn";
 const TLS_CONN: &str = "crypto/tls.Conn";
@@ -94,6 +95,7 @@ pub const WANTED: &[(&str, &[&str])] = &[
     (WITHOUT_CANCEL_CTX, &["c"]),
     (STOP_CTX, &["Context"]),
     (AFTER_FUNC_CTX, &["cancelCtx"]),
+    (BUFIO_WRITER, &["err", "buf", "n"]),
     (RESPONSE, &["status", "written", "conn"]),
     (CONN, &["rwc"]),
     (TLS_CONN, &["conn"]),
@@ -198,6 +200,10 @@ pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, Off
         tcp_conn_itab: itab(itabs::TCP_CONN),
         tcp_conn_fd: sum(optional(TCP_CONN, "conn"), optional(NET_CONN, "fd")),
         net_fd_laddr: optional(NET_FD, "laddr"),
+        bufio_writer_itab: itab(itabs::BUFIO_WRITER),
+        bufio_writer_err: optional(BUFIO_WRITER, "err"),
+        bufio_writer_buf: optional(BUFIO_WRITER, "buf"),
+        bufio_writer_n: optional(BUFIO_WRITER, "n"),
         tcp_addr_port: optional(TCP_ADDR, "Port"),
 
         map_layout: ABSENT,

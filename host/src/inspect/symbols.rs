@@ -9,7 +9,10 @@ use super::request_end::{
     CONN_SERVE_SYMBOL, FINISH_REQUEST_SYMBOL, H2_HANDLER_DONE_SYMBOLS, H2_RUN_HANDLER_PREFIXES,
     HIJACK_SYMBOL, X_NET_H2_RUN_HANDLER_PREFIX,
 };
-use super::{Elf, GOPANIC_SYMBOL, ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL};
+use super::{
+    Elf, GOPANIC_SYMBOL, REQUEST_WRITE_SYMBOL, ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL,
+    WRITE_SUBSET_SYMBOL,
+};
 
 /// Where a function symbol says a function is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +35,9 @@ pub struct FoundSymbols {
     pub hijack: Option<FunctionSymbol>,
     /// `(*Transport).roundTrip`: where client calls start and return.
     pub round_trip: Option<FunctionSymbol>,
+    /// `(*Request).write` and the `Header.writeSubset` it calls: where `traceparent` is added.
+    pub request_write: Option<FunctionSymbol>,
+    pub write_subset: Option<FunctionSymbol>,
     /// golang.org/x/net/http2's server is linked in (see `request_end`).
     pub x_net_h2_server: bool,
     /// `runtime.types`: start of the type descriptors, the base of DWARF's
@@ -64,6 +70,7 @@ impl FoundSymbols {
             (CONN_SERVE_SYMBOL, self.conn_serve),
             (HIJACK_SYMBOL, self.hijack),
             (ROUND_TRIP_SYMBOL, self.round_trip),
+            (REQUEST_WRITE_SYMBOL, self.request_write),
         ]
         .iter()
         .filter_map(|(name, f)| f.as_ref().map(|f| named(name, f)))
@@ -103,6 +110,10 @@ impl FoundSymbols {
             found.hijack = Some(function());
         } else if name == ROUND_TRIP_SYMBOL {
             found.round_trip = Some(function());
+        } else if name == REQUEST_WRITE_SYMBOL {
+            found.request_write = Some(function());
+        } else if name == WRITE_SUBSET_SYMBOL {
+            found.write_subset = Some(function());
         } else if name.starts_with(X_NET_H2_RUN_HANDLER_PREFIX) {
             found.x_net_h2_server = true;
         } else if name == RUNTIME_TYPES_SYMBOL {

@@ -48,6 +48,8 @@ pub struct AgentOptions {
     pub sampler: SamplerSettings,
     /// Query parameters whose values are redacted, beside the semantic conventions' own.
     pub redact_query_parameters: Vec<String>,
+    /// Whether client calls may carry their trace context (`traces.propagation`).
+    pub propagate: bool,
 }
 
 /// Turns event batches into spans and hands them to the exporter.
@@ -173,6 +175,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         options.probe_mode,
         options.wakeup_events.clamp(1, MAX_WAKEUP_EVENTS) * EVENT_RECORD_BYTES,
         options.sampler,
+        options.propagate,
     )?;
     let ring = probes.take_events()?;
     let processes = ProcessTable::new(HostFacts {
@@ -180,6 +183,10 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         node_name: options.node_name,
     });
     let stats = Arc::new(AgentStats::default());
+    stats.propagation_enabled.store(
+        u64::from(*probes.propagation() == crate::attach::Propagation::On),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let exporter = Arc::new(Exporter::start(options.export, options.export_limits)?);
     let (plugins, _plugin_watcher) = match options.plugins.dir {
         Some(_) => {

@@ -19,6 +19,8 @@ pub struct AgentStats {
     pub executables_attached: AtomicU64,
     /// Completed /proc scans; the first one means every target that existed at start is handled.
     pub scans_completed: AtomicU64,
+    /// 1 while client calls carry their trace context (`attach::Propagation::On`), else 0.
+    pub propagation_enabled: AtomicU64,
     pub kernel: Mutex<KernelCounters>,
 }
 
