@@ -143,6 +143,16 @@ fn ids(trace: &TraceContext) -> ([u8; 16], [u8; 8], Option<[u8; 8]>) {
     (trace.trace_id, trace.span_id, parent_span_id)
 }
 
+/// `network.protocol.version`. Two calls rather than one with a `Cow`: a `Cow` made before
+/// `add` is copied over with the stall `push_attribute` avoids.
+#[inline]
+fn add_protocol_version(attrs: &mut Attributes, major: u8, minor: u8) {
+    match known_protocol_version(major, minor) {
+        Some(version) => attrs.add("network.protocol.version", version),
+        None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
+    }
+}
+
 /// The text of a query, redacted, marked when cut.
 fn query_text(
     attrs: &mut Attributes,
@@ -196,13 +206,7 @@ pub fn server_span(
     if let Some(status) = request.status {
         attrs.add("http.response.status_code", i64::from(status));
     }
-    // Two calls rather than one with a `Cow`: a `Cow` made before `add` is copied over with
-    // the stall `push_attribute` avoids.
-    let (major, minor) = (request.proto_major, request.proto_minor);
-    match known_protocol_version(major, minor) {
-        Some(version) => attrs.add("network.protocol.version", version),
-        None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
-    }
+    add_protocol_version(&mut attrs, request.proto_major, request.proto_minor);
     let (host, host_port) = split_host_port(&request.host.value);
     if !host.is_empty() {
         attrs.add("server.address", host.to_owned());
@@ -320,11 +324,7 @@ pub fn client_span(
     }
     if let Some(status) = request.status {
         attrs.add("http.response.status_code", i64::from(status));
-        let (major, minor) = (request.proto_major, request.proto_minor);
-        match known_protocol_version(major, minor) {
-            Some(version) => attrs.add("network.protocol.version", version),
-            None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
-        }
+        add_protocol_version(&mut attrs, request.proto_major, request.proto_minor);
     }
     if !attrs.truncated.is_empty() {
         attrs.add(TRUNCATED_ATTRIBUTE, attrs.truncated.join(","));
