@@ -104,7 +104,8 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
     // h.writeSubset(w io.Writer, exclude, trace): h in RAX, w's itab and data in RBX and RCX.
     let regs = unsafe { &*ctx.regs };
     let (headers, writer_itab, writer) = (regs.rax, regs.rbx, regs.rcx);
-    let Some(context) = (unsafe { OUTGOING.get(&ContextKey::new(pid, headers)) }).copied() else {
+    // Read in place: a copy would take stack the header search needs (512 bytes in all).
+    let Some(context) = (unsafe { OUTGOING.get(&ContextKey::new(pid, headers)) }) else {
         return 0;
     };
     let Some(binary) = binary_of(&ctx) else {
@@ -146,7 +147,7 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let line = unsafe { &mut *line };
-    format_traceparent_line(&context, line);
+    format_traceparent_line(context, line);
     let written = n + TRACEPARENT_LINE_LEN as u64;
     let ok = unsafe {
         bpf_probe_write_user(

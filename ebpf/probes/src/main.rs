@@ -31,8 +31,8 @@ use aya_ebpf::{
 };
 use http_autoinstrument_common::{
     cookie_parts, counter, flags, parent, parse_traceparent, BinaryConfig, ContextKey, GoOffsets,
-    GoroutineKey, HttpServerEvent, InFlightRequest, TraceContext, ABSENT, EVENT_RECORD_BYTES,
-    FLAG_SAMPLED, MAX_BINARIES, TRACEPARENT_COPY,
+    GoroutineKey, HttpServerEvent, InFlightRequest, ABSENT, EVENT_RECORD_BYTES, FLAG_SAMPLED,
+    MAX_BINARIES, TRACEPARENT_COPY,
 };
 
 use go::{read_bytes, read_u64, Window, WINDOW_WORDS};

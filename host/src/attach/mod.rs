@@ -634,4 +634,98 @@ mod tests {
             "loops closed by a fall-through (rejected by Linux 6.1): {failures:?}"
         );
     }
+
+    /// Linux refuses a program whose frames, along its deepest chain of bpf-to-bpf calls, take
+    /// more than 512 bytes of stack (each frame rounded up to 32). A kernel in lockdown refuses
+    /// the propagation probe for its helper before it gets to count, so the count is made here.
+    #[test]
+    fn every_program_fits_the_kernels_stack() {
+        use std::collections::HashMap;
+        /// Name, frame bytes and callees of each function, by (section, first instruction).
+        type Functions = HashMap<(usize, usize), (String, u64, Vec<(usize, usize)>)>;
+        let elf = object::File::parse(super::PROBES_OBJECT).unwrap();
+        let mut functions: Functions = HashMap::new();
+        let mut entries = Vec::new();
+        for section in elf.sections().filter(|s| s.kind() == SectionKind::Text) {
+            let code = section.data().unwrap();
+            let relocations: HashMap<u64, object::Relocation> = section.relocations().collect();
+            let symbols = elf.symbols().filter(|s| {
+                s.section_index() == Some(section.index()) && s.kind() == SymbolKind::Text
+            });
+            for symbol in symbols {
+                let first = (symbol.address() / 8) as usize;
+                let end = first + (symbol.size() / 8) as usize;
+                // Registers holding the frame pointer plus an offset, as helpers' arguments do.
+                let mut frame_pointer: [Option<i64>; 11] = [None; 11];
+                let (mut depth, mut calls, mut at) = (0i64, Vec::new(), first);
+                while at < end {
+                    let insn = &code[at * 8..at * 8 + 8];
+                    let (opcode, dst, src) = (insn[0], (insn[1] & 0x0f) as usize, insn[1] >> 4);
+                    let offset = i64::from(i16::from_le_bytes([insn[2], insn[3]]));
+                    let imm = i64::from(i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]));
+                    match opcode & 0x07 {
+                        0x01 if src == 10 => depth = depth.max(-offset),
+                        0x02 | 0x03 if dst == 10 => depth = depth.max(-offset),
+                        _ => {}
+                    }
+                    let writes_dst = matches!(opcode & 0x07, 0x00 | 0x01 | 0x04 | 0x07);
+                    if opcode == 0xbf && src == 10 {
+                        frame_pointer[dst] = Some(0);
+                    } else if opcode == 0x07 && frame_pointer[dst].is_some() {
+                        let at_offset = frame_pointer[dst].unwrap() + imm;
+                        frame_pointer[dst] = Some(at_offset);
+                        depth = depth.max(-at_offset);
+                    } else if writes_dst && dst < 11 {
+                        frame_pointer[dst] = None;
+                    }
+                    if opcode == 0x85 && src == 1 {
+                        let target = match relocations.get(&(at as u64 * 8)) {
+                            Some(relocation) => {
+                                let object::RelocationTarget::Symbol(index) = relocation.target()
+                                else {
+                                    panic!("call at {at} relocated to a non-symbol");
+                                };
+                                let callee = elf.symbol_by_index(index).unwrap();
+                                let section = callee.section_index().unwrap().0;
+                                (section, (callee.address() as i64 / 8 + imm + 1) as usize)
+                            }
+                            None => (section.index().0, (at as i64 + imm + 1) as usize),
+                        };
+                        calls.push(target);
+                    }
+                    if opcode == 0x85 {
+                        // Caller-saved registers are gone after any call.
+                        frame_pointer[..6].fill(None);
+                    }
+                    at += if opcode == 0x18 { 2 } else { 1 };
+                }
+                let frame = (depth.max(1) as u64).div_ceil(32) * 32;
+                let name = symbol.name().unwrap_or("?").to_owned();
+                functions.insert((section.index().0, first), (name, frame, calls));
+                if section.name() != Ok(".text") {
+                    entries.push((section.index().0, first));
+                }
+            }
+        }
+        // The deepest chain below each function (calls cannot recurse in BPF).
+        fn deepest(at: (usize, usize), functions: &Functions) -> u64 {
+            let (_, frame, calls) = functions
+                .get(&at)
+                .unwrap_or_else(|| panic!("a call to {at:?}, where no function starts"));
+            frame
+                + calls
+                    .iter()
+                    .map(|&c| deepest(c, functions))
+                    .max()
+                    .unwrap_or(0)
+        }
+        assert!(entries.len() >= 10, "only {} programs found", entries.len());
+        let too_deep: Vec<String> = entries
+            .iter()
+            .map(|&entry| (&functions[&entry].0, deepest(entry, &functions)))
+            .filter(|&(_, depth)| depth > 512)
+            .map(|(name, depth)| format!("{name}: {depth} bytes"))
+            .collect();
+        assert!(too_deep.is_empty(), "stack over 512 bytes: {too_deep:?}");
+    }
 }
