@@ -20,6 +20,8 @@ mod edits;
 mod engine;
 mod epoch;
 mod failure;
+#[cfg(test)]
+mod golden;
 mod inspect;
 mod instance;
 pub mod jsonl;
