@@ -64,17 +64,18 @@ done
 log "Rust plugins in $OUT: $(cd "$OUT" && ls -1 ./*.wasm | tr '\n' ' ')"
 [ "$RUST_ONLY" = 1 ] && exit 0
 
-# Python (componentize-py) and JavaScript (componentize-js) plugins.
+# Python (componentize-py) and JavaScript (componentize-js) plugins, with their SDKs in guest-sdk/.
 need componentize-py
 log "Python: py-slow-marker"
-(cd "$ROOT/plugins/py-slow-marker" && componentize-py -d "$ROOT/wit" -w span-processor componentize app -o "$OUT/py-slow-marker.wasm")
+componentize-py -d "$ROOT/wit" -w span-processor componentize app \
+  -p "$ROOT/plugins/py-slow-marker" -p "$ROOT/guest-sdk/python" -o "$OUT/py-slow-marker.wasm"
 need node
-if [ ! -d "$ROOT/plugins/js-drop-bots/node_modules/@bytecodealliance/componentize-js" ]; then
-  log "npm ci in plugins/js-drop-bots"
-  (cd "$ROOT/plugins/js-drop-bots" && npm ci --no-audit --no-fund)
+if [ ! -d "$ROOT/guest-sdk/js/node_modules/@bytecodealliance/componentize-js" ]; then
+  log "npm ci in guest-sdk/js"
+  (cd "$ROOT/guest-sdk/js" && npm ci --no-audit --no-fund)
 fi
 log "JavaScript: js-drop-bots"
-(cd "$ROOT/plugins/js-drop-bots" && node build.mjs "$OUT/js-drop-bots.wasm")
+node "$ROOT/guest-sdk/js/build.mjs" "$ROOT/plugins/js-drop-bots/plugin.js" "$OUT/js-drop-bots.wasm"
 for p in py-slow-marker js-drop-bots; do
   wasm-tools validate --features component-model "$OUT/$p.wasm"
 done
