@@ -5,7 +5,7 @@
 #
 # Rust plugins build with rustup's wasm targets when they are installed and with Debian's
 # rustc-web (+ -Zbuild-std) otherwise; scripts/setup.sh installs what this needs.
-# Usage: scripts/build-plugins.sh [--rust-only]
+# Usage: scripts/build-plugins.sh [--rust-only]   (--rust-only skips Python, JavaScript and Go)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,4 +79,9 @@ node "$ROOT/guest-sdk/js/build.mjs" "$ROOT/plugins/js-drop-bots/plugin.js" "$OUT
 for p in py-slow-marker js-drop-bots; do
   wasm-tools validate --features component-model "$OUT/$p.wasm"
 done
-log "all plugins in $OUT"
+
+# Go plugins (standard Go toolchain >= 1.24, installed by scripts/setup.sh; GO overrides).
+GO="${GO:-${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}/go1.24.11/bin/go}"
+log "Go: go-filter ($("$GO" env GOVERSION))"
+GO="$GO" "$ROOT/guest-sdk/go/build.sh" "$ROOT/plugins/go-filter" "$OUT/go-filter.wasm"
+log "Go plugins in $OUT"
