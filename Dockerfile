@@ -28,6 +28,10 @@ COPY .cargo .cargo
 COPY ebpf ebpf
 COPY host host
 COPY bench bench
+# The plugin row layouts, and what `plugin new` copies into projects.
+COPY plugin-layout plugin-layout
+COPY wit wit
+COPY guest-sdk guest-sdk
 COPY scripts/build-ebpf.sh scripts/build-ebpf.sh
 ENV CARGO_TARGET_DIR=/build
 RUN scripts/build-ebpf.sh /build/http-autoinstrument-probes \

@@ -27,6 +27,7 @@ mod instance;
 pub mod jsonl;
 mod record;
 mod reload;
+pub mod scaffold;
 mod state;
 mod stats;
 
