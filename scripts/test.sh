@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up (idempotent), deployment manifests, formatting, lints, unit and end-to-end tests.
+# The whole test suite: set-up (idempotent), deployment manifests, formatting, lints, the container
+# image, unit and end-to-end tests (among them the DaemonSet's pod run from the manifests).
 # End-to-end tests need root (real eBPF); under CI=true a missing capability fails them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +23,12 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd guest-sdk && cargo clippy --all-targets --locked -- -D warnings)
 (cd plugins && cargo clippy --workspace --all-targets --locked -- -D warnings)
+echo "== container image (scripts/build-image.sh; its layers and cargo caches are kept in ~/.cache)"
+if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then
+  scripts/build-image.sh
+else
+  echo "skipped: building the image needs root (rootful podman): sudo scripts/test.sh"
+fi
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$RESULTS"
 echo "== guest SDK and example plugins (native unit tests)"

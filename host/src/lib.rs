@@ -6,6 +6,7 @@
 //! `pipeline` wires them together; `config` reads the agent's settings and `telemetry` serves
 //! its own metrics and health.
 pub mod attach;
+pub mod capabilities;
 pub mod capture;
 pub mod config;
 pub mod decode;

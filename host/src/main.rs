@@ -15,7 +15,7 @@ use http_autoinstrument::plugins::cli::PluginCommand;
 
 /// OpenTelemetry traces for Go HTTP/HTTPS services, with no code change.
 ///
-/// Run as root (or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH). Spans go to
+/// Run as root (or with CAP_SYS_ADMIN, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH). Spans go to
 /// the OTLP endpoint in OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 /// (protocol from OTEL_EXPORTER_OTLP_PROTOCOL), or to stdout when none is set. Settings come
 /// from a YAML file (--config), then HTTP_AUTOINSTRUMENT_* / OTEL_* variables, then flags.
@@ -32,10 +32,15 @@ struct Cli {
 enum Command {
     /// Trace Go services (the default).
     Run(Box<RunArgs>),
-    /// Show what the agent finds in a Go binary: version, probe offsets, struct offsets.
+    /// Show what the agent finds in a Go binary: version, probe offsets, struct offsets, and
+    /// where each came from (symbols, the Go function table, DWARF, the table of layouts).
     Inspect {
         /// The executable to inspect.
         binary: PathBuf,
+        /// Print the struct layouts the probes read, from the binary's DWARF, as JSON (what
+        /// scripts/gen-go-layouts.py records per Go release).
+        #[arg(long)]
+        layouts: bool,
     },
     /// Plugin author tools (no root, no eBPF): check a plugin, run spans through plugins.
     Plugin {
@@ -240,9 +245,13 @@ fn main() {
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(*args),
-        Some(Command::Inspect { binary }) => {
+        Some(Command::Inspect { binary, layouts }) => {
             init_tool_logging();
-            http_autoinstrument::inspect::print_report(&binary)
+            if layouts {
+                http_autoinstrument::inspect::print_layouts(&binary)
+            } else {
+                http_autoinstrument::inspect::print_report(&binary)
+            }
         }
         Some(Command::Plugin { command }) => {
             init_tool_logging();

@@ -3,7 +3,7 @@
 //! and without privileged mode. (Schema validation and linting: scripts/validate-manifests.sh.)
 use std::path::{Path, PathBuf};
 
-use http_autoinstrument::config;
+use http_autoinstrument::{capabilities, config};
 use serde_norway::Value;
 
 fn repo_file(path: &str) -> PathBuf {
@@ -68,10 +68,28 @@ fn the_daemonsets_configuration_passes_the_agents_check_and_serves_health() {
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    for needed in ["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"] {
-        assert!(added.contains(&needed), "{needed} missing from {added:?}");
+    // What the agent checks at start, and CAP_SYS_RESOURCE for kernels before 5.11.
+    for needed in capabilities::REQUIRED
+        .iter()
+        .chain([&capabilities::CAP_SYS_RESOURCE])
+    {
+        assert!(
+            added.contains(&needed.name),
+            "{} missing from {added:?}",
+            needed.name
+        );
     }
-    assert!(!added.contains(&"SYS_ADMIN"), "no catch-all capability");
+    assert_eq!(
+        added.len(),
+        capabilities::REQUIRED.len() + 1,
+        "no capability the agent does not check for: {added:?}"
+    );
+    assert_eq!(get(security, "capabilities.drop.0"), "ALL");
+    // The tag scripts/build-image.sh gives the image it builds.
+    assert_eq!(
+        agent["image"],
+        format!("http-autoinstrument:{}", env!("CARGO_PKG_VERSION")).as_str()
+    );
     let env = agent["env"].as_sequence().unwrap();
     let node = env
         .iter()
@@ -93,12 +111,13 @@ fn the_daemonsets_configuration_passes_the_agents_check_and_serves_health() {
 #[test]
 fn the_dockerfile_copies_everything_the_workspace_build_reads() {
     let dockerfile = std::fs::read_to_string(repo_file("Dockerfile")).unwrap();
-    let build_stage = dockerfile
-        .split("\nFROM ")
-        .nth(1)
-        .expect("a multi-stage Dockerfile");
-    let copied: Vec<&str> = build_stage
-        .lines()
+    // Every stage but the runtime (the last) and what precedes the first FROM.
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").skip(1).collect();
+    let (_runtime, build_stages) = stages.split_last().expect("a multi-stage Dockerfile");
+    assert!(!build_stages.is_empty(), "a multi-stage Dockerfile");
+    let copied: Vec<&str> = build_stages
+        .iter()
+        .flat_map(|stage| stage.lines())
         .filter_map(|l| l.strip_prefix("COPY "))
         .flat_map(|l| l.split_whitespace().filter(|w| !w.starts_with("--")))
         .collect();
@@ -120,10 +139,39 @@ fn the_dockerfile_copies_everything_the_workspace_build_reads() {
         "Cargo.lock",
         ".cargo",
         "scripts/build-ebpf.sh",
+        // Read by the plugin host's bindgen! at compile time.
+        "wit",
     ] {
         assert!(
             copied.contains(&needed),
             "the Dockerfile's build stage does not COPY {needed}"
         );
+    }
+}
+
+/// The systemd unit grants exactly what the agent checks for at start (and CAP_SYS_RESOURCE for
+/// kernels before 5.11), to the bounding and the ambient set alike. (systemd-analyze verify runs
+/// in scripts/validate-manifests.sh.)
+#[test]
+fn the_systemd_unit_grants_the_capabilities_the_agent_checks_for() {
+    let unit =
+        std::fs::read_to_string(repo_file("deployments/systemd/http-autoinstrument.service"))
+            .unwrap();
+    let mut expected: Vec<String> = capabilities::REQUIRED
+        .iter()
+        .chain([&capabilities::CAP_SYS_RESOURCE])
+        .map(|c| format!("CAP_{}", c.name))
+        .collect();
+    expected.sort();
+    for key in ["CapabilityBoundingSet=", "AmbientCapabilities="] {
+        let mut granted: Vec<String> = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the unit"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        granted.sort();
+        assert_eq!(granted, expected, "{key}");
     }
 }

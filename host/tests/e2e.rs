@@ -44,9 +44,11 @@ struct Agent {
 impl Agent {
     fn start(args: &[String], env: &[(&str, String)]) -> Agent {
         let mut cmd = Command::new(AGENT);
-        cmd.args(args)
-            .args(["--scan-interval-ms", "100", "--stats-interval-secs", "0"])
-            .env("HTTP_AUTOINSTRUMENT_LOG", "info")
+        cmd.args(args).args(["--stats-interval-secs", "0"]);
+        if !args.iter().any(|a| a == "--scan-interval-ms") {
+            cmd.args(["--scan-interval-ms", "100"]);
+        }
+        cmd.env("HTTP_AUTOINSTRUMENT_LOG", "info")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -177,12 +179,14 @@ fn curl(args: &[String]) -> std::process::Output {
 fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
     let http = server.http_port;
     let https = server.https_port;
-    let users_route = if go_minor >= 23 {
+    // Go 1.22's ServeMux matches patterns and keeps the one that matched (Request.pat), which
+    // Go 1.23 exports as Request.Pattern: both give http.route.
+    let users_route = if go_minor >= 22 {
         Some("/users/{id}")
     } else {
         None
     };
-    let status_route = if go_minor >= 23 {
+    let status_route = if go_minor >= 22 {
         Some("/status/{code}")
     } else {
         None
@@ -233,7 +237,7 @@ fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
             scheme,
             protocol,
             status: 200,
-            route: if go_minor >= 23 { Some("/echo") } else { None },
+            route: if go_minor >= 22 { Some("/echo") } else { None },
             user_agent: ua.clone(),
             server_address: "127.0.0.1",
             server_port: port,
@@ -296,7 +300,7 @@ fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
             scheme,
             protocol,
             status: if protocol == "2" { 501 } else { 200 },
-            route: if go_minor >= 23 {
+            route: if go_minor >= 22 {
                 Some("/hijack")
             } else {
                 None
@@ -427,14 +431,14 @@ fn check_span(span: &ReceivedSpan, s: &Scripted, server: &GoServer, service: &st
 }
 
 /// N scripted requests over HTTP/1.1, HTTPS and HTTP/2 -> exactly N spans, each checked.
-fn scripted_requests_become_spans(go: &str, grpc: bool) {
+fn scripted_requests_become_spans(go: &str, variant: Variant, grpc: bool) {
     if !require_root() {
         return;
     }
     if require_go(go).is_none() {
         return;
     }
-    let binary = build_go_server(go, Variant::Default);
+    let binary = build_go_server(go, variant);
     let minor: u32 = go.split('.').nth(1).unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
@@ -444,7 +448,7 @@ fn scripted_requests_become_spans(go: &str, grpc: bool) {
         &otlp_env(&receiver, grpc),
     );
     let attach_time = agent.wait_until_tracing(server.pid);
-    eprintln!("go{go}: attached in {attach_time:?}");
+    eprintln!("go{go} {variant:?}: attached in {attach_time:?}");
 
     let script = script(&server, minor);
     for s in &script {
@@ -511,23 +515,30 @@ fn is_error(span: &ReceivedSpan) -> bool {
     span.status_code == StatusCode::Error
 }
 
+/// The full script on three releases and the three ways users build: a pure-Go build with
+/// symbols and DWARF, a stripped one (`-s -w`), a stripped cgo + PIE one.
 #[test]
-fn go_1_21_over_grpc() {
-    scripted_requests_become_spans("1.21", true);
+fn go_1_21_stripped_over_grpc() {
+    scripted_requests_become_spans("1.21", Variant::Stripped, true);
+}
+
+#[test]
+fn go_1_22_cgo_pie_stripped_over_http_protobuf() {
+    scripted_requests_become_spans("1.22", Variant::CgoPieStripped, false);
 }
 
 #[test]
 fn go_1_23_over_http_protobuf() {
-    scripted_requests_become_spans("1.23", false);
+    scripted_requests_become_spans("1.23", Variant::Default, false);
 }
 
 #[test]
-fn newest_go_over_grpc() {
+fn newest_go_cgo_pie_stripped_over_grpc() {
     let Some(newest) = newest_go() else {
         assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
         return;
     };
-    scripted_requests_become_spans(&newest, true);
+    scripted_requests_become_spans(&newest, Variant::CgoPieStripped, true);
 }
 
 /// A target started after the agent, then restarted with a new pid: both traced, by exe glob.
@@ -675,16 +686,19 @@ fn untraceable_binaries_are_reported_and_skipped() {
         return;
     };
     let good = build_go_server(&newest, Variant::Default);
-    let stripped = build_go_server(&newest, Variant::Stripped);
+    let no_http = build_go_server(&newest, Variant::NoHttp);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
-    let stripped_server = GoServer::start(&stripped);
+    let mut no_http_server = Command::new(&no_http)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let server = GoServer::start(&good);
     let mut agent = Agent::start(
         &[
             "--pid".into(),
-            stripped_server.pid.to_string(),
+            no_http_server.id().to_string(),
             "--pid".into(),
             sleeper.id().to_string(),
             "--pid".into(),
@@ -696,8 +710,8 @@ fn untraceable_binaries_are_reported_and_skipped() {
     agent.wait_for_log(
         &[
             "not traced",
-            &format!("pid={}", stripped_server.pid),
-            "strip",
+            &format!("pid={}", no_http_server.id()),
+            "does not use net/http",
         ],
         Duration::from_secs(5),
     );
@@ -713,8 +727,10 @@ fn untraceable_binaries_are_reported_and_skipped() {
         Some(i64::from(server.pid))
     );
     agent.stop();
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
+    for child in [&mut sleeper, &mut no_http_server] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// Requests of two traced processes that interleave within one read of the ring buffer (a long
@@ -724,7 +740,9 @@ fn interleaved_requests_of_two_processes_keep_their_own_resources() {
     let Some(newest) = root_and_newest_go() else {
         return;
     };
-    let binary = build_go_server(&newest, Variant::Default);
+    // Selected by executable, the file is attached whole: a copy of its own, so that the servers
+    // of tests running alongside are not traced too.
+    let (_dir, binary) = private_copy(&build_go_server(&newest, Variant::Default), "interleaved");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
     let servers = [GoServer::start(&binary), GoServer::start(&binary)];
@@ -897,6 +915,39 @@ fn traces_a_service_that_opens_the_selected_port_after_it_started() {
     agent.stop();
 }
 
+/// A copy of `binary` named `name` in a directory of its own (removed when the guard drops).
+fn private_copy(binary: &std::path::Path, name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(name);
+    std::fs::copy(binary, &copy).unwrap();
+    (dir, copy)
+}
+
+/// The address the agent serves /metrics on (started with `--metrics-address 127.0.0.1:0`).
+fn metrics_address(agent: &mut Agent) -> String {
+    agent.wait_for_log(&["serving /metrics"], Duration::from_secs(20));
+    agent
+        .log_text()
+        .lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap().to_owned())
+        .expect("the log names the metrics address")
+}
+
+/// `GET http://{address}{path}`: (status code, body).
+fn http_get(address: &str, path: &str) -> (String, String) {
+    // `curl` above discards bodies; this one keeps them.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://{address}{path}"))
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.to_owned(), body.to_owned())
+}
+
 /// The value of the sample `name` (with its labels, as exposed) in a Prometheus text page.
 fn metric(page: &str, name: &str) -> u64 {
     page.lines()
@@ -961,26 +1012,9 @@ fn metrics_and_health_endpoints_after_traffic() {
         ],
         &otlp_env(&receiver, true),
     );
-    agent.wait_for_log(&["serving /metrics"], Duration::from_secs(20));
-    let address = agent
-        .log_text()
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("address=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap().to_owned())
-        .expect("the log names the metrics address");
+    let address = metrics_address(&mut agent);
     agent.wait_until_tracing(server.pid);
-    let get = |path: &str| {
-        // `curl` above discards bodies; this one keeps them.
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-            .arg(format!("http://{address}{path}"))
-            .output()
-            .expect("running curl");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.to_owned(), body.to_owned())
-    };
+    let get = |path: &str| http_get(&address, path);
     assert_eq!(get("/healthz"), ("200".into(), "ok\n".into()));
     let (code, body) = get("/readyz");
     assert_eq!(code, "200", "{body}");
@@ -1050,4 +1084,405 @@ fn metrics_and_health_endpoints_after_traffic() {
     let (code, _) = get("/nothing");
     assert_eq!(code, "404");
     agent.stop();
+}
+
+/// Every supported Go release installed here (CI installs the newest patch release of each
+/// series, 1.21 through 1.27), built the three ways users build, traced by one agent selecting
+/// them by executable: a request set over HTTP/1.1, HTTPS and HTTP/2 per server, every attribute
+/// checked.
+#[test]
+fn every_release_and_build_is_traced() {
+    if !require_root() {
+        return;
+    }
+    let versions = go_fixtures_versions();
+    if versions.is_empty() {
+        return;
+    }
+    let variants = [
+        (Variant::Default, "plain"),
+        (Variant::Stripped, "stripped"),
+        (Variant::CgoPieStripped, "cgo-pie-stripped"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut builds = Vec::new();
+    for (version, minor) in &versions {
+        for (variant, label) in variants {
+            let name = format!("matrix-go{version}-{label}");
+            let copy = dir.path().join(&name);
+            std::fs::copy(build_go_server(version, variant), &copy).unwrap();
+            builds.push((name, copy, *minor));
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let mut agent = Agent::start(
+        &["--exe".into(), format!("{}/matrix-*", dir.path().display())],
+        &otlp_env(&receiver, true),
+    );
+    let servers: Vec<(String, GoServer, u32)> = builds
+        .iter()
+        .map(|(name, binary, minor)| {
+            let server = GoServer::start_with_env(binary, &[], &[("OTEL_SERVICE_NAME", name)]);
+            (name.clone(), server, *minor)
+        })
+        .collect();
+    for (_, server, _) in &servers {
+        agent.wait_until_tracing(server.pid);
+    }
+    let mut expected = Vec::new();
+    for (name, server, minor) in &servers {
+        // Per protocol: a routed request with a query, and a server error.
+        let scripted: Vec<Scripted> = script(server, *minor)
+            .into_iter()
+            .filter(|s| s.query.is_some() || s.path == "/status/503")
+            .collect();
+        assert_eq!(scripted.len(), 6);
+        for s in &scripted {
+            let out = curl(&s.args);
+            assert!(out.status.success(), "{name}: curl {:?}", s.args);
+        }
+        expected.push((name, server, scripted));
+    }
+    let total: usize = expected.iter().map(|(_, _, s)| s.len()).sum();
+    let spans = rt.block_on(receiver.wait_for_spans(total, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(receiver.spans().len(), total);
+    for (name, server, scripted) in &expected {
+        let own: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.resource_str("service.name") == Some(name.as_str()))
+            .cloned()
+            .collect();
+        assert_eq!(own.len(), scripted.len(), "{name}");
+        for s in scripted {
+            check_span(find_span(&own, s), s, server, name);
+        }
+    }
+    eprintln!(
+        "{} servers ({} releases x {} builds), {total} spans checked",
+        servers.len(),
+        versions.len(),
+        variants.len()
+    );
+    agent.stop();
+}
+
+/// The installed Go releases as (version, minor); under CI, one of every supported series.
+fn go_fixtures_versions() -> Vec<(String, u32)> {
+    let versions: Vec<(String, u32)> = support::go_fixtures::go_versions()
+        .into_iter()
+        .map(|t| {
+            let minor = t.numbers().1;
+            (t.version, minor)
+        })
+        .collect();
+    let minors: HashSet<u32> = versions.iter().map(|(_, m)| *m).collect();
+    let missing: Vec<u32> = (21..=27).filter(|m| !minors.contains(m)).collect();
+    if !missing.is_empty() {
+        let message = format!("Go 1.{missing:?} not installed: run scripts/setup.sh");
+        assert!(!in_ci(), "{message}");
+        eprintln!("note: {message}");
+    }
+    versions
+}
+
+/// A restarted service is traced from its first request: the probes stay attached to its
+/// executable, so its new process needs no attach, nor even a scan (the agent scans every 5 s
+/// here; each restart's first request is sent as soon as the service listens).
+#[test]
+fn a_restarted_service_is_traced_from_its_first_request() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let (dir, binary) = private_copy(&build_go_server(&newest, Variant::Stripped), "svc");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let mut agent = Agent::start(
+        &[
+            "--exe".into(),
+            format!("{}/svc", dir.path().display()),
+            "--scan-interval-ms".into(),
+            "5000".into(),
+        ],
+        &otlp_env(&receiver, false),
+    );
+    let first = GoServer::start_with_env(&binary, &[], &[("OTEL_SERVICE_NAME", "restarted")]);
+    agent.wait_until_tracing(first.pid);
+    drop(first);
+    const RESTARTS: usize = 10;
+    // Each restart is killed once the next has started: the agent reads a process's environment
+    // when it meets its first span, which a process killed at once would no longer have.
+    let mut running: Option<GoServer> = None;
+    let mut pids = Vec::new();
+    for round in 0..RESTARTS {
+        let server = GoServer::start_with_env(&binary, &[], &[("OTEL_SERVICE_NAME", "restarted")]);
+        let started = Instant::now();
+        let out = curl(&[format!(
+            "http://127.0.0.1:{}/users/{round}",
+            server.http_port
+        )]);
+        assert!(out.status.success());
+        eprintln!(
+            "restart {round}: first request answered {:?} after its start line",
+            started.elapsed()
+        );
+        pids.push(server.pid);
+        let _ = rt.block_on(receiver.wait_for_spans(round + 1, SPAN_TIMEOUT));
+        running = Some(server);
+    }
+    drop(running);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), RESTARTS, "{spans:#?}");
+    for (round, pid) in pids.iter().enumerate() {
+        let span = spans
+            .iter()
+            .find(|s| s.attr_str("url.path") == Some(&format!("/users/{round}")))
+            .unwrap_or_else(|| panic!("no span of restart {round}"));
+        assert_eq!(span.resource_int("process.pid"), Some(i64::from(*pid)));
+        assert_eq!(span.resource_str("service.name"), Some("restarted"));
+        assert_eq!(span.attr_str("http.route"), Some("/users/{id}"));
+        assert_eq!(span.attr_int("http.response.status_code"), Some(200));
+    }
+    agent.stop();
+}
+
+/// Forty replicas of one service restarted at once are all traced from their first request,
+/// with the probes of one executable: probe links do not grow with the replicas.
+#[test]
+fn forty_replicas_restarted_at_once_are_traced_from_their_first_request() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    const REPLICAS: usize = 40;
+    let (dir, binary) = private_copy(&build_go_server(&newest, Variant::Stripped), "replica");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let mut agent = Agent::start(
+        &[
+            "--exe".into(),
+            format!("{}/replica", dir.path().display()),
+            "--metrics-address".into(),
+            "127.0.0.1:0".into(),
+        ],
+        &otlp_env(&receiver, true),
+    );
+    let address = metrics_address(&mut agent);
+    let start_all = || -> Vec<GoServer> {
+        let threads: Vec<_> = (0..REPLICAS)
+            .map(|_| {
+                let binary = binary.clone();
+                std::thread::spawn(move || GoServer::start(&binary))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    };
+    let links = |expected_processes: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = http_get(&address, "/metrics").1;
+            let traced = metric(&page, "http_autoinstrument_processes_traced");
+            if traced == expected_processes || Instant::now() > deadline {
+                assert_eq!(traced, expected_processes, "{page}");
+                assert_eq!(metric(&page, "http_autoinstrument_executables_attached"), 1);
+                return metric(&page, "http_autoinstrument_probes_attached");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let first = GoServer::start(&binary);
+    agent.wait_until_tracing(first.pid);
+    let links_for_one = links(1);
+    drop(first);
+
+    let replicas = start_all();
+    // One request each, sent as soon as every replica listens: before any scan has run for most.
+    for server in &replicas {
+        let out = curl(&[format!(
+            "http://127.0.0.1:{}/users/{}",
+            server.http_port, server.pid
+        )]);
+        assert!(out.status.success());
+    }
+    let first_round = rt.block_on(receiver.wait_for_spans(REPLICAS, SPAN_TIMEOUT));
+    assert_eq!(
+        links(REPLICAS as u64),
+        links_for_one,
+        "links grew with the replicas"
+    );
+    drop(replicas);
+
+    let restarted = start_all();
+    for server in &restarted {
+        let out = curl(&[format!(
+            "http://127.0.0.1:{}/users/{}",
+            server.http_port, server.pid
+        )]);
+        assert!(out.status.success());
+    }
+    let spans = rt.block_on(receiver.wait_for_spans(2 * REPLICAS, SPAN_TIMEOUT));
+    assert_eq!(first_round.len(), REPLICAS);
+    assert_eq!(spans.len(), 2 * REPLICAS, "one span per replica and round");
+    for server in restarted.iter() {
+        let own: Vec<_> = spans
+            .iter()
+            .filter(|s| s.resource_int("process.pid") == Some(i64::from(server.pid)))
+            .collect();
+        assert_eq!(own.len(), 1, "pid {}", server.pid);
+        assert_eq!(
+            own[0].attr_str("url.path"),
+            Some(format!("/users/{}", server.pid).as_str())
+        );
+        assert_eq!(own[0].resource_str("service.name"), Some("replica"));
+    }
+    assert_eq!(
+        links(REPLICAS as u64),
+        links_for_one,
+        "links grew with the replicas"
+    );
+    agent.stop();
+}
+
+/// A real Go HTTP server as its authors release it: esbuild's `--serve` (a stripped build
+/// without `.go.buildinfo`, pinned in scripts/setup.sh, installed from npm), over HTTP/1.1,
+/// HTTPS and HTTP/2, every attribute checked.
+#[test]
+fn a_released_third_party_go_server_is_traced() {
+    if !require_root() {
+        return;
+    }
+    let esbuild = support::go_fixtures::tools_dir().join("esbuild-0.28.2/package/bin/esbuild");
+    if !esbuild.is_file() {
+        let message = format!(
+            "{} is not installed: run scripts/setup.sh",
+            esbuild.display()
+        );
+        assert!(!in_ci(), "{message}");
+        eprintln!("skipped: {message}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<p>hello</p>\n").unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success());
+    let free_port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (http, https) = (free_port(), free_port());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let mut agent = Agent::start(
+        &["--exe".into(), esbuild.display().to_string()],
+        &otlp_env(&receiver, false),
+    );
+    agent.wait_for_log(&["agent running"], Duration::from_secs(20));
+    // esbuild serves until its standard input closes.
+    let serve = |port: u16, tls: bool| {
+        let mut command = Command::new(&esbuild);
+        command
+            .arg(format!("--serve=127.0.0.1:{port}"))
+            .arg(format!("--servedir={}", site.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if tls {
+            command
+                .arg(format!("--certfile={}", cert.display()))
+                .arg(format!("--keyfile={}", key.display()));
+        }
+        command.spawn().expect("starting esbuild")
+    };
+    let mut servers = [serve(http, false), serve(https, true)];
+    for server in &servers {
+        agent.wait_until_tracing(server.id());
+    }
+    let requests = [
+        (
+            "http",
+            http,
+            "--http1.1",
+            "1.1",
+            "/index.html?v=1",
+            200,
+            Some("v=1"),
+        ),
+        ("https", https, "--http1.1", "1.1", "/", 200, None),
+        ("https", https, "--http2", "2", "/missing.js", 404, None),
+    ];
+    for (scheme, port, flag, _, target, _, _) in requests {
+        let url = format!("{scheme}://127.0.0.1:{port}{target}");
+        let out = curl(&[flag.into(), "-A".into(), "e2e-esbuild".into(), url]);
+        assert!(out.status.success());
+    }
+    let spans = rt.block_on(receiver.wait_for_spans(requests.len(), SPAN_TIMEOUT));
+    assert_eq!(spans.len(), requests.len());
+    for (scheme, port, _, protocol, target, status, query) in requests {
+        let path = target.split('?').next().unwrap();
+        let span = spans
+            .iter()
+            .find(|s| {
+                s.attr_str("url.path") == Some(path) && s.attr_str("url.scheme") == Some(scheme)
+            })
+            .unwrap_or_else(|| panic!("no span for {target}: {spans:#?}"));
+        let ctx = format!("{scheme} {protocol} {target}");
+        assert_eq!(span.kind, SpanKind::Server, "{ctx}");
+        assert_eq!(span.name, "GET", "{ctx}");
+        assert_eq!(span.attr_str("http.request.method"), Some("GET"), "{ctx}");
+        assert_eq!(span.attr_str("url.query"), query, "{ctx}");
+        assert_eq!(
+            span.attr_int("http.response.status_code"),
+            Some(status),
+            "{ctx}"
+        );
+        assert_eq!(
+            span.attr_str("network.protocol.version"),
+            Some(protocol),
+            "{ctx}"
+        );
+        assert_eq!(span.attr_str("server.address"), Some("127.0.0.1"), "{ctx}");
+        assert_eq!(span.attr_int("server.port"), Some(i64::from(port)), "{ctx}");
+        assert_eq!(span.attr_str("client.address"), Some("127.0.0.1"), "{ctx}");
+        assert!(span.attr_int("client.port").is_some_and(|p| p > 0), "{ctx}");
+        assert_eq!(
+            span.attr_str("user_agent.original"),
+            Some("e2e-esbuild"),
+            "{ctx}"
+        );
+        assert_eq!(span.attr_int("http.request.body.size"), Some(0), "{ctx}");
+        assert!(
+            span.attr_int("http.response.body.size")
+                .is_some_and(|n| n > 0),
+            "{ctx}"
+        );
+        assert!(!is_error(span), "{ctx}");
+        assert_eq!(span.resource_str("service.name"), Some("esbuild"), "{ctx}");
+        assert_eq!(
+            span.resource_str("process.runtime.version"),
+            Some("go1.26.5"),
+            "{ctx}"
+        );
+    }
+    agent.stop();
+    for server in &mut servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
 }

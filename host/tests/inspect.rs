@@ -8,8 +8,9 @@ use std::path::Path;
 
 use go_fixtures::{build_go_server, go_versions, require_go, GoToolchain, Variant};
 use http_autoinstrument::inspect::{
-    inspect_binary, inspect_bytes, itab_addresses_by_scan, GoBinary, GoVersion, InspectError,
-    RequestEnd,
+    dwarf_layouts, inspect_binary, inspect_bytes, itab_addresses_by_scan,
+    itab_addresses_from_runtime_data, layouts, probed_functions_by_source, FunctionSource,
+    GoBinary, GoVersion, InspectError, LayoutSource, RequestEnd, VersionSource,
 };
 use http_autoinstrument_common::{map_layout, ABSENT, WINDOW_WORDS};
 
@@ -174,7 +175,8 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
             &[
                 o.request_request_uri + 8,
                 o.request_tls,
-                o.request_pattern.saturating_add(8)
+                o.request_pattern.saturating_add(8),
+                o.request_pat
             ]
         ),
         "Go {v}: {o:?}"
@@ -213,6 +215,12 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
             Some(o.tcp_conn_itab)
         ],
         "Go {v}: itab scan disagrees"
+    );
+    // So must the runtime's interface table, which stripped binaries leave as the only source.
+    assert_eq!(
+        itab_addresses_from_runtime_data(&data),
+        scanned,
+        "Go {v}: runtime interface table disagrees"
     );
     inspected
 }
@@ -322,19 +330,297 @@ fn rejects_a_missing_file() {
     assert!(text.contains("/nonexistent/server"), "{text}");
 }
 
+/// Release builds: stripped (`-s -w`), and cgo + PIE, plain and stripped. With every installed
+/// Go release, a stripped build yields what its unstripped build yields from symbols and DWARF:
+/// the same probe points and the same offsets, from the function table and the table of layouts.
 #[test]
-fn rejects_a_stripped_binary() {
+fn stripped_and_cgo_pie_builds_match_their_unstripped_builds() {
+    let versions = go_versions();
+    if versions.is_empty() {
+        require_go("1.21");
+        return;
+    }
+    for toolchain in versions {
+        let v = &toolchain.version;
+        for (plain, stripped) in [
+            (Variant::Default, Variant::Stripped),
+            (Variant::CgoPie, Variant::CgoPieStripped),
+        ] {
+            let plain_binary = build_go_server(v, plain);
+            let full = check_binary(&toolchain, &plain_binary);
+            assert_eq!(full.sources.functions, FunctionSource::Symbols, "Go {v}");
+            assert_eq!(full.sources.layouts, LayoutSource::Dwarf, "Go {v}");
+            let binary = build_go_server(v, stripped);
+            let bare =
+                inspect_binary(&binary).unwrap_or_else(|e| panic!("Go {v} {stripped:?}: {e}"));
+            assert_eq!(bare.sources.functions, FunctionSource::Pclntab, "Go {v}");
+            assert_eq!(bare.sources.layouts, LayoutSource::Table, "Go {v}");
+            assert_eq!(bare.go_version, full.go_version, "Go {v} {stripped:?}");
+            assert_eq!(bare.is_pie, plain == Variant::CgoPie, "Go {v} {stripped:?}");
+            // Addresses move a little between the two builds (the build ID's length, say): the
+            // itabs are compared to symbols in `check_binary`, on the unstripped build, where the
+            // runtime's interface table must agree with them; here, that they were found.
+            let without_itabs = |b: &GoBinary| {
+                let mut o = b.offsets;
+                for itab in [
+                    &mut o.response_itab,
+                    &mut o.h2_writer_itab,
+                    &mut o.tls_conn_itab,
+                    &mut o.tcp_conn_itab,
+                ] {
+                    assert_ne!(*itab, ABSENT, "Go {v} {stripped:?}: an itab was not found");
+                    *itab = 0;
+                }
+                o
+            };
+            assert_eq!(
+                without_itabs(&bare),
+                without_itabs(&full),
+                "Go {v} {stripped:?}"
+            );
+            let points = |b: &GoBinary| -> Vec<(String, u64)> {
+                (b.request_end_points())
+                    .map(|(f, at)| (f.name.clone(), at))
+                    .chain([(b.serve_http.name.clone(), b.serve_http.entry_offset)])
+                    .collect()
+            };
+            assert_eq!(points(&bare), points(&full), "Go {v} {stripped:?}");
+            assert_eq!(
+                bare.serve_http.return_offsets, full.serve_http.return_offsets,
+                "Go {v} {stripped:?}"
+            );
+        }
+    }
+}
+
+/// Go's function table names and places the probed functions as the symbol table does. A
+/// function's size there runs to the next function, so it includes the padding after it.
+#[test]
+fn the_function_table_agrees_with_the_symbol_table() {
+    let versions = go_versions();
+    if versions.is_empty() {
+        require_go("1.21");
+        return;
+    }
+    for toolchain in versions {
+        let v = &toolchain.version;
+        let binary = build_go_server(v, Variant::Default);
+        let data = std::fs::read(&binary).unwrap();
+        let [symbols, table] = probed_functions_by_source(&binary, &data).unwrap();
+        assert!(symbols.len() >= 6, "Go {v}: {symbols:?}");
+        assert_eq!(symbols.len(), table.len(), "Go {v}: {symbols:?} {table:?}");
+        for (s, t) in symbols.iter().zip(&table) {
+            assert_eq!((&s.0, s.1), (&t.0, t.1), "Go {v}");
+            assert!(
+                t.2 >= s.2 && t.2 < s.2 + 64,
+                "Go {v}: {} is {} bytes by symbol, {} by the table",
+                s.0,
+                s.2,
+                t.2
+            );
+        }
+    }
+}
+
+type Damage = Box<dyn Fn(&mut [u8])>;
+
+/// A damaged function table or module data is an error or a binary without what it lacks, never
+/// a panic.
+#[test]
+fn corrupt_or_truncated_go_tables_are_errors_not_panics() {
     let Some(toolchain) = require_go("newest") else {
         return;
     };
     let binary = build_go_server(&toolchain.version, Variant::Stripped);
-    let (error, text) = message(inspect_binary(&binary));
-    assert!(matches!(error, InspectError::Stripped { .. }), "{error:?}");
+    let data = std::fs::read(&binary).unwrap();
+    let section = |name: &str| -> (usize, usize) {
+        let out = std::process::Command::new("objdump")
+            .args(["-h", binary.to_str().unwrap()])
+            .output()
+            .expect("objdump (binutils, installed by scripts/setup.sh)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = (text.lines())
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let size = usize::from_str_radix(fields[2], 16).unwrap();
+        let offset = usize::from_str_radix(fields[5], 16).unwrap();
+        (offset, size)
+    };
+    for name in [
+        ".gopclntab",
+        ".go.module",
+        ".itablink",
+        ".typelink",
+        ".rodata",
+    ] {
+        let Some((offset, size)) = (std::panic::catch_unwind(|| section(name))).ok() else {
+            continue; // not in this release's binaries
+        };
+        let damage: [(&str, Damage); 4] = [
+            (
+                "zeroed header",
+                Box::new(|s: &mut [u8]| {
+                    let n = s.len().min(64);
+                    s[..n].fill(0)
+                }),
+            ),
+            ("zeroed", Box::new(|s: &mut [u8]| s.fill(0))),
+            ("ones", Box::new(|s: &mut [u8]| s.fill(0xff))),
+            (
+                "scrambled",
+                Box::new(|s: &mut [u8]| {
+                    for (i, b) in s.iter_mut().enumerate() {
+                        *b = (i as u8).wrapping_mul(151).wrapping_add(*b);
+                    }
+                }),
+            ),
+        ];
+        for (how, damage) in &damage {
+            let mut copy = data.clone();
+            damage(&mut copy[offset..offset + size]);
+            if let Ok(inspected) = inspect_bytes(&binary, &copy) {
+                // Possible only when the damage left nothing the probes need (the interface table's
+                // unused part, say).
+                assert_eq!(
+                    inspected.go_version.minor,
+                    toolchain.numbers().1,
+                    "{name} {how}"
+                );
+            }
+        }
+        // Cut inside the section: the ELF parse reports the file as truncated.
+        let cut = offset + size / 2;
+        assert!(inspect_bytes(&binary, &data[..cut]).is_err(), "{name} cut");
+    }
+}
+
+/// Some release builds drop `.go.buildinfo` (seen in the field); the runtime's own version string
+/// is still there.
+#[test]
+fn a_binary_without_build_info_is_recognised_by_its_runtime_data() {
+    let Some(toolchain) = require_go("newest") else {
+        return;
+    };
+    for variant in [Variant::Stripped, Variant::CgoPieStripped] {
+        let binary = build_go_server(&toolchain.version, variant);
+        let dir = tempfile::tempdir().unwrap();
+        let without = dir.path().join("server-without-buildinfo");
+        let status = std::process::Command::new("objcopy")
+            .args(["--remove-section", ".go.buildinfo"])
+            .arg(&binary)
+            .arg(&without)
+            .status()
+            .expect("objcopy (binutils, installed by scripts/setup.sh)");
+        assert!(status.success());
+        let inspected = inspect_binary(&without).unwrap_or_else(|e| panic!("{variant:?}: {e}"));
+        assert_eq!(inspected.sources.version, VersionSource::Runtime);
+        assert_eq!(
+            inspected.go_version.to_string(),
+            format!("go{}", toolchain.version)
+        );
+        assert_eq!(inspected.offsets, inspect_binary(&binary).unwrap().offsets);
+    }
+}
+
+/// The table of layouts per Go release agrees, field by field, with the DWARF of every Go
+/// release installed here (CI installs the newest patch release of every supported series).
+#[test]
+fn the_layouts_table_agrees_with_dwarf() {
+    let versions = go_versions();
+    if versions.is_empty() {
+        require_go("1.21");
+        return;
+    }
+    let table = layouts::table();
+    let mut checked = vec![false; table.len()];
+    for toolchain in versions {
+        let v = &toolchain.version;
+        let (major, minor, patch) = toolchain.numbers();
+        let version = GoVersion::new(major, minor, patch);
+        let binary = build_go_server(v, Variant::Default);
+        let data = std::fs::read(&binary).unwrap();
+        let from_dwarf = dwarf_layouts(&binary, &data).unwrap();
+        let from_table = layouts::for_version(version).unwrap_or_else(|| {
+            panic!("Go {v} is newer than the table: run scripts/gen-go-layouts.py")
+        });
+        let mut table_structs: Vec<&str> = from_table.structs.keys().copied().collect();
+        table_structs.sort();
+        let mut dwarf_structs: Vec<&str> = from_dwarf.iter().map(|(n, _)| n.as_str()).collect();
+        dwarf_structs.sort();
+        assert_eq!(table_structs, dwarf_structs, "Go {v}: structs");
+        for (name, fields) in &from_dwarf {
+            assert_eq!(&from_table.structs[name.as_str()], fields, "Go {v}: {name}");
+        }
+        for (i, row) in table.iter().enumerate() {
+            checked[i] |= row.covers(version);
+        }
+    }
+    let rows_checked = checked.iter().filter(|c| **c).count();
+    eprintln!(
+        "layouts table: {rows_checked} of {} rows checked against DWARF here",
+        table.len()
+    );
+}
+
+/// Releases older than the supported range are refused; newer ones are traced from their DWARF,
+/// and refused without it, with what to do.
+#[test]
+fn the_go_release_decides_how_a_binary_is_read() {
+    let Some(toolchain) = require_go("newest") else {
+        return;
+    };
+    let rewrite = |variant, fake: &dyn Fn(&str) -> String| {
+        let binary = build_go_server(&toolchain.version, variant);
+        let mut data = std::fs::read(&binary).unwrap();
+        let version = format!("go{}", toolchain.version);
+        let fake = fake(&version);
+        assert_eq!(fake.len(), version.len());
+        // Every copy of the version string: the build info's and the runtime's.
+        let starts: Vec<usize> = data
+            .windows(version.len())
+            .enumerate()
+            .filter(|(_, w)| *w == version.as_bytes())
+            .map(|(at, _)| at)
+            .collect();
+        assert!(
+            !starts.is_empty(),
+            "no version string in {}",
+            binary.display()
+        );
+        for at in starts {
+            data[at..at + version.len()].copy_from_slice(fake.as_bytes());
+        }
+        (binary, fake, data)
+    };
+    let older = |v: &str| format!("go1.20.{}", "9".repeat(v.len() - 7));
+    let (binary, fake, data) = rewrite(Variant::Default, &older);
+    let (error, text) = message(inspect_bytes(&binary, &data));
     assert!(
-        text.contains("stripped") && text.contains("-ldflags=-s -w"),
+        matches!(error, InspectError::UnsupportedGoVersion { .. }),
+        "{error:?}"
+    );
+    assert!(
+        text.contains(&fake) && text.contains("go1.21 through go1.27"),
         "{text}"
     );
-    assert!(text.contains(binary.to_str().unwrap()), "{text}");
+
+    let newer = |v: &str| format!("go1.99.{}", "9".repeat(v.len() - 7));
+    let (binary, _, data) = rewrite(Variant::Default, &newer);
+    let inspected = inspect_bytes(&binary, &data).expect("a newer release with DWARF is read");
+    assert_eq!(inspected.go_version.minor, 99);
+    assert_eq!(inspected.sources.layouts, LayoutSource::Dwarf);
+
+    let (binary, _, data) = rewrite(Variant::Stripped, &newer);
+    let (error, text) = message(inspect_bytes(&binary, &data));
+    assert!(
+        matches!(error, InspectError::NewerThanTable { .. }),
+        "{error:?}"
+    );
+    assert!(
+        text.contains("go1.99.") && text.contains("upgrade the agent") && text.contains("-w"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -384,42 +670,6 @@ fn truncated_binaries_are_errors_not_panics() {
         );
         assert!(text.contains("damaged or truncated"), "{text}");
     }
-}
-
-#[test]
-fn unsupported_version_message_names_the_range() {
-    // Rewrites the version string (same length) to a release outside the range.
-    let Some(toolchain) = require_go("1.24") else {
-        return;
-    };
-    let binary = build_go_server(&toolchain.version, Variant::Default);
-    let mut data = std::fs::read(&binary).unwrap();
-    let version = format!("go{}", toolchain.version);
-    let fake = format!("go1.{}", "9".repeat(version.len() - 4));
-    // Every copy of the version string, the build info's among them.
-    let starts: Vec<usize> = data
-        .windows(version.len())
-        .enumerate()
-        .filter(|(_, w)| *w == version.as_bytes())
-        .map(|(at, _)| at)
-        .collect();
-    assert!(
-        !starts.is_empty(),
-        "no version string in {}",
-        binary.display()
-    );
-    for at in starts {
-        data[at..at + version.len()].copy_from_slice(fake.as_bytes());
-    }
-    let (error, text) = message(inspect_bytes(&binary, &data));
-    assert!(
-        matches!(error, InspectError::UnsupportedGoVersion { .. }),
-        "{error:?}"
-    );
-    assert!(
-        text.contains(&fake) && text.contains("go1.21 through go1.27"),
-        "{text}"
-    );
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns (status, body).

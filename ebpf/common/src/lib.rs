@@ -82,14 +82,19 @@ pub struct HttpServerEvent {
     pub proto_major: u8,
     pub proto_minor: u8,
     pub flags: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// The executable's slot (see [`BinaryConfig`]): who made the event when its process has
+    /// already exited by the time the agent reads it.
+    pub binary: u16,
+    pub _pad2: [u8; 2],
     pub method: BoundedStr<METHOD_CAP>,
     /// `Request.RequestURI`: the target as the client sent it (path and query, percent-encoded).
     pub target: BoundedStr<TARGET_CAP>,
     pub host: BoundedStr<HOST_CAP>,
     pub remote_addr: BoundedStr<REMOTE_ADDR_CAP>,
     pub user_agent: BoundedStr<USER_AGENT_CAP>,
-    /// `Request.Pattern` (Go 1.23+): the ServeMux pattern that matched, e.g. `GET /users/{id}`.
+    /// The ServeMux pattern that matched, e.g. `GET /users/{id}`: `Request.Pattern` (Go 1.23+)
+    /// or `Request.pat.str` (Go 1.22).
     pub route: BoundedStr<ROUTE_CAP>,
 }
 
@@ -104,11 +109,13 @@ pub mod map_layout {
     pub const SWISS: u64 = 1;
 }
 
-/// Struct field offsets and type addresses of one traced process, found by the agent from the
-/// binary's DWARF and symbols and stored in a map keyed by the process id.
+/// Struct field offsets and type addresses of one traced executable, found by the agent from the
+/// binary (DWARF, or the generated table of layouts per Go release) and stored in its
+/// [`BinaryConfig`].
 ///
 /// Every offset is in bytes from the start of the struct named in its field name; `ABSENT` where the
-/// binary has no such field. Addresses (`*_itab`) are run-time addresses in the process.
+/// binary has no such field. Addresses (`*_itab`) are link-time addresses: the probes add the
+/// load bias of a position-independent executable, which they compute from where they fire.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoOffsets {
@@ -121,7 +128,12 @@ pub struct GoOffsets {
     pub request_host: u64,
     pub request_remote_addr: u64,
     pub request_tls: u64,
+    /// `Request.Pattern` (Go 1.23+).
     pub request_pattern: u64,
+    /// Go 1.22, which has no `Request.Pattern`: `Request.pat`, a `*pattern`, and the offset of
+    /// the pattern's text in it (`pattern.str`).
+    pub request_pat: u64,
+    pub pattern_str: u64,
 
     /// Address of the itab `*net/http.response` as `net/http.ResponseWriter` (HTTP/1.x).
     pub response_itab: u64,
@@ -203,6 +215,7 @@ impl GoOffsets {
             string(self.request_remote_addr),
             self.request_tls,
             string(self.request_pattern),
+            self.request_pat,
         ]);
         self.response_window_words = words_through(&[
             self.response_status,
@@ -238,7 +251,8 @@ pub mod counter {
     /// mid-call, a request-end function entered twice by Go's stack growth, or called without a
     /// handler, as for a 417 Expectation Failed).
     pub const RETURNS_WITHOUT_ENTRY: u32 = 4;
-    /// Hits in a process that has no offsets registered (attach/detach races).
+    /// Hits of a probe whose executable's slot is not configured (never expected: the agent fills
+    /// the slot before it attaches and frees it only after the last attachment is gone).
     pub const UNCONFIGURED_HITS: u32 = 5;
     /// Panics seen while a request was in flight on the panicking goroutine.
     pub const PANICS: u32 = 6;
@@ -272,25 +286,33 @@ pub struct InFlightRequest {
     pub flags: u64,
 }
 
-/// Slots of the probes' table of offsets by process (a power of two). A process takes slot
-/// `pid % OFFSETS_SLOTS` when it is free; pids are handed out in sequence, so the slots of
-/// processes started near each other do not collide. Processes whose slot is taken are found in
-/// a hash map.
-pub const OFFSETS_SLOTS: u32 = 1024;
+/// Executables the probes can serve at once: the slots of their table of [`BinaryConfig`]s.
+pub const MAX_BINARIES: u32 = 1024;
 
-/// One slot of the offsets table: the process it belongs to (0: free) and its offsets.
+/// What the probes know about one executable, in its slot of their table. Every attachment of a
+/// probe to that executable carries its slot in its attach cookie ([`probe_cookie`]), so a probe
+/// that fires in a process the agent has not seen yet (a replica, a restart) knows where to read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct OffsetsSlot {
-    pub pid: u64,
+pub struct BinaryConfig {
+    /// 1 once the agent has filled the slot; 0 while it is free.
+    pub configured: u64,
     pub offsets: GoOffsets,
 }
 
-impl OffsetsSlot {
-    #[inline(always)]
-    pub fn index(pid: u32) -> u32 {
-        pid & (OFFSETS_SLOTS - 1)
-    }
+/// The attach cookie of a probe on `binary`'s instruction at link-time address `address`: the
+/// slot in the high half, the address (Go links its code well below 4 GiB) in the low half. The
+/// probe finds the executable's load bias as the difference between where it fired and
+/// `address`: 0 for a fixed-address executable.
+#[inline(always)]
+pub const fn probe_cookie(binary: u32, address: u32) -> u64 {
+    ((binary as u64) << 32) | address as u64
+}
+
+/// The slot and the link-time address of a probe's cookie (see [`probe_cookie`]).
+#[inline(always)]
+pub const fn cookie_parts(cookie: u64) -> (u32, u64) {
+    ((cookie >> 32) as u32, cookie & 0xffff_ffff)
 }
 
 /// The probes' in-flight table: `IN_FLIGHT_SETS` sets of `IN_FLIGHT_WAYS` slots, a goroutine
@@ -364,7 +386,7 @@ mod pod {
     unsafe impl aya::Pod for super::GoroutineKey {}
     unsafe impl aya::Pod for super::InFlightRequest {}
     unsafe impl aya::Pod for super::InFlightSlot {}
-    unsafe impl aya::Pod for super::OffsetsSlot {}
+    unsafe impl aya::Pod for super::BinaryConfig {}
     unsafe impl aya::Pod for super::HttpServerEvent {}
 }
 
@@ -386,12 +408,20 @@ mod tests {
                 + ROUTE_CAP
         );
         assert_eq!(size_of::<HttpServerEvent>(), 1456);
-        assert_eq!(size_of::<GoOffsets>(), 40 * 8);
+        assert_eq!(core::mem::offset_of!(HttpServerEvent, binary), 44);
+        assert_eq!(size_of::<GoOffsets>(), 42 * 8);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 40);
         // One cache line per slot.
         assert_eq!(size_of::<InFlightSlot>(), 64);
-        assert_eq!(size_of::<OffsetsSlot>(), 8 + 40 * 8);
+        assert_eq!(size_of::<BinaryConfig>(), 8 + 42 * 8);
+    }
+
+    #[test]
+    fn a_cookie_carries_the_slot_and_the_address() {
+        let cookie = probe_cookie(1023, 0x63f064);
+        assert_eq!(cookie_parts(cookie), (1023, 0x63f064));
+        assert_eq!(cookie_parts(probe_cookie(0, u32::MAX)), (0, 0xffff_ffff));
     }
 
     fn key(g: u64) -> GoroutineKey {

@@ -179,15 +179,18 @@ pub fn has_port<const N: usize>(host: &BoundedStr<N>) -> bool {
 
 /// Local TCP port of the `net.Conn` interface stored at `holder + conn_offset`, following
 /// `*tls.Conn` to the connection under it. 0 when the chain is not what we know (e.g. a unix socket).
+/// `bias`: the executable's load bias, added to the link-time itab addresses.
 #[inline(always)]
-pub fn local_port(holder: u64, conn_offset: u64, offsets: &GoOffsets) -> u16 {
+pub fn local_port(holder: u64, conn_offset: u64, offsets: &GoOffsets, bias: u64) -> u16 {
     let (Some(mut itab), Some(mut data)) = (
         read_u64(holder, conn_offset),
         read_u64(holder, field(conn_offset, 8)),
     ) else {
         return 0;
     };
-    if itab == offsets.tls_conn_itab {
+    let tls_conn_itab = offsets.tls_conn_itab.wrapping_add(bias);
+    let tcp_conn_itab = offsets.tcp_conn_itab.wrapping_add(bias);
+    if offsets.tls_conn_itab != ABSENT && itab == tls_conn_itab {
         let (Some(inner_itab), Some(inner_data)) = (
             read_u64(data, offsets.tls_conn_conn),
             read_u64(data, field(offsets.tls_conn_conn, 8)),
@@ -197,7 +200,7 @@ pub fn local_port(holder: u64, conn_offset: u64, offsets: &GoOffsets) -> u16 {
         itab = inner_itab;
         data = inner_data;
     }
-    if itab != offsets.tcp_conn_itab {
+    if offsets.tcp_conn_itab == ABSENT || itab != tcp_conn_itab {
         return 0;
     }
     let fd = read_u64(data, offsets.tcp_conn_fd).unwrap_or(0);

@@ -17,36 +17,51 @@ mod in_flight;
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        generated::bpf_get_attach_cookie,
+    },
     macros::{map, uprobe},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
+    EbpfContext,
 };
 use http_autoinstrument_common::{
-    counter, flags, GoOffsets, GoroutineKey, HttpServerEvent, InFlightRequest, OffsetsSlot, ABSENT,
-    EVENT_RECORD_BYTES, OFFSETS_SLOTS,
+    cookie_parts, counter, flags, BinaryConfig, GoOffsets, GoroutineKey, HttpServerEvent,
+    InFlightRequest, ABSENT, EVENT_RECORD_BYTES, MAX_BINARIES,
 };
 
 use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
 
-/// Offsets per traced process, written by the agent before it attaches the probes: in the slot
-/// `OffsetsSlot::index` gives the process when it had it free, always in `OFFSETS`. The table is
-/// what nearly every hit reads: an array lookup is a few inline instructions where a hash lookup
-/// is a helper call (against one baseline side by side: 0.891x its run time with the table, 0.902x
-/// without; within the noise).
+/// What the probes know of each traced executable, by slot, written by the agent before it
+/// attaches them. A probe finds its executable's slot in its attach cookie: an array lookup of a
+/// few inline instructions, and no knowledge of the process, so the first request of a process
+/// the agent has not seen yet is read like any other.
 #[map]
-static OFFSETS_TABLE: Array<OffsetsSlot> = Array::with_max_entries(OFFSETS_SLOTS, 0);
-#[map]
-static OFFSETS: HashMap<u32, GoOffsets> = HashMap::with_max_entries(4096, 0);
+static BINARIES: Array<BinaryConfig> = Array::with_max_entries(MAX_BINARIES, 0);
+
+/// The executable a probe fired in: its offsets, its slot, and its load bias (where its code
+/// was loaded minus where it was linked: 0 unless it is position-independent).
+struct Binary {
+    offsets: &'static GoOffsets,
+    slot: u32,
+    bias: u64,
+}
 
 #[inline(always)]
-fn offsets_of(pid: u32) -> Option<&'static GoOffsets> {
-    if let Some(slot) = OFFSETS_TABLE.get(OffsetsSlot::index(pid)) {
-        if slot.pid == pid as u64 {
-            return Some(&slot.offsets);
-        }
+fn binary_of(ctx: &ProbeContext) -> Option<Binary> {
+    let (slot, address) = cookie_parts(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
+    let config = BINARIES.get(slot)?;
+    if config.configured == 0 {
+        return None;
     }
-    unsafe { OFFSETS.get(&pid) }
+    // A uprobe's handlers see the instruction pointer at the probed instruction.
+    let ip = unsafe { (*ctx.regs).rip };
+    Some(Binary {
+        offsets: &config.offsets,
+        slot,
+        bias: ip.wrapping_sub(address),
+    })
 }
 
 /// Events of handlers that panicked, kept until the request ends (the panic was recovered:
@@ -152,7 +167,7 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
 pub fn request_end(ctx: ProbeContext) -> u32 {
     bump(counter::RETURN_HITS);
     let pid = current_pid();
-    let Some(offsets) = offsets_of(pid) else {
+    let Some(binary) = binary_of(&ctx) else {
         bump(counter::UNCONFIGURED_HITS);
         return 0;
     };
@@ -180,7 +195,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let event = entry.as_mut_ptr();
-    unsafe { fill_event(&mut *event, &in_flight, offsets, pid, 0) };
+    unsafe { fill_event(&mut *event, &in_flight, &binary, pid, 0) };
     entry.submit(
         if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
             BPF_RB_FORCE_WAKEUP as u64
@@ -197,7 +212,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
     let pid = current_pid();
-    let Some(offsets) = offsets_of(pid) else {
+    let Some(binary) = binary_of(&ctx) else {
         return 0;
     };
     let key = goroutine_key(&ctx, pid);
@@ -211,7 +226,7 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
     };
     unsafe {
         send_earlier_panic(&key, &in_flight, scratch);
-        fill_event(&mut *scratch, &in_flight, offsets, pid, flags::PANICKED);
+        fill_event(&mut *scratch, &in_flight, &binary, pid, flags::PANICKED);
         // Marked only once its event is kept: the request's end looks for the event when marked.
         if PANICKED.insert(&key, &*scratch, 0).is_ok() {
             (*slot).flags |= flags::PANICKED as u64;
@@ -276,13 +291,15 @@ pub fn count_request_end(_ctx: ProbeContext) -> u32 {
 fn fill_event(
     event: &mut HttpServerEvent,
     in_flight: &InFlightRequest,
-    offsets: &GoOffsets,
+    binary: &Binary,
     pid: u32,
     extra_flags: u8,
 ) {
+    let offsets = binary.offsets;
     event.start_monotonic_ns = in_flight.start_monotonic_ns;
     event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
     event.pid = pid;
+    event.binary = binary.slot as u16;
     event.status = 0;
     event.response_body_bytes = -1;
     event.server_port = 0;
@@ -337,7 +354,17 @@ fn fill_event(
     }
     request.go_string(&mut event.host, offsets.request_host);
     request.go_string(&mut event.remote_addr, offsets.request_remote_addr);
-    request.go_string(&mut event.route, offsets.request_pattern);
+    if offsets.request_pattern != ABSENT {
+        request.go_string(&mut event.route, offsets.request_pattern);
+    } else {
+        // Go 1.22: the matched pattern is `*pattern`, its text a string inside.
+        let pattern = request.u64(offsets.request_pat).unwrap_or(0);
+        let (ptr, len) = (
+            read_u64(pattern, offsets.pattern_str).unwrap_or(0),
+            read_u64(pattern, go::field(offsets.pattern_str, 8)).unwrap_or(0),
+        );
+        read_bytes(&mut event.route, ptr, len);
+    }
     let header = request.u64(offsets.request_header).unwrap_or(0);
     header::find_user_agent(
         &mut event.user_agent,
@@ -348,7 +375,8 @@ fn fill_event(
     );
 
     let writer_data = in_flight.writer_data;
-    if in_flight.writer_itab == offsets.response_itab {
+    let is_itab = |itab: u64, link_time: u64| link_time != ABSENT && itab == link_time.wrapping_add(binary.bias);
+    if is_itab(in_flight.writer_itab, offsets.response_itab) {
         // HTTP/1.x: *http.response.
         let writer = Window::read(
             unsafe { &mut *writer_buf },
@@ -359,9 +387,9 @@ fn fill_event(
         event.response_body_bytes = writer.u64(offsets.response_written).unwrap_or(u64::MAX) as i64;
         if !go::has_port(&event.host) {
             let conn = writer.u64(offsets.response_conn).unwrap_or(0);
-            event.server_port = go::local_port(conn, offsets.conn_rwc, offsets);
+            event.server_port = go::local_port(conn, offsets.conn_rwc, offsets, binary.bias);
         }
-    } else if offsets.h2_writer_itab != ABSENT && in_flight.writer_itab == offsets.h2_writer_itab {
+    } else if is_itab(in_flight.writer_itab, offsets.h2_writer_itab) {
         // HTTP/2: *http2responseWriter -> *http2responseWriterState.
         event_flags |= flags::HTTP2;
         let state = read_u64(writer_data, offsets.h2_writer_rws).unwrap_or(0);
@@ -377,7 +405,8 @@ fn fill_event(
         if !go::has_port(&event.host) {
             let stream = state_window.u64(offsets.h2_rws_stream).unwrap_or(0);
             let server_conn = read_u64(stream, offsets.h2_stream_sc).unwrap_or(0);
-            event.server_port = go::local_port(server_conn, offsets.h2_server_conn_conn, offsets);
+            event.server_port =
+                go::local_port(server_conn, offsets.h2_server_conn_conn, offsets, binary.bias);
         }
     } else {
         event_flags |= flags::UNKNOWN_WRITER;

@@ -1,27 +1,32 @@
-//! Loading the eBPF object and attaching its uprobes to traced processes.
+//! Loading the eBPF object and attaching its uprobes to traced executables.
 //!
-//! One object is loaded once; its programs are attached per process (scoped to that pid, at the
-//! file offsets `inspect` found), and the process's struct offsets go into the `OFFSETS` map
-//! (and the process's slot of `OFFSETS_TABLE` when it is free) first, so a probe never fires
-//! without knowing where to read.
-use std::collections::HashMap;
+//! One object is loaded once. Each traced executable gets a slot in the probes' table of
+//! [`BinaryConfig`]s (its struct offsets and itab addresses), filled before any of its probes is
+//! attached, and every attachment carries the slot in its cookie. An executable selected as a
+//! whole (by `--exe`, or with no selector) is attached once for every process that runs it: its
+//! replicas and restarts are traced from their first request with no new attach. One selected as
+//! a single process (`--pid`, `--port`) is attached to that process only, so that the other
+//! processes of the same file take no trap.
+//!
+//! Detaching a uprobe takes the kernel a while; links are closed on a thread of their own so that
+//! it never delays attaching.
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::mpsc;
 
 use anyhow::{anyhow, Context, Result};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
+use aya::programs::uprobe::{
+    UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope,
+};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
-    counter, GoOffsets, GoroutineKey, HttpServerEvent, InFlightSlot, OffsetsSlot, ABSENT,
-    EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS,
+    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot,
+    EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS, MAX_BINARIES,
 };
 
-use crate::inspect::GoBinary;
-
-mod table_slots;
-use table_slots::TableSlots;
+use crate::inspect::{Function, GoBinary};
 
 static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-autoinstrument-probes"));
@@ -65,20 +70,47 @@ pub struct KernelCounters {
     pub ends_after_panic_reported: u64,
 }
 
-struct Attached {
+/// Which processes an attachment fires in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every process that runs the file, now or later.
+    WholeFile,
+    /// This process only.
+    Process(u32),
+}
+
+/// The probes of one executable attached with one [`Scope`]; hand it back to
+/// [`Probes::release`] to detach them.
+#[derive(Debug)]
+pub struct Attachment {
     links: Vec<(&'static str, UProbeLinkId)>,
+}
+
+impl Attachment {
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+}
+
+/// Work for the thread that closes links.
+enum Reap {
+    Links(Vec<UProbeLink>),
+    /// A slot whose links were all sent before: free to reuse once they are closed.
+    Slot(u32),
 }
 
 pub struct Probes {
     ebpf: Ebpf,
     mode: ProbeMode,
-    offsets: BpfHashMap<MapData, u32, GoOffsets>,
-    offsets_table: Array<MapData, OffsetsSlot>,
-    table_slots: TableSlots,
+    binaries: Array<MapData, BinaryConfig>,
     panicked: BpfHashMap<MapData, GoroutineKey, HttpServerEvent>,
     in_flight: Array<MapData, InFlightSlot>,
     counters: PerCpuArray<MapData, u64>,
-    attached: HashMap<u32, Attached>,
+    /// Slots never used, or closed for good.
+    free_slots: Vec<u32>,
+    reaper: mpsc::Sender<Reap>,
+    reaped_slots: mpsc::Receiver<u32>,
+    links: usize,
 }
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (before 5.11).
@@ -110,12 +142,17 @@ impl Probes {
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
-            .override_global("READ_REQUEST", &u8::from(mode != ProbeMode::Bookkeeping), true)
+            .override_global(
+                "READ_REQUEST",
+                &u8::from(mode != ProbeMode::Bookkeeping),
+                true,
+            )
             .map_max_entries("EVENTS", EVENTS_RING_BYTES)
             .load(PROBES_OBJECT)
             .context(
-                "loading the eBPF probes failed: the agent needs root or CAP_BPF + CAP_PERFMON \
-                 (+ CAP_SYS_RESOURCE on kernels < 5.11) and a kernel with BPF ring buffers (>= 5.8)",
+                "loading the eBPF probes failed: the agent needs root or CAP_SYS_ADMIN (+ \
+                 CAP_SYS_RESOURCE on kernels < 5.11) and a kernel with BPF ring buffers and \
+                 attach cookies (>= 5.15)",
             )?;
         let (entry, ret) = mode.programs();
         for name in [entry, ret, "gopanic_entry"] {
@@ -127,24 +164,23 @@ impl Probes {
                 .load()
                 .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
         }
-        let offsets = BpfHashMap::try_from(ebpf.take_map("OFFSETS").context("map OFFSETS")?)?;
-        let offsets_table = Array::try_from(
-            ebpf.take_map("OFFSETS_TABLE")
-                .context("map OFFSETS_TABLE")?,
-        )?;
+        let binaries = Array::try_from(ebpf.take_map("BINARIES").context("map BINARIES")?)?;
         let panicked = BpfHashMap::try_from(ebpf.take_map("PANICKED").context("map PANICKED")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
         let in_flight = Array::try_from(ebpf.take_map("IN_FLIGHT").context("map IN_FLIGHT")?)?;
+        let (reaper, reaped_slots) = start_reaper()?;
         Ok(Probes {
             ebpf,
             mode,
-            offsets,
-            offsets_table,
-            table_slots: TableSlots::default(),
+            binaries,
             panicked,
             in_flight,
             counters,
-            attached: HashMap::new(),
+            // Popped from the end: slot 0 first.
+            free_slots: (0..MAX_BINARIES).rev().collect(),
+            reaper,
+            reaped_slots,
+            links: 0,
         })
     }
 
@@ -157,69 +193,109 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
-    pub fn is_attached(&self, pid: u32) -> bool {
-        self.attached.contains_key(&pid)
-    }
-
-    /// Uprobe links currently attached, over every process.
+    /// Uprobe links attached now, over every executable and process.
     pub fn link_count(&self) -> usize {
-        self.attached.values().map(|a| a.links.len()).sum()
+        self.links
     }
 
-    pub fn attached_pids(&self) -> Vec<u32> {
-        self.attached.keys().copied().collect()
-    }
-
-    /// Attaches the probes to process `pid`, which runs `binary`. `load_bias` is what the
-    /// process added to the binary's link-time addresses (0 unless it is a PIE).
-    pub fn attach(&mut self, pid: u32, binary: &GoBinary, load_bias: u64) -> Result<()> {
-        let target = PathBuf::from(format!("/proc/{pid}/exe"));
-        let offsets = relocate(binary.offsets, load_bias);
-        self.offsets
-            .insert(pid, offsets, 0)
-            .with_context(|| format!("storing offsets of pid {pid}"))?;
-        if let Err(e) = self.claim_table_slot(pid, offsets) {
-            self.forget_offsets(pid);
-            return Err(e);
-        }
-        let scope = UProbeScope::OneProcess(
-            NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?,
-        );
-        let (entry, ret) = self.mode.programs();
-        let function = &binary.serve_http;
-        let mut points: Vec<(&'static str, u64)> =
-            vec![(entry, function.file_offset + function.entry_offset)];
-        let ends = if self.mode == ProbeMode::CountOnRets {
-            binary.serve_http_ret_offsets()
-        } else {
-            binary.request_end_offsets()
+    /// Gives `binary` a slot and writes its offsets there, for attachments to come.
+    pub fn configure(&mut self, binary: &GoBinary) -> Result<u32> {
+        self.free_slots.extend(self.reaped_slots.try_iter());
+        let slot = self.free_slots.pop().ok_or_else(|| {
+            anyhow!("{MAX_BINARIES} executables are traced already; no room for another")
+        })?;
+        let config = BinaryConfig {
+            configured: 1,
+            offsets: binary.offsets,
         };
-        points.extend(ends.into_iter().map(|at| (ret, at)));
-        if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
-            points.push(("gopanic_entry", gopanic.file_offset + gopanic.entry_offset));
+        if let Err(e) = self.binaries.set(slot, config, 0) {
+            self.free_slots.push(slot);
+            return Err(e).with_context(|| format!("storing the offsets of slot {slot}"));
         }
+        Ok(slot)
+    }
+
+    /// Gives back the slot of an executable whose attachments have all been released. It is
+    /// reused only once those links are closed, so no late hit reads another executable's slot.
+    pub fn free(&mut self, slot: u32) {
+        if self.reaper.send(Reap::Slot(slot)).is_err() {
+            tracing::debug!(slot, "link closer gone; slot not reused");
+        }
+    }
+
+    /// Attaches the probes of `binary` (configured in `slot`) to the file at `target`, for the
+    /// processes of `scope`. `target` must be the file `binary` was read from: a path through an
+    /// open descriptor of it (`/proc/self/fd/N`) guarantees that.
+    pub fn attach(
+        &mut self,
+        slot: u32,
+        binary: &GoBinary,
+        target: &Path,
+        scope: Scope,
+    ) -> Result<Attachment> {
+        let (entry, ret) = self.mode.programs();
+        let mut points: Vec<(&'static str, &Function, u64)> = Vec::new();
+        let serve_http = &binary.serve_http;
+        points.push((entry, serve_http, serve_http.entry_offset));
+        if self.mode == ProbeMode::CountOnRets {
+            points.extend(
+                serve_http
+                    .return_offsets
+                    .iter()
+                    .map(|&r| (ret, serve_http, r)),
+            );
+        } else {
+            points.extend(binary.request_end_points().map(|(f, at)| (ret, f, at)));
+        }
+        if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
+            points.push(("gopanic_entry", gopanic, gopanic.entry_offset));
+        }
+        let scope = match scope {
+            Scope::WholeFile => UProbeScope::AllProcesses,
+            Scope::Process(pid) => UProbeScope::OneProcess(
+                NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?,
+            ),
+        };
         let mut links = Vec::with_capacity(points.len());
-        for (program, file_offset) in points {
-            match self.attach_one(program, file_offset, &target, scope) {
+        for (program, function, at) in points {
+            let address = u32::try_from(function.address + at).map_err(|_| {
+                anyhow!(
+                    "{} is at {:#x}, beyond the 4 GiB the probes handle",
+                    function.name,
+                    function.address
+                )
+            });
+            let attached = address.and_then(|address| {
+                self.attach_one(
+                    program,
+                    UProbeAttachPoint {
+                        location: UProbeAttachLocation::AbsoluteOffset(function.file_offset + at),
+                        cookie: Some(probe_cookie(slot, address)),
+                    },
+                    target,
+                    scope,
+                )
+            });
+            match attached {
                 Ok(link) => links.push((program, link)),
                 Err(e) => {
-                    self.detach_links(links);
-                    self.forget_offsets(pid);
+                    self.release(Attachment { links });
                     return Err(e.context(format!(
-                        "attaching {program} to pid {pid} ({}) at file offset {file_offset:#x}",
-                        binary.path.display()
+                        "attaching {program} to {} at {}+{at:#x}",
+                        binary.path.display(),
+                        function.name
                     )));
                 }
             }
         }
-        self.attached.insert(pid, Attached { links });
-        Ok(())
+        self.links += links.len();
+        Ok(Attachment { links })
     }
 
     fn attach_one(
         &mut self,
         program: &str,
-        file_offset: u64,
+        point: UProbeAttachPoint<'_>,
         target: &Path,
         scope: UProbeScope,
     ) -> Result<UProbeLinkId> {
@@ -228,39 +304,38 @@ impl Probes {
             .program_mut(program)
             .ok_or_else(|| anyhow!("no program {program}"))?
             .try_into()?;
-        Ok(program.attach(
-            UProbeAttachLocation::AbsoluteOffset(file_offset),
-            target,
-            scope,
-        )?)
+        Ok(program.attach(point, target, scope)?)
     }
 
-    fn detach_links(&mut self, links: Vec<(&'static str, UProbeLinkId)>) {
-        for (program, link) in links {
-            if let Some(Ok(p)) = self.ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
-                if let Err(e) = p.detach(link) {
-                    tracing::debug!("detaching {program}: {e}");
-                }
+    /// Detaches an attachment's probes (on the link-closing thread: this returns at once).
+    pub fn release(&mut self, attachment: Attachment) {
+        let mut links = Vec::with_capacity(attachment.links.len());
+        for (program, id) in attachment.links {
+            let taken = self
+                .ebpf
+                .program_mut(program)
+                .map(<&mut UProbe>::try_from)
+                .and_then(Result::ok)
+                .map(|p| p.take_link(id));
+            match taken {
+                Some(Ok(link)) => links.push(link),
+                Some(Err(e)) => tracing::debug!("detaching {program}: {e}"),
+                None => tracing::debug!("detaching {program}: no such program"),
             }
         }
-    }
-
-    /// Detaches the probes of `pid` and forgets its offsets. Safe to call for unknown pids.
-    /// Returns how many of its requests never ended (it exited while serving them).
-    pub fn detach(&mut self, pid: u32) -> usize {
-        if let Some(attached) = self.attached.remove(&pid) {
-            self.detach_links(attached.links);
+        self.links = self.links.saturating_sub(links.len());
+        if self.reaper.send(Reap::Links(links)).is_err() {
+            tracing::debug!("link closer gone; links closed here");
         }
-        self.forget_offsets(pid);
-        self.forget_requests(pid)
     }
 
     /// Frees the in-flight table's slots of `pid`'s requests that never ended. Nothing else
     /// would: a slot is reused only by its goroutine or once finished, so every process killed
     /// while serving would leave its slots taken for good, and a full set sends its goroutines to
     /// the slower overflow map (whose LRU forgets by itself). Finished slots are left alone:
-    /// they are free already, and another process may be claiming one right now.
-    fn forget_requests(&mut self, pid: u32) -> usize {
+    /// they are free already, and another process may be claiming one right now. Returns how
+    /// many were freed.
+    pub fn forget_requests(&mut self, pid: u32) -> usize {
         let mut freed = 0;
         for index in 0..IN_FLIGHT_SLOTS {
             let Ok(mut slot) = self.in_flight.get(&index, 0) else {
@@ -275,36 +350,6 @@ impl Probes {
             }
         }
         freed
-    }
-
-    /// Puts `pid`'s offsets in its table slot if no other process holds it (otherwise the probes
-    /// find them in the hash map).
-    fn claim_table_slot(&mut self, pid: u32, offsets: GoOffsets) -> Result<()> {
-        let Some(index) = self.table_slots.claim(pid) else {
-            return Ok(());
-        };
-        let slot = OffsetsSlot {
-            pid: pid.into(),
-            offsets,
-        };
-        self.offsets_table
-            .set(index, slot, 0)
-            .with_context(|| format!("storing offsets of pid {pid} in slot {index}"))
-    }
-
-    fn forget_offsets(&mut self, pid: u32) {
-        let _ = self.offsets.remove(&pid);
-        let Some(index) = self.table_slots.release(pid) else {
-            return;
-        };
-        // Pid 0 owns nothing.
-        let freed = self.offsets_table.get(&index, 0).and_then(|mut slot| {
-            slot.pid = 0;
-            self.offsets_table.set(index, slot, 0)
-        });
-        if let Err(e) = freed {
-            tracing::debug!("freeing offsets slot {index}: {e}");
-        }
     }
 
     pub fn counters(&self) -> KernelCounters {
@@ -327,16 +372,17 @@ impl Probes {
     }
 
     /// Removes and returns the events of handlers that panicked and have not returned for
-    /// `grace_ns` (the panic ended the request), plus those of processes no longer attached.
+    /// `grace_ns` (the panic ended the request), plus those of processes no longer running.
     pub fn take_abandoned_panics(
         &mut self,
         now_monotonic_ns: u64,
         grace_ns: u64,
+        is_running: impl Fn(u32) -> bool,
     ) -> Vec<HttpServerEvent> {
         let mut expired = Vec::new();
         for item in self.panicked.iter() {
             let Ok((key, event)) = item else { break };
-            let abandoned = !self.attached.contains_key(&key.pid)
+            let abandoned = !is_running(key.pid)
                 || now_monotonic_ns.saturating_sub(event.end_monotonic_ns) >= grace_ns;
             if abandoned {
                 expired.push((key, event));
@@ -349,80 +395,24 @@ impl Probes {
     }
 }
 
-/// Adds the load bias to the run-time addresses in `offsets` (itabs); offsets stay as they are.
-fn relocate(mut offsets: GoOffsets, load_bias: u64) -> GoOffsets {
-    for itab in [
-        &mut offsets.response_itab,
-        &mut offsets.h2_writer_itab,
-        &mut offsets.tls_conn_itab,
-        &mut offsets.tcp_conn_itab,
-    ] {
-        if *itab != ABSENT && *itab != 0 {
-            *itab += load_bias;
-        }
-    }
-    offsets
-}
-
-/// The load bias of a PIE executable in process `pid`: how far its first mapping (file offset 0)
-/// was moved from its link-time address. 0 for a fixed-address executable. `exe_inode`: the
-/// inode of the file `binary` was inspected from, which the process runs.
-pub fn load_bias(pid: u32, binary: &GoBinary, exe_inode: u64) -> Result<u64> {
-    if !binary.is_pie {
-        return Ok(0);
-    }
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .with_context(|| format!("reading /proc/{pid}/maps"))?;
-    // By inode, not by path: the path of an executable replaced on disk since it started ends in
-    // " (deleted)", and a path may contain spaces.
-    let start = parse_load_bias(&maps, exe_inode)
-        .ok_or_else(|| anyhow!("no mapping of {} in pid {pid}", binary.path.display()))?;
-    // Go links PIE executables at a non-zero address too: the bias is relative to it.
-    Ok(start.wrapping_sub(binary.first_load_vaddr))
-}
-
-/// The start of the mapping of file offset 0 of the file with inode `inode`.
-fn parse_load_bias(maps: &str, inode: u64) -> Option<u64> {
-    maps.lines().find_map(|line| {
-        // start-end perms offset dev inode [path]
-        let mut fields = line.split_whitespace();
-        let range = fields.next()?;
-        let _perms = fields.next()?;
-        let offset = fields.next()?;
-        let _dev = fields.next()?;
-        let line_inode: u64 = fields.next()?.parse().ok()?;
-        (line_inode == inode && u64::from_str_radix(offset, 16).ok()? == 0)
-            .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
-            .flatten()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_first_mapping_of_the_executable() {
-        let maps = "\
-55d0c0000000-55d0c0200000 r--p 00000000 fd:00 123 /srv/my app (deleted)
-55d0c0200000-55d0c0400000 r-xp 00200000 fd:00 123 /srv/my app (deleted)
-7f0000000000-7f0000001000 r--p 00000000 fd:00 9 /usr/lib/libc.so.6
-7ffd00000000-7ffd00001000 rw-p 00000000 00:00 0 [stack]
-";
-        assert_eq!(parse_load_bias(maps, 123), Some(0x55d0c0000000));
-        assert_eq!(parse_load_bias(maps, 9), Some(0x7f0000000000));
-        assert_eq!(parse_load_bias(maps, 124), None);
-    }
-
-    #[test]
-    fn relocation_moves_itabs_only() {
-        let mut o: GoOffsets = unsafe { std::mem::zeroed() };
-        o.response_itab = 0x1000;
-        o.h2_writer_itab = ABSENT;
-        o.request_request_uri = 0xc0;
-        let r = relocate(o, 0x5000);
-        assert_eq!(r.response_itab, 0x6000);
-        assert_eq!(r.h2_writer_itab, ABSENT);
-        assert_eq!(r.request_request_uri, 0xc0);
-    }
+/// Starts the thread that closes links, and returns where to send it work and where it hands
+/// back slots that are free again.
+fn start_reaper() -> Result<(mpsc::Sender<Reap>, mpsc::Receiver<u32>)> {
+    let (work, todo) = mpsc::channel::<Reap>();
+    let (freed, reaped) = mpsc::channel::<u32>();
+    std::thread::Builder::new()
+        .name("link-closer".into())
+        .spawn(move || {
+            for item in todo {
+                match item {
+                    // Dropping a link detaches it.
+                    Reap::Links(links) => drop(links),
+                    Reap::Slot(slot) => {
+                        let _ = freed.send(slot);
+                    }
+                }
+            }
+        })
+        .context("starting the link-closing thread")?;
+    Ok((work, reaped))
 }

@@ -57,21 +57,21 @@ impl Selector {
     /// Whether `process` is a target. `listening` is the set of ports it listens on (only
     /// consulted when port selectors exist).
     pub fn matches(&self, process: &Process, listening: Option<&HashSet<u16>>) -> bool {
-        if self.selects_all() || self.pids.contains(&process.id.pid) {
+        if self.selects_executable(process) || self.pids.contains(&process.id.pid) {
             return true;
         }
+        listening.is_some_and(|ports| ports.iter().any(|p| self.ports.contains(p)))
+    }
+
+    /// Whether `process` is selected for what it runs (no selector, or `--exe`), which then
+    /// selects every process of the same executable; `--pid` and `--port` select one process.
+    pub fn selects_executable(&self, process: &Process) -> bool {
         let options = glob::MatchOptions {
             require_literal_separator: true,
             ..Default::default()
         };
-        if self
-            .exe_globs
-            .iter()
-            .any(|g| g.matches_path_with(&process.executable, options))
-        {
-            return true;
-        }
-        listening.is_some_and(|ports| ports.iter().any(|p| self.ports.contains(p)))
+        self.selects_all()
+            || (self.exe_globs.iter()).any(|g| g.matches_path_with(&process.executable, options))
     }
 }
 

@@ -87,6 +87,11 @@ impl ProcessWatcher {
         self.scan_from(&ProcFs, Instant::now(), check_identity)
     }
 
+    /// Whether the last scan found `pid` running a program.
+    pub fn knows(&self, pid: u32) -> bool {
+        self.known.contains_key(&pid)
+    }
+
     fn scan_from(
         &mut self,
         source: &impl ProcSource,

@@ -1,11 +1,18 @@
-//! The Go version recorded by the linker in the `.go.buildinfo` section.
+//! The Go version of a binary: recorded by the linker in the `.go.buildinfo` section, or, in a
+//! build that dropped that section, read from the runtime's own `runtime.buildVersion` (what
+//! `runtime.Version()` returns), which every Go program keeps.
 //!
-//! Layout (Go 1.18 and later, `runtime/debug` and `cmd/go/internal/version`): a 32-byte header
+//! `.go.buildinfo` layout (Go 1.18 and later, `runtime/debug` and `cmd/go/internal/version`): a 32-byte header
 //! `"\xff Go buildinf:"`, pointer size (1 byte), flags (1 byte; bit 1 = strings stored inline),
 //! padding; then the version string and the module info, each as a uvarint length followed by the
 //! bytes. Before Go 1.18 the header held pointers to string headers instead.
 
-use super::GoVersion;
+use std::collections::HashMap;
+
+use object::read::elf::{Rela, SectionHeader};
+use object::{Object, ObjectSection};
+
+use super::{Elf, GoVersion};
 
 const MAGIC: &[u8] = b"\xff Go buildinf:";
 const HEADER_LEN: usize = 32;
@@ -39,6 +46,93 @@ pub fn version_string(section: &[u8]) -> Result<String, String> {
         .get(used..used + len as usize)
         .ok_or_else(|| "version string is truncated".to_string())?;
     String::from_utf8(bytes.to_vec()).map_err(|_| "version string is not UTF-8".to_string())
+}
+
+/// The version in `runtime.buildVersion`, found without symbols: the one string header in the
+/// writable data whose text is a Go version and nothing else (`go1.26.5`, or with the
+/// experiments it was built with, `go1.26.5 X:nodwarf5`). `None` if there is none, or two
+/// different ones.
+pub fn runtime_version(elf: &Elf<'_>) -> Option<String> {
+    let relocated = relative_relocations(elf);
+    let mut found: Option<&str> = None;
+    for section in elf.sections() {
+        if !matches!(section.name(), Ok(".data" | ".noptrdata")) {
+            continue;
+        }
+        let Ok(data) = section.data() else { continue };
+        let base = section.address();
+        // A pointer word as the loader leaves it: PIE and dynamically linked builds may store the
+        // address as a relocation's addend rather than in the word.
+        let word = |at: usize| -> Option<u64> {
+            relocated
+                .get(&(base + at as u64))
+                .copied()
+                .or_else(|| Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?)))
+        };
+        for at in (0..data.len().saturating_sub(15)).step_by(8) {
+            let Some(len) = word(at + 8).filter(|len| (6..=64).contains(len)) else {
+                continue;
+            };
+            let Some(text) = word(at).and_then(|ptr| bytes_at(elf, ptr, len)) else {
+                continue;
+            };
+            let Some(text) = std::str::from_utf8(text)
+                .ok()
+                .filter(|t| is_version_text(t))
+            else {
+                continue;
+            };
+            match found {
+                Some(earlier) if earlier != text => return None,
+                _ => found = Some(text),
+            }
+        }
+    }
+    found.map(str::to_owned)
+}
+
+/// `go1.N`, `go1.N.P`, optionally followed by ` X:experiments`.
+fn is_version_text(text: &str) -> bool {
+    let (version, rest) = match text.split_once(' ') {
+        Some((version, rest)) => (version, Some(rest)),
+        None => (text, None),
+    };
+    let Some(numbers) = version.strip_prefix("go1.") else {
+        return false;
+    };
+    let mut parts = numbers.split('.');
+    let numeric =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next())
+        && parts.next().is_none_or(|p| numeric(Some(p)))
+        && parts.next().is_none()
+        && rest.is_none_or(|r| r.starts_with("X:"))
+}
+
+/// `len` bytes at virtual address `address`, from the section holding them.
+fn bytes_at<'data>(elf: &Elf<'data>, address: u64, len: u64) -> Option<&'data [u8]> {
+    let section = super::symbols::section_containing(elf, address)?;
+    let data = section.data().ok()?;
+    let start = usize::try_from(address - section.address()).ok()?;
+    data.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+}
+
+/// Address -> addend of every `R_X86_64_RELATIVE` relocation (empty for a fixed-address build).
+fn relative_relocations(elf: &Elf<'_>) -> HashMap<u64, u64> {
+    let endian = elf.endian();
+    let data = elf.data();
+    let mut out = HashMap::new();
+    for header in elf.elf_section_table().iter() {
+        let Ok(Some((relocations, _))) = header.rela(endian, data) else {
+            continue;
+        };
+        for rela in relocations {
+            if rela.r_type(endian, false) == object::elf::R_X86_64_RELATIVE {
+                out.insert(rela.r_offset(endian), rela.r_addend(endian) as u64);
+            }
+        }
+    }
+    out
 }
 
 /// Parses `go1.24.11`, `go1.22rc1`, `go1.21.13 X:boringcrypto` or `devel go1.23-abc123 ...`.
@@ -119,6 +213,24 @@ mod tests {
         let mut empty = full[..16 + HEADER_LEN].to_vec();
         empty.push(0);
         assert!(version_string(&empty).is_err());
+    }
+
+    #[test]
+    fn version_texts_are_exactly_a_version() {
+        for good in ["go1.26.5", "go1.21", "go1.24.11 X:nocoverageredesign"] {
+            assert!(is_version_text(good), "{good}");
+        }
+        for bad in [
+            "go1.26.5x",
+            "go1.",
+            "go1.2.3.4",
+            "requires go1.21 or later",
+            "go1.22rc1",
+            "go1.26.5 and more",
+            "go2.0",
+        ] {
+            assert!(!is_version_text(bad), "{bad}");
+        }
     }
 
     #[test]

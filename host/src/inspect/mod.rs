@@ -3,22 +3,28 @@
 //! request, and the struct field offsets and itab addresses the probes read through
 //! ([`GoOffsets`]).
 //!
-//! Everything comes from the file alone (ELF symbols, `.go.buildinfo`, DWARF, machine code): the
-//! process is never touched. One call reads the file once, walks the symbol table once and the
-//! DWARF type units once, collecting only the few names it needs.
+//! Everything comes from the file alone: the process is never touched. What a build may drop
+//! (ELF symbols, DWARF, `.go.buildinfo`) is used when present; what every Go binary keeps (the
+//! function table `.gopclntab`, the runtime's version string and type data) stands in for it,
+//! and a table of struct layouts per Go release stands in for DWARF. [`Sources`] says which
+//! served. One call reads the file once and walks each table once, collecting only the few names
+//! it needs.
 //!
-//! Files: `buildinfo` (Go version), `symbols` (ELF symbols, PIE, file offsets), `probe_points`
-//! (entry and RET offsets, direct calls), `request_end` (where a request ends), `dwarf` (struct
-//! field offsets and runtime type descriptors), `itabs` (itab addresses of binaries whose symbol
-//! table has no `go:itab.*` symbols), `offsets` (assembles [`GoOffsets`]).
+//! Files: `buildinfo` (Go version), `symbols` (the wanted names, from ELF symbols or the function
+//! table; file offsets), `runtime_data` (what every Go binary keeps), `probe_points` (entry and
+//! RET offsets, direct calls), `request_end` (where a request ends), `dwarf` (struct field offsets
+//! and runtime type descriptors), `layouts` (struct layouts per Go release), `itabs` (itab
+//! addresses), `offsets` (assembles [`GoOffsets`]).
 
 mod buildinfo;
 mod dwarf;
 mod itabs;
+pub mod layouts;
 mod offsets;
 mod probe_points;
 mod report;
 mod request_end;
+mod runtime_data;
 mod symbols;
 
 use std::fmt;
@@ -29,10 +35,12 @@ use object::read::elf::{ProgramHeader, SectionHeader};
 use object::{Object, ObjectSection};
 
 pub use buildinfo::parse_go_version;
-pub use report::{print_report, report};
+pub use offsets::WANTED as WANTED_FIELDS;
+pub use report::{print_layouts, print_report, report};
 pub use request_end::RequestEnd;
 
-/// Go releases whose layouts this module knows (and the tests check), on linux/amd64.
+/// Go releases whose layouts this module knows (and the tests check), on linux/amd64. A newer
+/// release is traced when its binary has DWARF, which gives its layouts.
 pub const SUPPORTED_GO: std::ops::RangeInclusive<GoVersion> =
     GoVersion::new(1, 21, 0)..=GoVersion::new(1, 27, u32::MAX);
 
@@ -94,11 +102,99 @@ pub struct Function {
     pub return_offsets: Vec<u64>,
 }
 
+/// Where each fact about a binary came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sources {
+    pub version: VersionSource,
+    pub functions: FunctionSource,
+    pub layouts: LayoutSource,
+    /// For the response writer, the HTTP/2 writer, `*tls.Conn` and `*net.TCPConn` itabs.
+    pub itabs: [ItabSource; 4],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionSource {
+    /// The `.go.buildinfo` section.
+    BuildInfo,
+    /// `runtime.buildVersion`, in a build without `.go.buildinfo`.
+    Runtime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FunctionSource {
+    /// The ELF symbol table.
+    Symbols,
+    /// Go's function table, in a binary without ELF symbols.
+    Pclntab,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutSource {
+    Dwarf,
+    /// The table of layouts per Go release, in a binary without DWARF.
+    Table,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItabSource {
+    /// A `go:itab.*` ELF symbol.
+    Symbol,
+    /// Found by the contents of the type descriptors DWARF names.
+    DwarfTypes,
+    /// The runtime's interface table (`.itablink`, or the module data).
+    RuntimeData,
+    NotFound,
+}
+
+impl fmt::Display for VersionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VersionSource::BuildInfo => "build info (.go.buildinfo)",
+            VersionSource::Runtime => "runtime.buildVersion (no .go.buildinfo)",
+        })
+    }
+}
+
+impl fmt::Display for FunctionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FunctionSource::Symbols => "ELF symbols (.symtab)",
+            FunctionSource::Pclntab => "Go function table (.gopclntab; no .symtab)",
+        })
+    }
+}
+
+impl fmt::Display for LayoutSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutSource::Dwarf => f.write_str("DWARF"),
+            LayoutSource::Table => write!(
+                f,
+                "table of layouts per Go release (no DWARF; go_layouts.toml, through go{}.{}.x)",
+                layouts::newest().major,
+                layouts::newest().minor
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ItabSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ItabSource::Symbol => "go:itab symbol",
+            ItabSource::DwarfTypes => "type descriptors named by DWARF",
+            ItabSource::RuntimeData => "runtime interface table",
+            ItabSource::NotFound => "not found",
+        })
+    }
+}
+
 /// The result of inspecting one Go executable.
 #[derive(Clone, Debug)]
 pub struct GoBinary {
     pub path: PathBuf,
     pub go_version: GoVersion,
+    pub sources: Sources,
     /// `ET_DYN` executable: the itab addresses in `offsets` need the load bias added.
     pub is_pie: bool,
     /// Link-time virtual address of the lowest `PT_LOAD` segment. Go links PIE executables at
@@ -133,18 +229,21 @@ pub enum InspectError {
     Damaged { path: PathBuf, what: String },
     #[error("{path} is a {arch} binary; only x86_64 (amd64) Go programs can be traced")]
     NotAmd64 { path: PathBuf, arch: String },
-    #[error("{path} is not a Go program (no .go.buildinfo section); only Go net/http servers can be traced")]
+    #[error("{path} is not a Go program (no Go function table .gopclntab, no .go.buildinfo); only Go net/http servers can be traced")]
     NotGo { path: PathBuf },
     #[error("{path} has an unreadable Go build info ({reason}); rebuild it with a standard Go toolchain ({supported})", supported = supported_go_text())]
     BadBuildInfo { path: PathBuf, reason: String },
+    #[error("{path} is a Go program whose Go version cannot be found (no .go.buildinfo, no runtime.buildVersion); please report it with `http-autoinstrument inspect` of the binary")]
+    NoGoVersion { path: PathBuf },
+    #[error("{path} was built with {version}, newer than the newest Go release whose layouts this agent knows (go{major}.{minor}.x), and has no DWARF to read them from (built with -ldflags=-w or -s): upgrade the agent, or build the service without -w/-s", major = .newest.major, minor = .newest.minor)]
+    NewerThanTable {
+        path: PathBuf,
+        version: GoVersion,
+        newest: GoVersion,
+    },
     #[error("{path} was built with {version}, which is not supported (supported: {supported}); rebuild it with a supported Go release", supported = supported_go_text())]
     UnsupportedGoVersion { path: PathBuf, version: String },
-    #[error("{path} is stripped (no {missing}); rebuild without -ldflags=-s -w (keep the symbol table and DWARF) to trace it")]
-    Stripped {
-        path: PathBuf,
-        missing: &'static str,
-    },
-    #[error("{path} ({go_version}) does not use net/http's server (no {SERVE_HTTP_SYMBOL} symbol); only net/http servers can be traced")]
+    #[error("{path} ({go_version}) does not use net/http's server (no {SERVE_HTTP_SYMBOL} function); only net/http servers can be traced")]
     NoHttpServer {
         path: PathBuf,
         go_version: GoVersion,
@@ -204,50 +303,81 @@ pub fn inspect_bytes_guarded(path: &Path, data: &[u8]) -> Result<GoBinary, Inspe
 /// Inspects an executable already in memory; `path` is only used in the result and in errors.
 pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError> {
     let elf = parse_elf(path, data)?;
+    let path_buf = || path.to_path_buf();
+    // Parsed only when what a build may drop is missing: symbols, build info or itab symbols.
+    let runtime = std::cell::OnceCell::new();
+    let runtime_data = || {
+        runtime
+            .get_or_init(|| runtime_data::RuntimeData::parse(data))
+            .as_ref()
+    };
 
-    let build_info = elf
-        .section_by_name(".go.buildinfo")
-        .ok_or_else(|| InspectError::NotGo {
-            path: path.to_path_buf(),
-        })?;
-    let build_info = build_info.data().map_err(|e| InspectError::BadBuildInfo {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let version_text =
-        buildinfo::version_string(build_info).map_err(|reason| InspectError::BadBuildInfo {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+    let (version_text, version_source) = match elf.section_by_name(".go.buildinfo") {
+        Some(section) => {
+            let bytes = section.data().map_err(|e| InspectError::BadBuildInfo {
+                path: path_buf(),
+                reason: e.to_string(),
+            })?;
+            let text =
+                buildinfo::version_string(bytes).map_err(|reason| InspectError::BadBuildInfo {
+                    path: path_buf(),
+                    reason,
+                })?;
+            (text, VersionSource::BuildInfo)
+        }
+        None => {
+            // Go's linker names the section `.gopclntab`, or `.data.rel.ro.gopclntab` when it
+            // links a PIE itself; looking no further keeps the many non-Go programs a scan meets
+            // cheap to turn down.
+            let is_go = elf
+                .sections()
+                .any(|s| s.name().is_ok_and(|n| n.ends_with(".gopclntab")))
+                && runtime_data().is_some();
+            if !is_go {
+                return Err(InspectError::NotGo { path: path_buf() });
+            }
+            let text = buildinfo::runtime_version(&elf)
+                .ok_or_else(|| InspectError::NoGoVersion { path: path_buf() })?;
+            (text, VersionSource::Runtime)
+        }
+    };
     let go_version = parse_go_version(&version_text)
-        .filter(|v| SUPPORTED_GO.contains(v))
+        .filter(|v| v >= SUPPORTED_GO.start())
         .ok_or_else(|| InspectError::UnsupportedGoVersion {
-            path: path.to_path_buf(),
+            path: path_buf(),
             version: version_text.clone(),
         })?;
 
     let malformed = |what: String| InspectError::Malformed {
-        path: path.to_path_buf(),
+        path: path_buf(),
         go_version,
         what,
     };
 
-    if elf.section_by_name(".symtab").is_none() {
-        return Err(InspectError::Stripped {
-            path: path.to_path_buf(),
-            missing: "ELF symbol table .symtab",
-        });
-    }
-    if elf.section_by_name(".debug_info").is_none() {
-        return Err(InspectError::Stripped {
-            path: path.to_path_buf(),
-            missing: "DWARF .debug_info",
+    let has_dwarf = elf.section_by_name(".debug_info").is_some();
+    if !has_dwarf && go_version > layouts::newest() {
+        return Err(InspectError::NewerThanTable {
+            path: path_buf(),
+            version: go_version,
+            newest: layouts::newest(),
         });
     }
 
-    let found = symbols::find_symbols(&elf);
+    let mut found = symbols::find_symbols(&elf);
+    let mut function_source = FunctionSource::Symbols;
+    if found.serve_http.is_none() {
+        if let Some(runtime) = runtime_data() {
+            let mut from_table = symbols::FoundSymbols::default();
+            if runtime.offer_functions(&mut from_table) > 0 {
+                // The itab symbols of a binary that has some are still worth having.
+                from_table.itabs = found.itabs;
+                found = from_table;
+                function_source = FunctionSource::Pclntab;
+            }
+        }
+    }
     let serve_http = found.serve_http.ok_or_else(|| InspectError::NoHttpServer {
-        path: path.to_path_buf(),
+        path: path_buf(),
         go_version,
     })?;
     let serve_http_code = symbols::function_bytes(&elf, &serve_http).map_err(&malformed)?;
@@ -266,38 +396,74 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         None => None,
     };
 
+    let wanted_structs: Vec<&'static str> = offsets::wanted_structs().collect();
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();
-    let types =
-        dwarf::collect_types(&elf, offsets::WANTED_STRUCTS, &runtime_type_names).map_err(|e| {
-            match e {
-                dwarf::DwarfError::Missing(section) => InspectError::Stripped {
-                    path: path.to_path_buf(),
-                    missing: section,
-                },
+    let (types, layout_source) = if has_dwarf {
+        let types = dwarf::collect_types(&elf, &wanted_structs, &runtime_type_names).map_err(
+            |e| match e {
+                dwarf::DwarfError::Missing(section) => {
+                    malformed(format!("DWARF without its {section} section"))
+                }
                 dwarf::DwarfError::Parse(what) => malformed(format!("bad DWARF: {what}")),
-            }
-        })?;
+            },
+        )?;
+        (types, LayoutSource::Dwarf)
+    } else {
+        let types =
+            layouts::for_version(go_version).ok_or_else(|| InspectError::NewerThanTable {
+                path: path_buf(),
+                version: go_version,
+                newest: layouts::newest(),
+            })?;
+        (types, LayoutSource::Table)
+    };
 
-    let offsets = offsets::assemble(&elf, &types, &found.itabs, found.runtime_types).map_err(
-        |e| match e {
-            offsets::OffsetError::MissingType(type_name) => InspectError::MissingType {
-                path: path.to_path_buf(),
-                go_version,
-                type_name,
-            },
-            offsets::OffsetError::MissingField { type_name, field } => InspectError::MissingField {
-                path: path.to_path_buf(),
-                go_version,
-                type_name,
-                field,
-            },
-            offsets::OffsetError::UnsupportedLayout(what) => InspectError::UnsupportedLayout {
-                path: path.to_path_buf(),
-                go_version,
-                what,
-            },
+    let mut itab_addresses = found.itabs;
+    let mut itab_sources = itab_addresses.0.map(|a| match a {
+        Some(_) => ItabSource::Symbol,
+        None => ItabSource::NotFound,
+    });
+    let mut note = |addresses: &itabs::ItabAddresses, source: ItabSource| {
+        for (slot, found) in itab_sources.iter_mut().enumerate() {
+            if *found == ItabSource::NotFound && addresses.0[slot].is_some() {
+                *found = source;
+            }
+        }
+    };
+    if let Some(runtime_types) = found.runtime_types {
+        itabs::fill_by_scan(
+            &elf,
+            runtime_types,
+            |name| types.runtime_types.get(name).copied(),
+            &mut itab_addresses,
+        );
+        note(&itab_addresses, ItabSource::DwarfTypes);
+    }
+    if itab_addresses.0.iter().any(Option::is_none) {
+        if let Some(runtime) = runtime_data() {
+            runtime.fill_itabs(&mut itab_addresses);
+            note(&itab_addresses, ItabSource::RuntimeData);
+        }
+    }
+
+    let offsets = offsets::assemble(&types, &itab_addresses).map_err(|e| match e {
+        offsets::OffsetError::MissingType(type_name) => InspectError::MissingType {
+            path: path_buf(),
+            go_version,
+            type_name,
         },
-    )?;
+        offsets::OffsetError::MissingField { type_name, field } => InspectError::MissingField {
+            path: path_buf(),
+            go_version,
+            type_name,
+            field,
+        },
+        offsets::OffsetError::UnsupportedLayout(what) => InspectError::UnsupportedLayout {
+            path: path_buf(),
+            go_version,
+            what,
+        },
+    })?;
 
     // From the HTTP/2 writer's itab, or from its server's code when the itab was not found (its
     // requests would otherwise enter and never end; with the code and no itab they end without
@@ -308,8 +474,14 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
     let request_end = request_end::locate(&elf, &found, serves_http2).map_err(&malformed)?;
 
     Ok(GoBinary {
-        path: path.to_path_buf(),
+        path: path_buf(),
         go_version,
+        sources: Sources {
+            version: version_source,
+            functions: function_source,
+            layouts: layout_source,
+            itabs: itab_sources,
+        },
         is_pie: elf.kind() == object::ObjectKind::Dynamic,
         first_load_vaddr: first_load_vaddr(&elf),
         serve_http,
@@ -319,22 +491,56 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
     })
 }
 
+/// A struct's name and its fields with their offsets.
+pub type StructLayout = (String, Vec<(String, u64)>);
+
+/// A function's name, address and size.
+pub type FunctionBounds = (String, u64, u64);
+
+/// The [`WANTED_FIELDS`] of the struct layouts in the binary's DWARF, as the table of layouts per
+/// Go release records them (for `scripts/gen-go-layouts.py` and the test that checks the table).
+pub fn dwarf_layouts(path: &Path, data: &[u8]) -> Result<Vec<StructLayout>, InspectError> {
+    let elf = parse_elf(path, data)?;
+    let wanted: Vec<&'static str> = offsets::wanted_structs().collect();
+    let types = dwarf::collect_types(&elf, &wanted, &[]).map_err(|e| InspectError::Damaged {
+        path: path.to_path_buf(),
+        what: match e {
+            dwarf::DwarfError::Missing(section) => format!("no DWARF ({section})"),
+            dwarf::DwarfError::Parse(what) => format!("bad DWARF: {what}"),
+        },
+    })?;
+    let mut out = Vec::new();
+    for (name, fields) in offsets::WANTED {
+        let Some(members) = types.structs.get(name) else {
+            continue;
+        };
+        let mut kept: Vec<(String, u64)> = members
+            .iter()
+            .filter(|(field, _)| fields.contains(&field.as_str()))
+            .cloned()
+            .collect();
+        kept.sort();
+        out.push((name.to_string(), kept));
+    }
+    Ok(out)
+}
+
 impl GoBinary {
-    /// File offsets of the request-end probe.
-    pub fn request_end_offsets(&self) -> Vec<u64> {
-        match &self.request_end {
-            RequestEnd::AfterHandler(functions) => functions
-                .iter()
-                .map(|f| f.file_offset + f.entry_offset)
-                .collect(),
-            RequestEnd::ServeHttpReturns { .. } => self.serve_http_ret_offsets(),
-        }
+    /// Where the request-end probe goes: each function, and the offset in it.
+    pub fn request_end_points(&self) -> impl Iterator<Item = (&Function, u64)> {
+        let (after_handler, returns): (&[Function], &[u64]) = match &self.request_end {
+            RequestEnd::AfterHandler(functions) => (functions, &[]),
+            RequestEnd::ServeHttpReturns { .. } => (&[], &self.serve_http.return_offsets),
+        };
+        (after_handler.iter().map(|f| (f, f.entry_offset)))
+            .chain(returns.iter().map(|&r| (&self.serve_http, r)))
     }
 
-    /// File offsets of ServeHTTP's RET instructions.
-    pub fn serve_http_ret_offsets(&self) -> Vec<u64> {
-        let f = &self.serve_http;
-        f.return_offsets.iter().map(|r| f.file_offset + r).collect()
+    /// File offsets of the request-end probe.
+    pub fn request_end_offsets(&self) -> Vec<u64> {
+        (self.request_end_points())
+            .map(|(f, at)| f.file_offset + at)
+            .collect()
     }
 }
 
@@ -409,6 +615,37 @@ fn parse_elf<'data>(path: &Path, data: &'data [u8]) -> Result<Elf<'data>, Inspec
     Ok(elf)
 }
 
+/// The functions the probes need as the ELF symbol table and as Go's function table give them,
+/// each as (name, address, size), for a binary that has both.
+///
+/// A diagnostic: tests check that the function table agrees with the symbols.
+#[doc(hidden)]
+pub fn probed_functions_by_source(
+    path: &Path,
+    data: &[u8],
+) -> Result<[Vec<FunctionBounds>; 2], InspectError> {
+    let elf = parse_elf(path, data)?;
+    let from_symbols = symbols::find_symbols(&elf);
+    let mut from_table = symbols::FoundSymbols::default();
+    if let Some(runtime) = runtime_data::RuntimeData::parse(data) {
+        runtime.offer_functions(&mut from_table);
+    }
+    Ok([from_symbols.functions(), from_table.functions()])
+}
+
+/// Itab addresses found only in the runtime's interface table, as for a binary without ELF
+/// symbols or DWARF; in the order response, HTTP/2 writer, `*tls.Conn`, `*net.TCPConn`.
+///
+/// A diagnostic: tests compare it with the symbol addresses of Go releases that have both.
+#[doc(hidden)]
+pub fn itab_addresses_from_runtime_data(data: &[u8]) -> [Option<u64>; 4] {
+    let mut addresses = itabs::ItabAddresses::default();
+    if let Some(runtime) = runtime_data::RuntimeData::parse(data) {
+        runtime.fill_itabs(&mut addresses);
+    }
+    addresses.0
+}
+
 /// Itab addresses found only by scanning the type descriptors (the path Go 1.27 binaries take),
 /// ignoring `go:itab.*` symbols; in the order response, HTTP/2 writer, `*tls.Conn`, `*net.TCPConn`.
 ///
@@ -419,11 +656,11 @@ pub fn itab_addresses_by_scan(path: &Path, data: &[u8]) -> Result<[Option<u64>; 
     let found = symbols::find_symbols(&elf);
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();
     let types = dwarf::collect_types(&elf, &[], &runtime_type_names).map_err(|e| {
-        InspectError::Stripped {
+        InspectError::Damaged {
             path: path.to_path_buf(),
-            missing: match e {
-                dwarf::DwarfError::Missing(section) => section,
-                dwarf::DwarfError::Parse(_) => "readable DWARF",
+            what: match e {
+                dwarf::DwarfError::Missing(section) => format!("no DWARF ({section})"),
+                dwarf::DwarfError::Parse(what) => format!("bad DWARF: {what}"),
             },
         }
     })?;

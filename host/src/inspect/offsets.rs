@@ -1,11 +1,10 @@
-//! Assembles [`GoOffsets`] from the DWARF layouts and the itab addresses, choosing the type
-//! names each Go release uses.
+//! Assembles [`GoOffsets`] from the struct layouts (the binary's DWARF, or the generated table of
+//! layouts per Go release) and the itab addresses, choosing the type names each Go release uses.
 
 use http_autoinstrument_common::{map_layout, GoOffsets, ABSENT};
 
 use super::dwarf::GoTypes;
 use super::itabs::{self, ItabAddresses};
-use super::Elf;
 
 #[derive(Debug)]
 pub enum OffsetError {
@@ -15,6 +14,8 @@ pub enum OffsetError {
 }
 
 const REQUEST: &str = "net/http.Request";
+/// Go 1.22's ServeMux pattern, whose text the request points to before `Request.Pattern` exists.
+const PATTERN: &str = "net/http.pattern";
 const RESPONSE: &str = "net/http.response";
 const CONN: &str = "net/http.conn";
 const TLS_CONN: &str = "crypto/tls.Conn";
@@ -53,36 +54,56 @@ const H2_INTERNAL: H2Names = H2Names {
     server_conn: "net/http/internal/http2.serverConn",
 };
 
-/// Every struct the DWARF walk should keep.
-pub const WANTED_STRUCTS: &[&str] = &[
-    REQUEST,
-    RESPONSE,
-    CONN,
-    TLS_CONN,
-    TCP_CONN,
-    NET_CONN,
-    NET_FD,
-    TCP_ADDR,
-    HMAP,
-    SWISS_MAP,
-    SWISS_TABLE,
-    SWISS_GROUPS,
-    H2_BUNDLED.writer,
-    H2_BUNDLED.writer_state,
-    H2_BUNDLED.stream,
-    H2_BUNDLED.server_conn,
-    H2_INTERNAL.writer,
-    H2_INTERNAL.writer_state,
-    H2_INTERNAL.stream,
-    H2_INTERNAL.server_conn,
+/// Every struct the probes read, with the fields they read of it: what the DWARF walk keeps and
+/// what the table of layouts per Go release records.
+pub const WANTED: &[(&str, &[&str])] = &[
+    (
+        REQUEST,
+        &[
+            "Method",
+            "RequestURI",
+            "ProtoMajor",
+            "ProtoMinor",
+            "Header",
+            "ContentLength",
+            "Host",
+            "RemoteAddr",
+            "TLS",
+            "Pattern",
+            "pat",
+        ],
+    ),
+    (PATTERN, &["str"]),
+    (RESPONSE, &["status", "written", "conn"]),
+    (CONN, &["rwc"]),
+    (TLS_CONN, &["conn"]),
+    (TCP_CONN, &["conn"]),
+    (NET_CONN, &["fd"]),
+    (NET_FD, &["laddr"]),
+    (TCP_ADDR, &["Port"]),
+    (HMAP, &["count", "B", "buckets"]),
+    (SWISS_MAP, &["used", "dirPtr", "dirLen"]),
+    (SWISS_TABLE, &["groups"]),
+    (SWISS_GROUPS, &["data", "lengthMask"]),
+    (H2_BUNDLED.writer, &["rws"]),
+    (H2_BUNDLED.writer_state, &["status", "wroteBytes", "stream"]),
+    (H2_BUNDLED.stream, &["sc"]),
+    (H2_BUNDLED.server_conn, &["conn"]),
+    (H2_INTERNAL.writer, &["rws"]),
+    (
+        H2_INTERNAL.writer_state,
+        &["status", "wroteBytes", "stream"],
+    ),
+    (H2_INTERNAL.stream, &["sc"]),
+    (H2_INTERNAL.server_conn, &["conn"]),
 ];
 
-pub fn assemble(
-    elf: &Elf<'_>,
-    types: &GoTypes,
-    itab_symbols: &ItabAddresses,
-    runtime_types: Option<u64>,
-) -> Result<GoOffsets, OffsetError> {
+/// The names of the [`WANTED`] structs.
+pub fn wanted_structs() -> impl Iterator<Item = &'static str> {
+    WANTED.iter().map(|(name, _)| *name)
+}
+
+pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, OffsetError> {
     let required = |type_name: &str, field: &str| -> Result<u64, OffsetError> {
         if !types.structs.contains_key(type_name) {
             return Err(OffsetError::MissingType(type_name.to_string()));
@@ -109,15 +130,6 @@ pub fn assemble(
         &H2_BUNDLED
     };
 
-    let mut itabs = *itab_symbols;
-    if let Some(runtime_types) = runtime_types {
-        itabs::fill_by_scan(
-            elf,
-            runtime_types,
-            |name| types.runtime_types.get(name).copied(),
-            &mut itabs,
-        );
-    }
     let itab = |slot: usize| itabs.0[slot].unwrap_or(ABSENT);
 
     let mut offsets = GoOffsets {
@@ -132,6 +144,9 @@ pub fn assemble(
         request_tls: required(REQUEST, "TLS")?,
         // Go 1.23+.
         request_pattern: optional(REQUEST, "Pattern"),
+        // Go 1.22 only: later releases have `Pattern`, whose offset the probe reads instead.
+        request_pat: ABSENT,
+        pattern_str: ABSENT,
 
         response_itab: itab(itabs::RESPONSE),
         response_status: required(RESPONSE, "status")?,
@@ -192,6 +207,10 @@ pub fn assemble(
         offsets.hmap_buckets = required(HMAP, "buckets")?;
     } else {
         return Err(OffsetError::MissingType(format!("{SWISS_MAP} or {HMAP}")));
+    }
+    if offsets.request_pattern == ABSENT {
+        offsets.request_pat = optional(REQUEST, "pat");
+        offsets.pattern_str = optional(PATTERN, "str");
     }
     offsets.set_window_words();
     Ok(offsets)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use http_autoinstrument_common::{GoOffsets, ABSENT};
 
-use super::{inspect_binary, Function, GoBinary, RequestEnd};
+use super::{dwarf_layouts, inspect_binary, Function, GoBinary, RequestEnd};
 
 fn function(out: &mut String, label: &str, f: &Function) {
     let _ = write!(
@@ -54,6 +54,21 @@ pub fn report(binary: &GoBinary) -> String {
             "fixed address"
         }
     );
+    let sources = &binary.sources;
+    let _ = writeln!(out, "go version from: {}", sources.version);
+    let _ = writeln!(out, "functions from: {}", sources.functions);
+    let _ = writeln!(out, "struct offsets from: {}", sources.layouts);
+    for (name, source) in [
+        "response writer",
+        "HTTP/2 writer",
+        "*tls.Conn",
+        "*net.TCPConn",
+    ]
+    .iter()
+    .zip(&sources.itabs)
+    {
+        let _ = writeln!(out, "itab of {name} from: {source}");
+    }
     function(&mut out, "entry probe", &binary.serve_http);
     match &binary.request_end {
         RequestEnd::AfterHandler(functions) => {
@@ -78,5 +93,23 @@ pub fn report(binary: &GoBinary) -> String {
 pub fn print_report(path: &Path) -> anyhow::Result<()> {
     let binary = inspect_binary(path)?;
     print!("{}", report(&binary));
+    Ok(())
+}
+
+/// Prints the layouts the probes read from the binary's DWARF, one JSON object
+/// (`{"struct": {"field": offset}}`), as `scripts/gen-go-layouts.py` reads them.
+pub fn print_layouts(path: &Path) -> anyhow::Result<()> {
+    let data =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let layouts = dwarf_layouts(path, &data)?;
+    let object: serde_json::Map<String, serde_json::Value> = layouts
+        .into_iter()
+        .map(|(name, fields)| {
+            let fields: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(f, o)| (f, o.into())).collect();
+            (name, fields.into())
+        })
+        .collect();
+    println!("{}", serde_json::Value::Object(object));
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! ELF symbol table look-ups: the few functions and itabs the probes need, found in one pass over
-//! `.symtab` without building a name map (Go binaries have tens of thousands of symbols).
+//! The few functions and itabs the probes need, found by name in one pass over the names a binary
+//! keeps, without building a name map (Go binaries have tens of thousands): the ELF symbol table
+//! when there is one, else Go's own function table (`pclntab`), which no build can drop.
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
 
@@ -40,18 +41,47 @@ pub struct FoundSymbols {
 
 const RUNTIME_TYPES_SYMBOL: &str = "runtime.types";
 
+/// Finds the wanted names in the ELF symbol table.
 pub fn find_symbols(elf: &Elf<'_>) -> FoundSymbols {
     let mut found = FoundSymbols::default();
     for symbol in elf.symbols() {
         let Ok(name) = symbol.name() else { continue };
-        let function = || FunctionSymbol {
-            address: symbol.address(),
-            size: symbol.size(),
-        };
+        found.offer(name, symbol.address(), symbol.size());
+    }
+    found
+}
+
+impl FoundSymbols {
+    /// The functions found, as (name, address, size), in a fixed order.
+    pub fn functions(&self) -> Vec<(String, u64, u64)> {
+        let named = |name: &str, f: &FunctionSymbol| (name.to_string(), f.address, f.size);
+        let mut out: Vec<_> = [
+            (SERVE_HTTP_SYMBOL, self.serve_http),
+            (GOPANIC_SYMBOL, self.gopanic),
+            (FINISH_REQUEST_SYMBOL, self.finish_request),
+            (CONN_SERVE_SYMBOL, self.conn_serve),
+            (HIJACK_SYMBOL, self.hijack),
+        ]
+        .iter()
+        .filter_map(|(name, f)| f.as_ref().map(|f| named(name, f)))
+        .collect();
+        out.extend(self.h2_handler_done.map(|(name, f)| named(name, &f)));
+        let mut run_handler: Vec<_> = (self.h2_run_handler.iter())
+            .map(|f| named("runHandler", f))
+            .collect();
+        run_handler.sort_by_key(|(_, address, _)| *address);
+        out.extend(run_handler);
+        out
+    }
+
+    /// Takes the symbol `name` at `address` (`size` bytes long) if it is one the probes need.
+    pub fn offer(&mut self, name: &str, address: u64, size: u64) {
+        let found = self;
+        let function = || FunctionSymbol { address, size };
         if let Some(itab) = name.strip_prefix("go:itab.") {
             for (slot, spec) in ITABS.iter().enumerate() {
                 if spec.symbol_matches(itab) {
-                    found.itabs.0[slot] = Some(symbol.address());
+                    found.itabs.0[slot] = Some(address);
                 }
             }
         } else if name == SERVE_HTTP_SYMBOL {
@@ -71,10 +101,9 @@ pub fn find_symbols(elf: &Elf<'_>) -> FoundSymbols {
         } else if name.starts_with(X_NET_H2_RUN_HANDLER_PREFIX) {
             found.x_net_h2_server = true;
         } else if name == RUNTIME_TYPES_SYMBOL {
-            found.runtime_types = Some(symbol.address());
+            found.runtime_types = Some(address);
         }
     }
-    found
 }
 
 /// The loaded section holding `address` (with its bytes in the file).

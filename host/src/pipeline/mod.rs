@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use http_autoinstrument_common::{HttpServerEvent, EVENT_RECORD_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use processes::ProcessTable;
+pub use processes::{ExecutableFacts, HostFacts, ProcessTable};
 pub use stats::AgentStats;
 use tracker::Tracker;
 
@@ -61,12 +61,16 @@ impl SpanStage {
         server_span(&ServerRequest::from_event(event), resource, clock)
     }
 
+    fn resource(&self, event: &HttpServerEvent) -> Arc<Resource> {
+        self.processes.resource(event.pid, event.binary.into())
+    }
+
     /// Events that did not come through the ring buffer (a panicked request the tracker ended).
     fn handle(&self, events: &[HttpServerEvent]) {
         let clock = self.clock.current();
         let spans = events
             .iter()
-            .map(|e| self.span(e, self.processes.resource(e.pid), &clock))
+            .map(|e| self.span(e, self.resource(e), &clock))
             .collect();
         self.process(spans);
     }
@@ -108,7 +112,7 @@ impl EventSink for DrainToSpans {
         let resource = match &self.last_process {
             Some((pid, resource)) if *pid == event.pid => resource.clone(),
             _ => {
-                let resource = self.stage.processes.resource(event.pid);
+                let resource = self.stage.resource(event);
                 self.last_process = Some((event.pid, resource.clone()));
                 resource
             }
@@ -138,12 +142,16 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(options: AgentOptions) -> Result<()> {
+    crate::capabilities::check()?;
     let mut probes = Probes::load(
         options.probe_mode,
         options.wakeup_events.clamp(1, MAX_WAKEUP_EVENTS) * EVENT_RECORD_BYTES,
     )?;
     let ring = probes.take_events()?;
-    let processes = ProcessTable::default();
+    let processes = ProcessTable::new(HostFacts {
+        host_name: crate::span::host_name(),
+        node_name: options.node_name,
+    });
     let stats = Arc::new(AgentStats::default());
     let exporter = Arc::new(Exporter::start(options.export, options.export_limits)?);
     let recorder = match &options.plugins.record_spans {
@@ -193,7 +201,6 @@ pub async fn run(options: AgentOptions) -> Result<()> {
             options.selector,
             processes,
             stats.clone(),
-            options.node_name,
             panicked_tx,
         );
         let stop = stop_tracker.clone();

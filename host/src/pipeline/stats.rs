@@ -15,6 +15,8 @@ pub struct AgentStats {
     pub processes_traced: AtomicU64,
     /// Uprobe links attached right now (a gauge).
     pub probes_attached: AtomicU64,
+    /// Executables with probes attached right now (a gauge).
+    pub executables_attached: AtomicU64,
     /// Completed /proc scans; the first one means every target that existed at start is handled.
     pub scans_completed: AtomicU64,
     pub kernel: Mutex<KernelCounters>,

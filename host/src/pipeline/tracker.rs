@@ -1,11 +1,13 @@
 //! Keeps the probes attached to exactly the selected processes: scans /proc, inspects new
-//! executables (once per file), attaches, detaches from exited processes, and hands on the
-//! events of handlers that panicked and never returned.
+//! executables (once per file), attaches (once per file for a selected executable, per process
+//! for a selected process), releases what exited, and hands on the events of handlers that
+//! panicked and never returned.
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -14,18 +16,19 @@ use std::time::{Duration, Instant};
 use http_autoinstrument_common::HttpServerEvent;
 use tokio::sync::mpsc;
 
-use super::processes::ProcessTable;
+use super::processes::{ExecutableFacts, ProcessTable};
 use super::stats::AgentStats;
-use crate::attach::{load_bias, Probes};
-use crate::discover::{
-    container_identity, listening_ports_by_pid, ContainerIdentity, Process, ProcessWatcher,
-    Selector,
-};
+use crate::attach::{Attachment, Probes, Scope};
+use crate::discover::{listening_ports_by_pid, Process, ProcessWatcher, Selector};
 use crate::inspect::{inspect_bytes_guarded, GoBinary, InspectError};
-use crate::span::{parse_environ, process_resource, Attribute, ProcessFacts, Resource, WallClock};
+use crate::span::WallClock;
 
 /// A handler that panicked and has not returned after this long is taken to have ended.
 const PANIC_GRACE: Duration = Duration::from_secs(1);
+
+/// How long an executable's probes stay attached after the last of its processes exited, so that
+/// its restart (a crash-looping pod waits up to five minutes) is traced from its first request.
+const KEEP_ATTACHED: Duration = Duration::from_secs(600);
 
 /// Identity of an executable file: inspected once, whatever number of processes run it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,17 +48,23 @@ impl FileId {
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         }
     }
-
-    /// The file process `pid` runs now.
-    fn of_process(pid: u32) -> Option<FileId> {
-        std::fs::metadata(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|m| FileId::of(&m))
-    }
 }
 
 /// An executable's inspection: what to attach where, or why it cannot be traced.
 type Inspected = Result<Arc<GoBinary>, Arc<InspectError>>;
+
+/// An executable with probes attached, and its traced processes.
+struct TracedExecutable {
+    slot: u32,
+    binary: Arc<GoBinary>,
+    /// Attached for every process that runs the file, present and future.
+    whole_file: Option<Attachment>,
+    /// The traced processes running it, each with an attachment of its own unless the file is
+    /// attached whole.
+    processes: HashMap<u32, Option<Attachment>>,
+    /// Since when no traced process runs it.
+    idle_since: Option<Instant>,
+}
 
 /// A process checked again for a selected port: soon after it started, then less and less often
 /// (a node's long-running Go daemons that never listen on it cost a read of their namespace's
@@ -84,34 +93,12 @@ pub struct Tracker {
     /// port yet: a service opens its port after its start-up work (configuration, migrations,
     /// connections), often after the scan that saw it start.
     awaiting_port: HashMap<u32, AwaitingPort>,
+    executables: HashMap<FileId, TracedExecutable>,
+    /// The traced processes and the executable each runs.
+    traced: HashMap<u32, FileId>,
     processes: ProcessTable,
     stats: Arc<AgentStats>,
-    host_name: String,
-    /// `k8s.node.name` for every resource, when configured.
-    node_name: Option<String>,
     panicked_events: mpsc::Sender<HttpServerEvent>,
-}
-
-/// Adds `container.id`, `k8s.pod.uid` and `k8s.node.name`, unless the target's own
-/// `OTEL_RESOURCE_ATTRIBUTES` already set them (what the service says about itself wins).
-fn add_deployment_attributes(
-    resource: &mut Resource,
-    identity: &ContainerIdentity,
-    node_name: Option<&str>,
-) {
-    for (key, value) in [
-        ("container.id", identity.container_id.as_deref()),
-        ("k8s.pod.uid", identity.pod_uid.as_deref()),
-        ("k8s.node.name", node_name),
-    ] {
-        if let Some(value) = value {
-            if resource.get(key).is_none() {
-                resource
-                    .attributes
-                    .push(Attribute::new(key, value.to_owned()));
-            }
-        }
-    }
 }
 
 /// Errors that only mean "not a target": not worth a warning when every process is scanned.
@@ -130,7 +117,6 @@ impl Tracker {
         selector: Selector,
         processes: ProcessTable,
         stats: Arc<AgentStats>,
-        node_name: Option<String>,
         panicked_events: mpsc::Sender<HttpServerEvent>,
     ) -> Self {
         Tracker {
@@ -139,10 +125,10 @@ impl Tracker {
             watcher: ProcessWatcher::default(),
             binaries: HashMap::new(),
             awaiting_port: HashMap::new(),
+            executables: HashMap::new(),
+            traced: HashMap::new(),
             processes,
             stats,
-            host_name: crate::span::host_name(),
-            node_name,
             panicked_events,
         }
     }
@@ -152,6 +138,7 @@ impl Tracker {
         while !stop.load(Relaxed) {
             let started = Instant::now();
             self.scan();
+            self.release_idle_executables();
             self.forward_abandoned_panics();
             self.publish_counters();
             AgentStats::add(&self.stats.scans_completed, 1);
@@ -159,8 +146,8 @@ impl Tracker {
         }
         self.forward_abandoned_panics();
         *self.stats.kernel.lock().unwrap() = self.probes.counters();
-        for pid in self.probes.attached_pids() {
-            self.probes.detach(pid);
+        for (_, executable) in self.executables.drain() {
+            release_executable(&mut self.probes, executable);
         }
     }
 
@@ -169,24 +156,20 @@ impl Tracker {
         let stats = &self.stats;
         stats
             .processes_traced
-            .store(self.probes.attached_pids().len() as u64, Relaxed);
+            .store(self.traced.len() as u64, Relaxed);
         stats
             .probes_attached
             .store(self.probes.link_count() as u64, Relaxed);
+        stats
+            .executables_attached
+            .store(self.executables.len() as u64, Relaxed);
     }
 
     fn scan(&mut self) {
-        let probes = &self.probes;
-        let diff = self.watcher.scan(|pid| probes.is_attached(pid));
+        let traced = &self.traced;
+        let diff = self.watcher.scan(|pid| traced.contains_key(&pid));
         for exited in diff.exited {
-            if self.probes.is_attached(exited.pid) {
-                let unfinished_requests = self.probes.detach(exited.pid);
-                tracing::info!(
-                    pid = exited.pid,
-                    unfinished_requests,
-                    "process exited; probes detached"
-                );
-            }
+            self.forget(exited.pid);
             self.processes.mark_exited(exited.pid);
             if self
                 .awaiting_port
@@ -196,6 +179,8 @@ impl Tracker {
                 self.awaiting_port.remove(&exited.pid);
             }
         }
+        let watcher = &self.watcher;
+        self.processes.sweep(|pid| watcher.knows(pid));
         let mut new_unmatched = Vec::new();
         for process in diff.started {
             if self.selector.matches(&process, None) {
@@ -231,7 +216,7 @@ impl Tracker {
             if ports.contains_key(&process.id.pid) {
                 // Tracked, or told why not (e.g. a service on the port that is not Go).
                 self.track(&process);
-            } else if matches!(self.binary_of(process.id.pid), Some((_, Ok(_)))) {
+            } else if matches!(self.binary_of(process.id.pid), Some((_, _, Ok(_)))) {
                 let awaiting = AwaitingPort {
                     process,
                     next_check: now + FIRST_PORT_RECHECK,
@@ -242,15 +227,15 @@ impl Tracker {
         }
     }
 
-    /// What the program `pid` runs is, inspected once per file. Identity and contents come from
-    /// one open of /proc/PID/exe, so they are of the same file even if the process execs meanwhile.
-    /// `None` if the process is gone.
-    fn binary_of(&mut self, pid: u32) -> Option<(FileId, Inspected)> {
+    /// What the program `pid` runs is, inspected once per file, with the file open. Identity
+    /// and contents come from one open of /proc/PID/exe, so they are of the same file even if the
+    /// process execs meanwhile. `None` if the process is gone.
+    fn binary_of(&mut self, pid: u32) -> Option<(FileId, File, Inspected)> {
         let exe = format!("/proc/{pid}/exe");
         let mut file = File::open(&exe).ok()?;
         let id = FileId::of(&file.metadata().ok()?);
         if let Some(known) = self.binaries.get(&id) {
-            return Some((id, known.clone()));
+            return Some((id, file, known.clone()));
         }
         // Failing to read means the process exited (its /proc entry went away): not cached, or
         // the next process of the same file would never be looked at.
@@ -265,16 +250,19 @@ impl Tracker {
             self.binaries.clear();
         }
         self.binaries.insert(id, inspected.clone());
-        Some((id, inspected))
+        Some((id, file, inspected))
     }
 
     fn track(&mut self, process: &Process) {
         let pid = process.id.pid;
+        if self.traced.contains_key(&pid) {
+            return;
+        }
         let started = Instant::now();
-        let (file_id, binary) = match self.binary_of(pid) {
+        let (file_id, file, binary) = match self.binary_of(pid) {
             None => return, // exited meanwhile
-            Some((id, Ok(binary))) => (id, binary),
-            Some((_, Err(e))) => {
+            Some((id, file, Ok(binary))) => (id, file, binary),
+            Some((_, _, Err(e))) => {
                 if self.selector.selects_all() && is_not_a_target(&e) {
                     tracing::debug!(pid, "not traced: {e}");
                 } else {
@@ -283,52 +271,35 @@ impl Tracker {
                 return;
             }
         };
-        let environ = std::fs::read(format!("/proc/{pid}/environ"))
-            .map(|raw| parse_environ(&raw))
-            .unwrap_or_default();
-        let go_version = binary.go_version.to_string();
-        let mut resource = process_resource(&ProcessFacts {
-            pid,
-            executable: &process.executable,
-            go_version: &go_version,
-            host_name: &self.host_name,
-            environ: &environ,
-        });
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        add_deployment_attributes(
-            &mut resource,
-            &container_identity(&cgroup),
-            self.node_name.as_deref(),
-        );
-        let service = resource.service_name().to_owned();
-        // Probes go at this file's offsets into whatever /proc/PID/exe is when they are attached:
-        // a process that exec'd another program since it was inspected must not get them.
-        if FileId::of_process(pid) != Some(file_id) {
-            tracing::info!(
-                pid,
-                "not traced: it started another program while being inspected"
-            );
-            return;
-        }
-        self.processes.insert(pid, resource);
-        let attached = load_bias(pid, &binary, file_id.ino)
-            .and_then(|bias| self.probes.attach(pid, &binary, bias));
+        let whole_file = self.selector.selects_executable(process);
+        // Attached through the descriptor the inspection read: the very file, whatever the
+        // process runs by now.
+        let target = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let resource =
+            self.processes
+                .track(pid, &process.executable, &binary.go_version.to_string());
+        let attached = self.attach(file_id, &binary, &target, process, whole_file);
+        drop(file);
         match attached {
-            Ok(()) => {
+            Ok(newly_attached) => {
+                self.traced.insert(pid, file_id);
                 AgentStats::add(&self.stats.processes_attached, 1);
                 tracing::info!(
                     pid,
-                    service = %service,
+                    service = %resource.service_name(),
                     executable = %process.executable.display(),
-                    go = %go_version,
+                    go = %binary.go_version,
+                    probes = if newly_attached { "attached" } else { "already attached to its executable" },
                     request_end = %binary.request_end,
                     attach_ms = started.elapsed().as_secs_f64() * 1e3,
                     "tracing"
                 );
-                if binary.offsets.response_itab == http_autoinstrument_common::ABSENT {
+                if newly_attached
+                    && binary.offsets.response_itab == http_autoinstrument_common::ABSENT
+                {
                     tracing::warn!(
                         pid,
-                        go = %go_version,
+                        go = %binary.go_version,
                         "its HTTP/1 spans will have no status code: the type of net/http's response \
                          writer was not found in the binary (`http-autoinstrument inspect` shows \
                          what was); please report it"
@@ -343,12 +314,121 @@ impl Tracker {
         }
     }
 
+    /// Makes sure `pid`'s requests are probed: through its executable's whole-file attachment
+    /// (made now if `whole_file` and not yet there), or one of its own. `Ok(true)` when probes
+    /// were attached for it, `Ok(false)` when those of its executable already serve it.
+    fn attach(
+        &mut self,
+        file_id: FileId,
+        binary: &Arc<GoBinary>,
+        target: &Path,
+        process: &Process,
+        whole_file: bool,
+    ) -> anyhow::Result<bool> {
+        let pid = process.id.pid;
+        if !self.executables.contains_key(&file_id) {
+            let slot = self.probes.configure(binary)?;
+            // The path as the first process runs it: what names the processes that exit before
+            // a scan sees them.
+            self.processes.set_executable(
+                slot,
+                ExecutableFacts {
+                    path: process.executable.clone(),
+                    go_version: binary.go_version.to_string(),
+                },
+            );
+            self.executables.insert(
+                file_id,
+                TracedExecutable {
+                    slot,
+                    binary: binary.clone(),
+                    whole_file: None,
+                    processes: HashMap::new(),
+                    idle_since: None,
+                },
+            );
+        }
+        let executable = self.executables.get_mut(&file_id).expect("inserted above");
+        executable.idle_since = None;
+        let mut newly_attached = false;
+        if whole_file && executable.whole_file.is_none() {
+            let attachment = self.probes.attach(
+                executable.slot,
+                &executable.binary,
+                target,
+                Scope::WholeFile,
+            )?;
+            executable.whole_file = Some(attachment);
+            newly_attached = true;
+            // Its processes' own probes would now fire twice.
+            for own in executable.processes.values_mut().filter_map(Option::take) {
+                self.probes.release(own);
+            }
+        }
+        let own = if executable.whole_file.is_some() {
+            None
+        } else {
+            newly_attached = true;
+            Some(self.probes.attach(
+                executable.slot,
+                &executable.binary,
+                target,
+                Scope::Process(pid),
+            )?)
+        };
+        executable.processes.insert(pid, own);
+        Ok(newly_attached)
+    }
+
+    /// `pid` exited: releases its own probes and its unfinished requests.
+    fn forget(&mut self, pid: u32) {
+        let Some(file_id) = self.traced.remove(&pid) else {
+            return;
+        };
+        let unfinished_requests = self.probes.forget_requests(pid);
+        tracing::info!(pid, unfinished_requests, "traced process exited");
+        let Some(executable) = self.executables.get_mut(&file_id) else {
+            return;
+        };
+        if let Some(Some(own)) = executable.processes.remove(&pid) {
+            self.probes.release(own);
+        }
+        if executable.processes.is_empty() {
+            executable.idle_since = Some(Instant::now());
+            if executable.whole_file.is_none() {
+                let executable = self.executables.remove(&file_id).expect("present");
+                release_executable(&mut self.probes, executable);
+            }
+        }
+    }
+
+    /// Detaches executables no traced process has run for `KEEP_ATTACHED`.
+    fn release_idle_executables(&mut self) {
+        let idle: Vec<FileId> = (self.executables.iter())
+            .filter(|(_, e)| e.idle_since.is_some_and(|at| at.elapsed() >= KEEP_ATTACHED))
+            .map(|(id, _)| *id)
+            .collect();
+        for file_id in idle {
+            let executable = self.executables.remove(&file_id).expect("listed above");
+            tracing::info!(
+                executable = %executable.binary.path.display(),
+                "no process has run it for {KEEP_ATTACHED:?}; probes detached"
+            );
+            release_executable(&mut self.probes, executable);
+        }
+    }
+
     fn forward_abandoned_panics(&mut self) {
         let now = WallClock::now_monotonic_ns();
-        for event in self
-            .probes
-            .take_abandoned_panics(now, PANIC_GRACE.as_nanos() as u64)
-        {
+        let traced = &self.traced;
+        let watcher = &self.watcher;
+        let abandoned = self.probes.take_abandoned_panics(
+            now,
+            PANIC_GRACE.as_nanos() as u64,
+            // Processes of a whole-file executable are traced before any scan sees them.
+            |pid| traced.contains_key(&pid) || watcher.knows(pid),
+        );
+        for event in abandoned {
             if self.panicked_events.try_send(event).is_err() {
                 tracing::warn!("span stage is not keeping up; dropped a panicked request's span");
             }
@@ -356,25 +436,13 @@ impl Tracker {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deployment_attributes_do_not_override_the_targets_own() {
-        let mut resource = Resource {
-            attributes: vec![Attribute::new("k8s.node.name", "from-the-service")],
-        };
-        let identity = ContainerIdentity {
-            container_id: Some("c".repeat(64)),
-            pod_uid: None,
-        };
-        add_deployment_attributes(&mut resource, &identity, Some("node-1"));
-        assert_eq!(
-            resource.get("k8s.node.name"),
-            Some(&"from-the-service".into())
-        );
-        assert_eq!(resource.get("container.id"), Some(&"c".repeat(64).into()));
-        assert_eq!(resource.get("k8s.pod.uid"), None);
+/// Releases every attachment of an executable and then its slot.
+fn release_executable(probes: &mut Probes, mut executable: TracedExecutable) {
+    if let Some(whole) = executable.whole_file.take() {
+        probes.release(whole);
     }
+    for own in executable.processes.into_values().flatten() {
+        probes.release(own);
+    }
+    probes.free(executable.slot);
 }

@@ -19,6 +19,11 @@ pub struct ProcessFacts<'a> {
     pub host_name: &'a str,
     /// The process's environment (`KEY=value` entries).
     pub environ: &'a [(String, String)],
+    /// From its cgroup, when it runs in a container (see `discover::container_identity`).
+    pub container_id: Option<&'a str>,
+    pub pod_uid: Option<&'a str>,
+    /// `k8s.node.name`, when configured.
+    pub node_name: Option<&'a str>,
 }
 
 /// Parses `/proc/PID/environ` (NUL-separated `KEY=value`).
@@ -61,6 +66,21 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Default for ProcessFacts<'_> {
+    fn default() -> Self {
+        ProcessFacts {
+            pid: 0,
+            executable: Path::new(""),
+            go_version: "",
+            host_name: "",
+            environ: &[],
+            container_id: None,
+            pod_uid: None,
+            node_name: None,
+        }
+    }
 }
 
 pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
@@ -123,6 +143,19 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
             value: v,
         });
     }
+    // Where it is deployed: what the service says about itself wins here (a pod may set its own
+    // `k8s.node.name`, say).
+    for (key, value) in [
+        ("container.id", facts.container_id),
+        ("k8s.pod.uid", facts.pod_uid),
+        ("k8s.node.name", facts.node_name),
+    ] {
+        if let Some(value) = value {
+            if !attributes.iter().any(|a| a.key == key) {
+                attributes.push(Attribute::new(key, value.to_owned()));
+            }
+        }
+    }
     Resource { attributes }
 }
 
@@ -150,7 +183,22 @@ mod tests {
             go_version: "go1.24.11",
             host_name: "node-1",
             environ,
+            ..ProcessFacts::default()
         }
+    }
+
+    #[test]
+    fn deployment_attributes_do_not_override_the_targets_own() {
+        let env = kv(&[("OTEL_RESOURCE_ATTRIBUTES", "k8s.node.name=from-the-service")]);
+        let container = "c".repeat(64);
+        let r = process_resource(&ProcessFacts {
+            container_id: Some(&container),
+            node_name: Some("node-1"),
+            ..facts(&env)
+        });
+        assert_eq!(r.get("k8s.node.name"), Some(&"from-the-service".into()));
+        assert_eq!(r.get("container.id"), Some(&container.clone().into()));
+        assert_eq!(r.get("k8s.pod.uid"), None);
     }
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -129,19 +129,25 @@ impl Collector for AgentCollector {
                 (
                     Scalar::Gauge,
                     "processes_traced",
-                    "Processes with probes attached now",
+                    "Processes traced now",
                     agent.processes_traced.load(Relaxed),
                 ),
                 (
                     Scalar::Gauge,
                     "probes_attached",
-                    "Uprobe links attached now",
+                    "Uprobe links attached now (per executable, not per replica, when selected by executable)",
                     agent.probes_attached.load(Relaxed),
+                ),
+                (
+                    Scalar::Gauge,
+                    "executables_attached",
+                    "Executables with probes attached now",
+                    agent.executables_attached.load(Relaxed),
                 ),
                 (
                     Scalar::Counter,
                     "processes_attached",
-                    "Processes the probes were attached to",
+                    "Processes traced since start",
                     agent.processes_attached.load(Relaxed),
                 ),
                 (

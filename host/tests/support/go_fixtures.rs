@@ -116,12 +116,21 @@ pub enum Variant {
     NoHttp,
     /// `goserver` built with `-buildmode=pie` (an `ET_DYN` executable).
     Pie,
+    /// `goserver` with cgo (dynamically linked, through the C linker) and `-buildmode=pie`, as
+    /// several distributions build Go.
+    CgoPie,
+    /// The same, stripped (`-ldflags=-s -w`).
+    CgoPieStripped,
 }
 
 impl Variant {
     fn source_dir(self) -> PathBuf {
         let name = match self {
-            Variant::Default | Variant::Stripped | Variant::Pie => "goserver",
+            Variant::Default
+            | Variant::Stripped
+            | Variant::Pie
+            | Variant::CgoPie
+            | Variant::CgoPieStripped => "goserver",
             Variant::NoHttp => "gonohttp",
         };
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -132,8 +141,17 @@ impl Variant {
     fn build_flags(self) -> &'static [&'static str] {
         match self {
             Variant::Stripped => &["-ldflags=-s -w"],
-            Variant::Pie => &["-buildmode=pie"],
+            Variant::Pie | Variant::CgoPie => &["-buildmode=pie"],
+            Variant::CgoPieStripped => &["-buildmode=pie", "-ldflags=-s -w"],
             Variant::Default | Variant::NoHttp => &[],
+        }
+    }
+
+    /// `CGO_ENABLED` for the build.
+    fn cgo(self) -> &'static str {
+        match self {
+            Variant::CgoPie | Variant::CgoPieStripped => "1",
+            _ => "0",
         }
     }
 
@@ -143,6 +161,8 @@ impl Variant {
             Variant::Stripped => "server-stripped",
             Variant::NoHttp => "nohttp",
             Variant::Pie => "server-pie",
+            Variant::CgoPie => "server-cgo-pie",
+            Variant::CgoPieStripped => "server-cgo-pie-stripped",
         }
     }
 }
@@ -172,6 +192,7 @@ fn source_hash(dir: &Path, variant: Variant) -> u64 {
     for flag in variant.build_flags() {
         feed(flag.as_bytes());
     }
+    feed(variant.cgo().as_bytes());
     for file in &files {
         feed(file.file_name().unwrap().as_encoded_bytes());
         feed(&std::fs::read(file).expect("readable fixture file"));
@@ -223,6 +244,7 @@ pub fn build_go_server(version: &str, variant: Variant) -> PathBuf {
             // Ignore the developer's `go env -w` settings and any go.work above the cache.
             .env("GOENV", "off")
             .env("GOWORK", "off")
+            .env("CGO_ENABLED", variant.cgo())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", toolchain.go.display()));
         assert!(
