@@ -76,7 +76,16 @@ if [ ! -d "$ROOT/guest-sdk/js/node_modules/@bytecodealliance/componentize-js" ];
 fi
 log "JavaScript: js-drop-bots"
 node "$ROOT/guest-sdk/js/build.mjs" "$ROOT/plugins/js-drop-bots/plugin.js" "$OUT/js-drop-bots.wasm"
-for p in py-slow-marker js-drop-bots; do
+# Benchmark-only: plugins/filter written with each SDK and by hand (bench/benches/plugins.rs).
+log "Python and JavaScript: bench-filter-{py,js}{,-packed}"
+componentize-py -d "$ROOT/wit" -w span-processor componentize app \
+  -p "$ROOT/plugins/bench-filter-py" -p "$ROOT/guest-sdk/python" -o "$OUT/bench-filter-py.wasm"
+componentize-py -d "$ROOT/wit" -w span-processor componentize app \
+  -p "$ROOT/plugins/bench-filter-py-packed" -o "$OUT/bench-filter-py-packed.wasm"
+node "$ROOT/guest-sdk/js/build.mjs" "$ROOT/plugins/bench-filter-js/plugin.js" "$OUT/bench-filter-js.wasm"
+node "$ROOT/guest-sdk/js/build.mjs" --raw "$ROOT/plugins/bench-filter-js-packed/plugin.js" \
+  "$OUT/bench-filter-js-packed.wasm"
+for p in py-slow-marker js-drop-bots bench-filter-py bench-filter-py-packed bench-filter-js bench-filter-js-packed; do
   wasm-tools validate --features component-model "$OUT/$p.wasm"
 done
 
