@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use http_autoinstrument::decode::{decode_event, ServerRequest};
-use http_autoinstrument::span::{server_span, Attribute, Resource, Span, WallClock};
+use http_autoinstrument::span::{
+    server_span, Attribute, QueryRedaction, Resource, Span, WallClock,
+};
 use http_autoinstrument_common::{flags, BoundedStr, HttpServerEvent};
 
 /// Process id on every replayed event.
@@ -85,6 +87,7 @@ pub fn resource() -> Arc<Resource> {
 pub struct SpanBuilder {
     clock: WallClock,
     resource: Arc<Resource>,
+    redaction: QueryRedaction,
 }
 
 impl Default for SpanBuilder {
@@ -92,6 +95,7 @@ impl Default for SpanBuilder {
         SpanBuilder {
             clock: WallClock::measure(),
             resource: resource(),
+            redaction: QueryRedaction::default(),
         }
     }
 }
@@ -107,6 +111,7 @@ impl SpanBuilder {
                     &ServerRequest::from_event(&event),
                     self.resource.clone(),
                     &self.clock,
+                    &self.redaction,
                 )
             })
             .collect()

@@ -205,6 +205,9 @@ fn run(args: RunArgs) -> Result<()> {
         plugins: config.plugins.clone(),
         metrics_address: config.telemetry.metrics_address,
         node_name: config.resource.k8s_node_name.clone(),
+        sampler: config.sampler(),
+        redact_query_parameters: config.traces.redact_query_parameters.clone(),
+        propagate: config.traces.propagation == http_autoinstrument::config::Propagation::On,
     };
     // Still one thread: the environment may change safely.
     http_autoinstrument::export::hide_compression_from_exporter(&options.export);

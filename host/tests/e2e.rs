@@ -5,153 +5,17 @@
 mod support;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use support::agent::{
+    curl, http_get, in_ci, metric, metrics_address, otlp_env, private_copy, require_root, Agent,
+    AGENT, SPAN_TIMEOUT,
+};
 use support::go_fixtures::{build_go_server, newest, require_go, GoServer, Variant};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_http-autoinstrument");
-const SPAN_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// True when this test can use eBPF; panics under CI when it cannot.
-fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if in_ci() {
-        panic!("end-to-end tests need root (real eBPF) and CI=true forbids skipping them");
-    }
-    eprintln!("note: skipping an end-to-end test: not root");
-    false
-}
-
-/// The agent binary, running until dropped (SIGTERM, then wait).
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Agent {
-    fn start(args: &[String], env: &[(&str, String)]) -> Agent {
-        let mut cmd = Command::new(AGENT);
-        cmd.args(args).args(["--stats-interval-secs", "0"]);
-        if !args.iter().any(|a| a == "--scan-interval-ms") {
-            cmd.args(["--scan-interval-ms", "100"]);
-        }
-        cmd.env("HTTP_AUTOINSTRUMENT_LOG", "info")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("starting the agent");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stdout.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        Agent { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a log line containing every one of `needles`.
-    fn wait_for_log(&mut self, needles: &[&str], timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "agent exited ({status}) before logging {needles:?}:\n{}",
-                    self.log_text()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "agent did not log {needles:?} within {timeout:?}:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_until_tracing(&mut self, pid: u32) -> Duration {
-        let started = Instant::now();
-        self.wait_for_log(&["tracing", &format!("pid={pid}")], Duration::from_secs(20));
-        started.elapsed()
-    }
-
-    /// Stops the agent and returns its final counters line.
-    fn stop(mut self) -> String {
-        // SAFETY: kill with a pid we own.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("waiting for the agent");
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.log_text();
-        assert!(
-            status.success(),
-            "agent failed at shutdown: {status}\n{log}"
-        );
-        log.lines()
-            .find(|l| l.contains("final stats:"))
-            .unwrap_or_else(|| panic!("no final stats line:\n{log}"))
-            .to_owned()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn otlp_env(receiver: &OtlpReceiver, grpc: bool) -> Vec<(&'static str, String)> {
-    if grpc {
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ]
-    } else {
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
-        ]
-    }
-}
 
 /// One scripted request: curl arguments and what the span must say.
 struct Scripted {
@@ -166,14 +30,6 @@ struct Scripted {
     user_agent: String,
     server_address: &'static str,
     server_port: u16,
-}
-
-fn curl(args: &[String]) -> std::process::Output {
-    Command::new("curl")
-        .args(["-sS", "-k", "-o", "/dev/null", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("running curl")
 }
 
 fn script(server: &GoServer, go_minor: u32) -> Vec<Scripted> {
@@ -913,49 +769,6 @@ fn traces_a_service_that_opens_the_selected_port_after_it_started() {
         Some(i64::from(server.pid))
     );
     agent.stop();
-}
-
-/// A copy of `binary` named `name` in a directory of its own (removed when the guard drops).
-fn private_copy(binary: &std::path::Path, name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join(name);
-    std::fs::copy(binary, &copy).unwrap();
-    (dir, copy)
-}
-
-/// The address the agent serves /metrics on (started with `--metrics-address 127.0.0.1:0`).
-fn metrics_address(agent: &mut Agent) -> String {
-    agent.wait_for_log(&["serving /metrics"], Duration::from_secs(20));
-    agent
-        .log_text()
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("address=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap().to_owned())
-        .expect("the log names the metrics address")
-}
-
-/// `GET http://{address}{path}`: (status code, body).
-fn http_get(address: &str, path: &str) -> (String, String) {
-    // `curl` above discards bodies; this one keeps them.
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg(format!("http://{address}{path}"))
-        .output()
-        .expect("running curl");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.to_owned(), body.to_owned())
-}
-
-/// The value of the sample `name` (with its labels, as exposed) in a Prometheus text page.
-fn metric(page: &str, name: &str) -> u64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{page}"))
-        .trim()
-        .parse::<f64>()
-        .unwrap() as u64
 }
 
 /// The built example plugin `name` (scripts/build-plugins.sh); required under CI.

@@ -5,6 +5,14 @@
 //! bottom pins each size: changing a layout is a deliberate act on both sides at once.
 #![no_std]
 
+mod trace;
+
+pub use trace::{
+    format_traceparent, format_traceparent_line, is_sampled, parent, parse_traceparent,
+    ratio_bound, sampler, TraceContext, Traceparent, FLAG_SAMPLED, TRACEPARENT_COPY,
+    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN,
+};
+
 /// Offset value meaning "this field does not exist in this binary" (e.g. `Request.Pattern`
 /// before Go 1.23). Probes skip reads whose offset is `ABSENT`.
 pub const ABSENT: u64 = u64::MAX;
@@ -17,6 +25,10 @@ pub const HOST_CAP: usize = 128;
 pub const REMOTE_ADDR_CAP: usize = 64;
 pub const USER_AGENT_CAP: usize = 256;
 pub const ROUTE_CAP: usize = 128;
+/// An outgoing request's URL scheme, path and query (`url.URL.Scheme`, `Path`, `RawQuery`).
+pub const SCHEME_CAP: usize = 8;
+pub const PATH_CAP: usize = 512;
+pub const QUERY_CAP: usize = 256;
 
 /// A Go string copied out of the traced process, at most `N` bytes of it.
 ///
@@ -87,6 +99,7 @@ pub struct HttpServerEvent {
     /// already exited by the time the agent reads it.
     pub binary: u16,
     pub _pad2: [u8; 2],
+    pub trace: TraceContext,
     pub method: BoundedStr<METHOD_CAP>,
     /// `Request.RequestURI`: the target as the client sent it (path and query, percent-encoded).
     pub target: BoundedStr<TARGET_CAP>,
@@ -98,7 +111,43 @@ pub struct HttpServerEvent {
     pub route: BoundedStr<ROUTE_CAP>,
 }
 
-/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header.
+/// `HttpClientEvent::flags` bits.
+pub mod client_flags {
+    /// The call failed (`roundTrip` returned an error): `error_itab` names its type.
+    pub const ERROR: u8 = 1;
+}
+
+/// One request made with net/http's client (`Transport.roundTrip`), from its start to the
+/// response's headers or the error, written when the call returns. Its size tells it from an
+/// [`HttpServerEvent`] in the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HttpClientEvent {
+    pub start_monotonic_ns: u64,
+    pub end_monotonic_ns: u64,
+    /// The link-time address of the returned error's itab (as `error`): the agent names its
+    /// type from the binary. 0 without an error.
+    pub error_itab: u64,
+    pub pid: u32,
+    /// The executable's slot (see [`BinaryConfig`]).
+    pub binary: u16,
+    /// `Response.StatusCode`; 0 without a response.
+    pub status: u16,
+    pub proto_major: u8,
+    pub proto_minor: u8,
+    pub flags: u8,
+    pub _pad: [u8; 5],
+    pub trace: TraceContext,
+    pub method: BoundedStr<METHOD_CAP>,
+    pub scheme: BoundedStr<SCHEME_CAP>,
+    /// `URL.Host`: host and port as the request names them.
+    pub host: BoundedStr<HOST_CAP>,
+    pub path: BoundedStr<PATH_CAP>,
+    pub query: BoundedStr<QUERY_CAP>,
+}
+
+/// Bytes one event takes in the ring buffer: the record and the kernel's 8-byte header (the
+/// larger, server, event: what sizes the ring buffer).
 pub const EVENT_RECORD_BYTES: u64 = core::mem::size_of::<HttpServerEvent>() as u64 + 8;
 
 /// How a Go map stores its entries; decides how the probe searches `Request.Header`.
@@ -134,6 +183,23 @@ pub struct GoOffsets {
     /// the pattern's text in it (`pattern.str`).
     pub request_pat: u64,
     pub pattern_str: u64,
+    /// `Request.ctx` (a `context.Context`) and `Request.URL` (a `*url.URL`).
+    pub request_ctx: u64,
+    pub request_url: u64,
+    pub url_scheme: u64,
+    pub url_host: u64,
+    pub url_path: u64,
+    pub url_raw_query: u64,
+    /// `Response` (the client's): `StatusCode`, `ProtoMajor`, `ProtoMinor`.
+    pub client_response_status: u64,
+    pub client_response_proto_major: u64,
+    pub client_response_proto_minor: u64,
+    /// The `context.Context` types whose parent context the probes follow (`cancelCtx`,
+    /// `valueCtx`, ...; see `CONTEXT_TYPES`): each one's itab and the offset of its parent
+    /// `Context` interface in the value the interface points to. `ABSENT` where not in the
+    /// binary.
+    pub context_itabs: [u64; CONTEXT_TYPES],
+    pub context_parents: [u64; CONTEXT_TYPES],
 
     /// Address of the itab `*net/http.response` as `net/http.ResponseWriter` (HTTP/1.x).
     pub response_itab: u64,
@@ -161,6 +227,14 @@ pub struct GoOffsets {
     pub net_fd_laddr: u64,
     pub tcp_addr_port: u64,
 
+    /// Context propagation into HTTP/1.x requests (see the probes' `client_header_write`): the
+    /// itab `*bufio.Writer` as `io.Writer`, and `bufio.Writer`'s `err` (an interface), `buf` (a
+    /// slice) and `n`. `ABSENT` where not verified for the binary: then nothing is written.
+    pub bufio_writer_itab: u64,
+    pub bufio_writer_err: u64,
+    pub bufio_writer_buf: u64,
+    pub bufio_writer_n: u64,
+
     /// One of `map_layout::*`.
     pub map_layout: u64,
     /// Entries in a map: `hmap.count` (Go <= 1.23) or `Map.used` (Go >= 1.24).
@@ -182,7 +256,11 @@ pub struct GoOffsets {
     pub response_window_words: u64,
     pub h2_rws_window_words: u64,
     pub map_window_words: u64,
+    pub url_window_words: u64,
 }
+
+/// How many `context.Context` types the probes walk through to find a request's parent span.
+pub const CONTEXT_TYPES: usize = 6;
 
 /// The most words the probe copies of one struct at once (the size of its buffers; a power of
 /// two).
@@ -216,6 +294,8 @@ impl GoOffsets {
             self.request_tls,
             string(self.request_pattern),
             self.request_pat,
+            string(self.request_ctx),
+            self.request_url,
         ]);
         self.response_window_words = words_through(&[
             self.response_status,
@@ -226,6 +306,12 @@ impl GoOffsets {
             self.h2_rws_status,
             self.h2_rws_wrote_bytes,
             self.h2_rws_stream,
+        ]);
+        self.url_window_words = words_through(&[
+            string(self.url_scheme),
+            string(self.url_host),
+            string(self.url_path),
+            string(self.url_raw_query),
         ]);
         self.map_window_words = words_through(&[
             self.map_count,
@@ -259,7 +345,19 @@ pub mod counter {
     /// Requests whose handler recovered from a panic and returned only after the agent had
     /// given up waiting and reported them as panicked: not sent a second time.
     pub const ENDS_AFTER_PANIC_REPORTED: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// Requests and calls whose trace the sampler dropped: no event was written.
+    pub const NOT_SAMPLED: u32 = 8;
+    /// Client call probe hits: the call's start, and its return.
+    pub const CLIENT_ENTRY_HITS: u32 = 9;
+    pub const CLIENT_RETURN_HITS: u32 = 10;
+    /// Hits of the probe that writes `traceparent` into an HTTP/1.x request's headers, and what
+    /// it did: written, or not because the application set its own, or not because the
+    /// writer's buffer had no room for the line.
+    pub const HEADER_WRITE_HITS: u32 = 11;
+    pub const PROPAGATED: u32 = 12;
+    pub const PROPAGATION_APP_HEADER: u32 = 13;
+    pub const PROPAGATION_NO_ROOM: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// A goroutine of a process: whose request a probe is looking at. `g` pointers are reused by the
@@ -284,6 +382,36 @@ pub struct InFlightRequest {
     pub writer_itab: u64,
     pub writer_data: u64,
     pub flags: u64,
+    /// Where the request's `User-Agent` value is (found with its `traceparent`, in one search of
+    /// the headers when the request starts) and its length.
+    pub user_agent: u64,
+    pub user_agent_len: u64,
+    /// `Request.ctx`'s value: the key of the request in `CONTEXTS`, where the calls its handler
+    /// makes find their parent.
+    pub context: u64,
+    pub trace: TraceContext,
+}
+
+/// A context value of a process (`Request.ctx` of a request being served): the key of the
+/// probes' table of server requests' trace contexts, which client calls made with that context
+/// (or one derived from it) find their parent in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub context: u64,
+}
+
+/// A client call between its start and its return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ClientCall {
+    pub start_monotonic_ns: u64,
+    /// The outgoing `*http.Request`, and its `Header` map (0 when not propagating).
+    pub request: u64,
+    pub headers: u64,
+    pub trace: TraceContext,
 }
 
 /// Executables the probes can serve at once: the slots of their table of [`BinaryConfig`]s.
@@ -319,11 +447,10 @@ pub const fn cookie_parts(cookie: u64) -> (u32, u64) {
 /// serving a request in a slot of the set its key hashes to. Goroutines that find every slot of
 /// their set taken by other goroutines' requests go to a hash map instead.
 ///
-/// Small on purpose: 32 KiB, so the lines and pages it spans stay in the caches and the TLB of a
-/// busy service. Side by side (`scripts/bench.sh --compare`, 256 connections), the probes with
-/// this table ran in 0.85x the time of the same probes with a 1 MiB table (16384 slots, one per
-/// set), where the entry probe waited for memory on nearly every request; a 64 KiB table (256
-/// sets) gave 0.88x.
+/// Small on purpose (512 slots of two cache lines), so the lines and pages it spans stay in the
+/// caches and the TLB of a busy service: a table of one slot per set, 16 times as large, made the
+/// entry probe wait for memory on nearly every request (measured side by side with
+/// `scripts/bench.sh --compare`; figures in the commit that sized it).
 pub const IN_FLIGHT_SETS: u32 = 128;
 pub const IN_FLIGHT_WAYS: u32 = 4;
 pub const IN_FLIGHT_SLOTS: u32 = IN_FLIGHT_SETS * IN_FLIGHT_WAYS;
@@ -387,6 +514,10 @@ mod pod {
     unsafe impl aya::Pod for super::InFlightRequest {}
     unsafe impl aya::Pod for super::InFlightSlot {}
     unsafe impl aya::Pod for super::BinaryConfig {}
+    unsafe impl aya::Pod for super::ContextKey {}
+    unsafe impl aya::Pod for super::ClientCall {}
+    unsafe impl aya::Pod for super::TraceContext {}
+    unsafe impl aya::Pod for super::HttpClientEvent {}
     unsafe impl aya::Pod for super::HttpServerEvent {}
 }
 
@@ -399,7 +530,8 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(
             size_of::<HttpServerEvent>(),
-            48 + 8 * 6
+            48 + 40
+                + 8 * 6
                 + METHOD_CAP
                 + TARGET_CAP
                 + HOST_CAP
@@ -407,14 +539,23 @@ mod tests {
                 + USER_AGENT_CAP
                 + ROUTE_CAP
         );
-        assert_eq!(size_of::<HttpServerEvent>(), 1456);
+        assert_eq!(size_of::<HttpServerEvent>(), 1496);
         assert_eq!(core::mem::offset_of!(HttpServerEvent, binary), 44);
-        assert_eq!(size_of::<GoOffsets>(), 42 * 8);
+        assert_eq!(core::mem::offset_of!(HttpServerEvent, trace), 48);
+        assert_eq!(size_of::<TraceContext>(), 40);
+        assert_eq!(
+            size_of::<HttpClientEvent>(),
+            40 + 40 + 8 * 5 + METHOD_CAP + SCHEME_CAP + HOST_CAP + PATH_CAP + QUERY_CAP
+        );
+        assert_ne!(size_of::<HttpClientEvent>(), size_of::<HttpServerEvent>());
+        assert_eq!(size_of::<GoOffsets>(), 68 * 8);
+        assert_eq!(size_of::<ContextKey>(), 16);
+        assert_eq!(size_of::<ClientCall>(), 64);
         assert_eq!(size_of::<GoroutineKey>(), 16);
-        assert_eq!(size_of::<InFlightRequest>(), 40);
-        // One cache line per slot.
-        assert_eq!(size_of::<InFlightSlot>(), 64);
-        assert_eq!(size_of::<BinaryConfig>(), 8 + 42 * 8);
+        assert_eq!(size_of::<InFlightRequest>(), 104);
+        // Two cache lines per slot.
+        assert_eq!(size_of::<InFlightSlot>(), 128);
+        assert_eq!(size_of::<BinaryConfig>(), 8 + 68 * 8);
     }
 
     #[test]
@@ -439,6 +580,10 @@ mod tests {
             writer_itab: 0x7000,
             writer_data: 0xc000_1000,
             flags: 0,
+            user_agent: 0,
+            user_agent_len: 0,
+            context: 0,
+            trace: TraceContext::empty(),
         }
     }
 

@@ -1,4 +1,6 @@
-//! Finding `User-Agent` in `Request.Header` (a `map[string][]string`) without calling Go.
+//! Finding `User-Agent` and `Traceparent` in `Request.Header` (a `map[string][]string`) without
+//! calling Go, in one walk when the request starts: where their values are (Go's strings do not
+//! move), for the request's end to copy the user agent and the start to read the trace context.
 //!
 //! The probe walks the map's memory with bounded loops. Two layouts exist: Go <= 1.23's buckets
 //! (`runtime.hmap`) and Go >= 1.24's Swiss tables (`internal/runtime/maps`). Both keep entries in
@@ -6,11 +8,58 @@
 //! copied with one read, so a request pays one read per group plus one per key that is ten
 //! bytes long (the length of `User-Agent`), not several per header. Header keys are canonicalised
 //! by Go (`User-Agent`), so a byte comparison suffices.
-use http_autoinstrument_common::{map_layout, BoundedStr, GoOffsets, USER_AGENT_CAP};
+use aya_ebpf::helpers::generated::bpf_probe_read_user;
+use http_autoinstrument_common::{map_layout, GoOffsets};
 
-use crate::go::{field, read_bytes, read_u64, read_words, Window, WINDOW_WORDS};
+use crate::go::{field, read_u64, read_words, Window, WINDOW_WORDS};
 
-const KEY: &[u8; 10] = b"User-Agent";
+const USER_AGENT: &[u8; 10] = b"User-Agent";
+/// Go canonicalises header names: `traceparent` is stored as `Traceparent`.
+const TRACEPARENT: &[u8; 11] = b"Traceparent";
+
+/// Where the wanted headers' values are: (pointer, length) of the first value of each, and how
+/// many values `Traceparent` has (more than one makes it invalid).
+#[derive(Clone, Copy, Default)]
+pub struct Found {
+    pub user_agent: (u64, u64),
+    pub traceparent: (u64, u64),
+    pub traceparents: u64,
+}
+
+/// Its fields are written and read through volatile accesses during the search: kept in a map
+/// (`FOUND_HEADERS`) and out of registers, what was found does not split the verifier's paths.
+/// With the two values on the stack, each slot's outcome made its own path and the entry probe
+/// went past the verifier's limit of a million instructions.
+impl Found {
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        unsafe { core::ptr::write_volatile(self, Found::default()) }
+    }
+
+    #[inline(always)]
+    fn done(&self) -> bool {
+        let (user_agent, traceparents) = unsafe {
+            (
+                core::ptr::read_volatile(&self.user_agent.0),
+                core::ptr::read_volatile(&self.traceparents),
+            )
+        };
+        user_agent != 0 && traceparents != 0
+    }
+
+    #[inline(always)]
+    fn set_user_agent(&mut self, value: (u64, u64)) {
+        unsafe { core::ptr::write_volatile(&mut self.user_agent, value) }
+    }
+
+    #[inline(always)]
+    fn set_traceparent(&mut self, value: (u64, u64), count: u64) {
+        unsafe {
+            core::ptr::write_volatile(&mut self.traceparent, value);
+            core::ptr::write_volatile(&mut self.traceparents, count);
+        }
+    }
+}
 const SLOTS_PER_GROUP: usize = 8;
 /// Most groups (buckets, with their overflow buckets) searched: enough for ~100 headers; larger
 /// maps are searched partially.
@@ -43,8 +92,8 @@ pub const GROUP_WORDS: usize = BUCKET_WORDS + 1;
 const MISSED_GROUP: usize = BUCKET_WORDS;
 
 #[inline(always)]
-pub fn find_user_agent(
-    dst: &mut BoundedStr<USER_AGENT_CAP>,
+pub fn find_headers(
+    dst: &mut Found,
     map: u64,
     map_buffer: &mut [u64; WINDOW_WORDS],
     group: &mut [u64; GROUP_WORDS],
@@ -67,7 +116,7 @@ pub fn find_user_agent(
 
 #[inline(always)]
 fn find_in_buckets(
-    dst: &mut BoundedStr<USER_AGENT_CAP>,
+    dst: &mut Found,
     map: &Window,
     group: &mut [u64; GROUP_WORDS],
     offsets: &GoOffsets,
@@ -113,7 +162,7 @@ fn find_in_buckets(
 
 #[inline(always)]
 fn find_in_swiss(
-    dst: &mut BoundedStr<USER_AGENT_CAP>,
+    dst: &mut Found,
     map: &Window,
     group: &mut [u64; GROUP_WORDS],
     offsets: &GoOffsets,
@@ -190,21 +239,28 @@ impl Layout {
     }
 }
 
-/// Searches the group in `group` for `User-Agent`; true when found (and copied).
+/// Searches the group in `group` for the wanted headers; true when both are found.
 #[inline(always)]
-fn search_group(
-    dst: &mut BoundedStr<USER_AGENT_CAP>,
-    group: &[u64; GROUP_WORDS],
-    layout: Layout,
-) -> bool {
+fn search_group(dst: &mut Found, group: &[u64; GROUP_WORDS], layout: Layout) -> bool {
     let first = group[0];
     for slot in 0..SLOTS_PER_GROUP {
         if layout.is_empty(first, slot) {
             continue;
         }
         let (key, value) = layout.key_and_value(slot);
-        if is_user_agent(group[key], group[key + 1]) {
-            copy_first_value(dst, group[value], group[value + 1]);
+        match wanted_key(group[key], group[key + 1]) {
+            Wanted::UserAgent => {
+                dst.set_user_agent(first_value(group[value], group[value + 1]));
+            }
+            Wanted::Traceparent => {
+                dst.set_traceparent(
+                    first_value(group[value], group[value + 1]),
+                    group[value + 1],
+                );
+            }
+            Wanted::Neither => continue,
+        }
+        if dst.done() {
             return true;
         }
     }
@@ -213,11 +269,7 @@ fn search_group(
 
 /// Searches the group noted at `MISSED_GROUP`, if any, reading its used slots one by one.
 #[inline(always)]
-fn search_missed_group(
-    dst: &mut BoundedStr<USER_AGENT_CAP>,
-    group: &mut [u64; GROUP_WORDS],
-    layout: Layout,
-) {
+fn search_missed_group(dst: &mut Found, group: &mut [u64; GROUP_WORDS], layout: Layout) {
     let missed = group[MISSED_GROUP];
     if missed == 0 || !read_words(&mut group[..1], missed) {
         return;
@@ -238,27 +290,66 @@ fn search_missed_group(
     search_group(dst, group, layout);
 }
 
-/// Whether the Go string (`ptr`, `len`) is `User-Agent`: only ten-byte keys are read.
-#[inline(always)]
-fn is_user_agent(ptr: u64, len: u64) -> bool {
-    if len != KEY.len() as u64 {
-        return false;
-    }
-    let mut name = BoundedStr::<16> {
-        len: 0,
-        bytes: [0; 16],
-    };
-    read_bytes(&mut name, ptr, len);
-    name.len == KEY.len() as u64 && &name.bytes[..KEY.len()] == KEY
+enum Wanted {
+    UserAgent,
+    Traceparent,
+    Neither,
 }
 
-/// Copies the first value of a `[]string` whose data pointer and length are `values`, `count`.
+/// Which wanted header the Go string (`ptr`, `len`) names: only keys of their lengths are read.
+/// The key is read as two words with sizes known at compile time (ten bytes, then the eleventh
+/// for `Traceparent`) and compared word by word: no byte loop and no length the verifier has
+/// to bound.
 #[inline(always)]
-fn copy_first_value(dst: &mut BoundedStr<USER_AGENT_CAP>, values: u64, count: u64) {
+fn wanted_key(ptr: u64, len: u64) -> Wanted {
+    let expected = if len == USER_AGENT.len() as u64 {
+        USER_AGENT_WORDS
+    } else if len == TRACEPARENT.len() as u64 {
+        TRACEPARENT_WORDS
+    } else {
+        return Wanted::Neither;
+    };
+    let mut key = [0u64; 2];
+    let bytes = key.as_mut_ptr() as *mut u8;
+    let read = unsafe { bpf_probe_read_user(bytes as *mut _, 10, ptr as *const _) };
+    if read != 0 {
+        return Wanted::Neither;
+    }
+    if len == TRACEPARENT.len() as u64 {
+        let tenth = unsafe { bytes.add(10) };
+        if unsafe { bpf_probe_read_user(tenth as *mut _, 1, (ptr + 10) as *const _) } != 0 {
+            return Wanted::Neither;
+        }
+    }
+    match (key == expected, len == USER_AGENT.len() as u64) {
+        (true, true) => Wanted::UserAgent,
+        (true, false) => Wanted::Traceparent,
+        (false, _) => Wanted::Neither,
+    }
+}
+
+/// A key of at most 16 bytes as the two little-endian words it occupies in memory.
+const fn key_words(key: &[u8]) -> [u64; 2] {
+    let mut words = [0u64; 2];
+    let mut i = 0;
+    while i < key.len() {
+        words[i / 8] |= (key[i] as u64) << (8 * (i % 8));
+        i += 1;
+    }
+    words
+}
+
+const USER_AGENT_WORDS: [u64; 2] = key_words(USER_AGENT);
+const TRACEPARENT_WORDS: [u64; 2] = key_words(TRACEPARENT);
+
+/// (pointer, length) of the first value of a `[]string` whose data pointer and length are
+/// `values`, `count`; (0, 0) when there is none.
+#[inline(always)]
+fn first_value(values: u64, count: u64) -> (u64, u64) {
     // The first value's string header (ptr, len) in one read.
     let mut first = [0u64; 2];
     if count == 0 || !read_words(&mut first, values) {
-        return;
+        return (0, 0);
     }
-    read_bytes(dst, first[0], first[1]);
+    (first[0], first[1])
 }

@@ -82,6 +82,19 @@ fn is_reentry(recorded: &InFlightRequest, new: &InFlightRequest) -> bool {
     recorded.request == new.request && recorded.flags & flags::PANICKED as u64 == 0
 }
 
+/// Whether `request` is the goroutine's request in flight already (Go's stack growth enters a
+/// function twice for one call).
+#[inline(always)]
+pub fn is_recorded(key: &GoroutineKey, request: u64) -> bool {
+    match find(key) {
+        Some(recorded) => {
+            let recorded = unsafe { &*recorded };
+            recorded.request == request && recorded.flags & flags::PANICKED as u64 == 0
+        }
+        None => false,
+    }
+}
+
 /// The goroutine's request in flight, if the entry probe recorded one that is not finished.
 #[inline(always)]
 pub fn find(key: &GoroutineKey) -> Option<*mut InFlightRequest> {

@@ -3,17 +3,20 @@
 //! (`inspect::RequestEnd` in the agent): on entry to the function net/http calls on the same
 //! goroutine once the handler has returned, or on ServeHTTP's RETs.
 //!
-//! The entry probe remembers the request per goroutine; the request-end probe reads the request
-//! and the response writer (still alive at that point) into one fixed-size event in the ring
-//! buffer. A probe on `runtime.gopanic` only fires when a program panics, so it costs normal
+//! The entry probe remembers the request per goroutine with its trace context (the caller's, from
+//! its `traceparent`, or a new trace) under its `context.Context` too, where the client calls its
+//! handler makes find their parent (`client`); the request-end probe reads the request and the
+//! response writer (still alive at that point) into one fixed-size event in the ring buffer. A probe on `runtime.gopanic` only fires when a program panics, so it costs normal
 //! requests nothing: it keeps a copy of the event of a handler that panics, which the agent emits
 //! if the request never ends.
 #![no_std]
 #![no_main]
 
+mod client;
 mod go;
 mod header;
 mod in_flight;
+mod trace;
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -27,8 +30,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use http_autoinstrument_common::{
-    cookie_parts, counter, flags, BinaryConfig, GoOffsets, GoroutineKey, HttpServerEvent,
-    InFlightRequest, ABSENT, EVENT_RECORD_BYTES, MAX_BINARIES,
+    cookie_parts, counter, flags, parse_traceparent, BinaryConfig, ContextKey, GoOffsets,
+    GoroutineKey, HttpServerEvent, InFlightRequest, TraceContext, ABSENT, EVENT_RECORD_BYTES,
+    MAX_BINARIES, TRACEPARENT_COPY,
 };
 
 use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
@@ -92,6 +96,17 @@ const MAP_WINDOW: u32 = 2;
 /// One group of the header map's entries (see `header`), per CPU like `WINDOWS`.
 #[map]
 static HEADER_GROUP: PerCpuArray<[u64; header::GROUP_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+/// What the header search found so far, per CPU: kept in map memory, which the verifier does not
+/// track, so that paths differing only in what was found are one path to it (see `header`).
+#[map]
+static FOUND_HEADERS: PerCpuArray<header::Found> = PerCpuArray::with_max_entries(1, 0);
+
+/// The request being recorded by the entry probe, and a `traceparent` value copied for parsing:
+/// too large for the BPF stack with the rest.
+#[map]
+static ENTRY_SCRATCH: PerCpuArray<InFlightRequest> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static TRACEPARENT_TEXT: PerCpuArray<[u8; TRACEPARENT_COPY]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Unread bytes in the ring buffer at which a submit wakes the agent. Below it the agent is not
 /// woken (it polls on a timer), so a busy service pays one wakeup per batch, not per request.
@@ -104,6 +119,11 @@ static WAKEUP_BYTES: u64 = 512 * EVENT_RECORD_BYTES;
 /// request otherwise.
 #[no_mangle]
 static READ_REQUEST: u8 = 1;
+
+/// 1: client calls carry their trace context to the next service (`client::client_header_write`);
+/// set by the agent at load (`propagation: off` leaves it 0).
+#[no_mangle]
+static PROPAGATE: u8 = 0;
 
 /// Whether this event, `unread` bytes waiting with it, takes the backlog past a multiple of
 /// `WAKEUP_BYTES`. Only such an event wakes the agent: one that is already behind is draining, and
@@ -143,20 +163,113 @@ fn goroutine_key(ctx: &ProbeContext, pid: u32) -> GoroutineKey {
 #[uprobe]
 pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     bump(counter::ENTRY_HITS);
-    // No offsets are needed here: the request-end probe reads everything and checks the process.
-    let key = goroutine_key(&ctx, current_pid());
+    let pid = current_pid();
+    let key = goroutine_key(&ctx, pid);
     let regs = unsafe { &*ctx.regs };
     // ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request): rw is an interface (itab in
     // RBX, data in RCX), req is in RDI.
-    let in_flight = InFlightRequest {
-        start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
-        request: regs.rdi,
-        writer_itab: regs.rbx,
-        writer_data: regs.rcx,
-        flags: 0,
+    let request = regs.rdi;
+    if in_flight::is_recorded(&key, request) {
+        // Go's stack growth restarted the function: this call is recorded already.
+        return 0;
+    }
+    let (Some(binary), Some(record)) = (binary_of(&ctx), ENTRY_SCRATCH.get_ptr_mut(0)) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
     };
-    in_flight::begin(&key, &in_flight);
+    let record = unsafe { &mut *record };
+    record.start_monotonic_ns = unsafe { bpf_ktime_get_ns() };
+    record.request = request;
+    record.writer_itab = regs.rbx;
+    record.writer_data = regs.rcx;
+    record.flags = 0;
+    record.user_agent = 0;
+    record.user_agent_len = 0;
+    record.context = 0;
+    let caller = if unsafe { core::ptr::read_volatile(&READ_REQUEST) } != 0 {
+        read_request_start(record, binary.offsets)
+    } else {
+        None
+    };
+    trace::server_context(&mut record.trace, caller.as_ref());
+    in_flight::begin(&key, record);
+    if record.context != 0 {
+        let context = ContextKey {
+            pid,
+            _pad: 0,
+            context: record.context,
+        };
+        let _ = trace::CONTEXTS.insert(&context, &record.trace, 0);
+    }
     0
+}
+
+/// What the request's start tells: where its `User-Agent` is, its context, and its caller's
+/// trace context (a valid, single `traceparent`).
+#[inline(always)]
+fn read_request_start(
+    record: &mut InFlightRequest,
+    offsets: &GoOffsets,
+) -> Option<http_autoinstrument_common::Traceparent> {
+    let (Some(request_buf), Some(text)) = (
+        WINDOWS.get_ptr_mut(REQUEST_WINDOW),
+        TRACEPARENT_TEXT.get_ptr_mut(0),
+    ) else {
+        return None;
+    };
+    let request = Window::read(
+        unsafe { &mut *request_buf },
+        record.request,
+        offsets.request_window_words,
+    );
+    record.context = request.u64(go::field(offsets.request_ctx, 8)).unwrap_or(0);
+    let found = search_headers(request.u64(offsets.request_header).unwrap_or(0), offsets)?;
+    (record.user_agent, record.user_agent_len) = found.user_agent;
+    let (ptr, len) = found.traceparent;
+    if found.traceparents != 1 || ptr == 0 {
+        return None;
+    }
+    let text = unsafe { &mut *text };
+    let copy = if len > TRACEPARENT_COPY as u64 {
+        TRACEPARENT_COPY as u32
+    } else {
+        len as u32
+    };
+    if copy == 0
+        || unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                text.as_mut_ptr() as *mut _,
+                copy,
+                ptr as *const _,
+            )
+        } != 0
+    {
+        return None;
+    }
+    parse_traceparent(text, len)
+}
+
+/// Searches the header map at `map` for `User-Agent` and `Traceparent` (see `header`), in the
+/// per-CPU buffers.
+#[inline(always)]
+fn search_headers(map: u64, offsets: &GoOffsets) -> Option<&'static header::Found> {
+    let (Some(map_buf), Some(group_buf), Some(found)) = (
+        WINDOWS.get_ptr_mut(MAP_WINDOW),
+        HEADER_GROUP.get_ptr_mut(0),
+        FOUND_HEADERS.get_ptr_mut(0),
+    ) else {
+        return None;
+    };
+    let found = unsafe { &mut *found };
+    found.clear();
+    header::find_headers(
+        found,
+        map,
+        unsafe { &mut *map_buf },
+        unsafe { &mut *group_buf },
+        offsets,
+    );
+    Some(found)
 }
 
 /// The request's end. Its registers are not read (they belong to whichever function it is on):
@@ -182,6 +295,13 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         (*slot).request = 0;
         (*slot).flags = 0;
     }
+    if in_flight.context != 0 {
+        let _ = trace::CONTEXTS.remove(&ContextKey {
+            pid,
+            _pad: 0,
+            context: in_flight.context,
+        });
+    }
     // The handler panicked and recovered by itself: the request completes normally, unless it
     // ran on for so long that the agent already took its panicked event and reported it (one
     // request, one span).
@@ -190,21 +310,29 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         return 0;
     }
 
+    if !in_flight.trace.is_sampled() {
+        bump(counter::NOT_SAMPLED);
+        return 0;
+    }
     let Some(mut entry) = EVENTS.reserve::<HttpServerEvent>(0) else {
         bump(counter::EVENTS_LOST);
         return 0;
     };
     let event = entry.as_mut_ptr();
     unsafe { fill_event(&mut *event, &in_flight, &binary, pid, 0) };
-    entry.submit(
-        if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
-            BPF_RB_FORCE_WAKEUP as u64
-        } else {
-            BPF_RB_NO_WAKEUP as u64
-        },
-    );
+    entry.submit(wakeup_flags());
     bump(counter::EVENTS_SUBMITTED);
     0
+}
+
+/// How a submit wakes the agent (see `crosses_wakeup_level`).
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if crosses_wakeup_level(EVENTS.query(0 /* BPF_RB_AVAIL_DATA */)) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 /// Fires only when the program panics. If the panicking goroutine is serving a request, keep that
@@ -283,6 +411,19 @@ pub fn count_request_end(_ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The floor of client calls: bare counting probes on the client's start and return.
+#[uprobe]
+pub fn count_client_start(_ctx: ProbeContext) -> u32 {
+    bump(counter::CLIENT_ENTRY_HITS);
+    0
+}
+
+#[uprobe]
+pub fn count_client_return(_ctx: ProbeContext) -> u32 {
+    bump(counter::CLIENT_RETURN_HITS);
+    0
+}
+
 /// Reads the request and the response writer into `event`. Every field the agent reads is
 /// written, so nothing of an earlier event in a reused ring-buffer slot is taken for this one (in
 /// a request-line event the agent ignores `method.bytes`). `_pad` is left as it is: zeroing five
@@ -300,6 +441,7 @@ fn fill_event(
     event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
     event.pid = pid;
     event.binary = binary.slot as u16;
+    event.trace = in_flight.trace;
     event.status = 0;
     event.response_body_bytes = -1;
     event.server_port = 0;
@@ -316,11 +458,9 @@ fn fill_event(
         event.flags = extra_flags | flags::UNKNOWN_WRITER;
         return;
     }
-    let (Some(request_buf), Some(writer_buf), Some(map_buf), Some(group_buf)) = (
+    let (Some(request_buf), Some(writer_buf)) = (
         WINDOWS.get_ptr_mut(REQUEST_WINDOW),
         WINDOWS.get_ptr_mut(WRITER_WINDOW),
-        WINDOWS.get_ptr_mut(MAP_WINDOW),
-        HEADER_GROUP.get_ptr_mut(0),
     ) else {
         event.flags = extra_flags | flags::UNKNOWN_WRITER;
         return;
@@ -365,17 +505,16 @@ fn fill_event(
         );
         read_bytes(&mut event.route, ptr, len);
     }
-    let header = request.u64(offsets.request_header).unwrap_or(0);
-    header::find_user_agent(
+    read_bytes(
         &mut event.user_agent,
-        header,
-        unsafe { &mut *map_buf },
-        unsafe { &mut *group_buf },
-        offsets,
+        in_flight.user_agent,
+        in_flight.user_agent_len,
     );
 
     let writer_data = in_flight.writer_data;
-    let is_itab = |itab: u64, link_time: u64| link_time != ABSENT && itab == link_time.wrapping_add(binary.bias);
+    let is_itab = |itab: u64, link_time: u64| {
+        link_time != ABSENT && itab == link_time.wrapping_add(binary.bias)
+    };
     if is_itab(in_flight.writer_itab, offsets.response_itab) {
         // HTTP/1.x: *http.response.
         let writer = Window::read(
@@ -405,8 +544,12 @@ fn fill_event(
         if !go::has_port(&event.host) {
             let stream = state_window.u64(offsets.h2_rws_stream).unwrap_or(0);
             let server_conn = read_u64(stream, offsets.h2_stream_sc).unwrap_or(0);
-            event.server_port =
-                go::local_port(server_conn, offsets.h2_server_conn_conn, offsets, binary.bias);
+            event.server_port = go::local_port(
+                server_conn,
+                offsets.h2_server_conn_conn,
+                offsets,
+                binary.bias,
+            );
         }
     } else {
         event_flags |= flags::UNKNOWN_WRITER;

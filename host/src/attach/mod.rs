@@ -22,7 +22,7 @@ use aya::programs::uprobe::{
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
-    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot,
+    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot, ABSENT,
     EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS, MAX_BINARIES,
 };
 
@@ -48,13 +48,39 @@ pub enum ProbeMode {
     Bookkeeping,
 }
 
+/// The programs of one mode: on a request's start and end, a client call's start and return.
+struct Programs {
+    entry: &'static str,
+    request_end: &'static str,
+    client_start: &'static str,
+    client_return: &'static str,
+}
+
 impl ProbeMode {
-    fn programs(self) -> (&'static str, &'static str) {
+    fn programs(self) -> Programs {
         match self {
-            ProbeMode::Full | ProbeMode::Bookkeeping => ("serve_http_entry", "request_end"),
-            ProbeMode::Count | ProbeMode::CountOnRets => ("count_entry", "count_request_end"),
+            ProbeMode::Full | ProbeMode::Bookkeeping => Programs {
+                entry: "serve_http_entry",
+                request_end: "request_end",
+                client_start: "client_call_start",
+                client_return: "client_call_return",
+            },
+            ProbeMode::Count | ProbeMode::CountOnRets => Programs {
+                entry: "count_entry",
+                request_end: "count_request_end",
+                client_start: "count_client_start",
+                client_return: "count_client_return",
+            },
         }
     }
+}
+
+/// Whether a trace is sampled, decided by the probes where it starts (see the common crate's
+/// `is_sampled`): `sampler::*` and the ratio bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SamplerSettings {
+    pub mode: u64,
+    pub bound: u64,
 }
 
 /// Kernel-side counters, summed over CPUs.
@@ -68,6 +94,13 @@ pub struct KernelCounters {
     pub unconfigured_hits: u64,
     pub panics: u64,
     pub ends_after_panic_reported: u64,
+    pub not_sampled: u64,
+    pub client_entry_hits: u64,
+    pub client_return_hits: u64,
+    pub header_write_hits: u64,
+    pub traceparents_written: u64,
+    pub traceparents_left_to_application: u64,
+    pub traceparents_without_room: u64,
 }
 
 /// Which processes an attachment fires in.
@@ -111,6 +144,38 @@ pub struct Probes {
     reaper: mpsc::Sender<Reap>,
     reaped_slots: mpsc::Receiver<u32>,
     links: usize,
+    propagation: Propagation,
+}
+
+/// Whether the probes write `traceparent` into outgoing HTTP/1.x requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    On,
+    /// Off, and why.
+    Off(String),
+}
+
+/// The program that writes `traceparent` (it uses `bpf_probe_write_user`, which a locked-down
+/// kernel refuses at load).
+const HEADER_WRITE_PROGRAM: &str = "client_header_write";
+
+fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<()> {
+    let program: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+        .try_into()?;
+    program
+        .load()
+        .with_context(|| format!("the kernel rejected eBPF program {name}"))
+}
+
+/// The kernel's lockdown mode (`none`, `integrity`, `confidentiality`), when its security file
+/// system says: `integrity` and `confidentiality` forbid `bpf_probe_write_user`.
+fn kernel_lockdown() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_owned())
 }
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (before 5.11).
@@ -138,10 +203,32 @@ impl Probes {
     /// Loads the eBPF object and its programs into the kernel.
     ///
     /// `wakeup_bytes`: unread ring-buffer bytes at which a probe wakes the agent.
-    pub fn load(mode: ProbeMode, wakeup_bytes: u64) -> Result<Self> {
+    ///
+    /// `propagate`: whether client calls should carry their trace context to the next service
+    /// (see [`Propagation`]); it is on only where the kernel allows it.
+    pub fn load(
+        mode: ProbeMode,
+        wakeup_bytes: u64,
+        sampler: SamplerSettings,
+        propagate: bool,
+    ) -> Result<Self> {
         raise_memlock_limit();
+        let mut propagation = match (propagate, mode) {
+            (false, _) => Propagation::Off("switched off by the configuration".to_owned()),
+            (true, ProbeMode::Full) => match kernel_lockdown() {
+                Some(mode) if mode != "none" => Propagation::Off(format!(
+                    "the kernel is locked down ({mode}), which forbids BPF programs to write \
+                     into processes"
+                )),
+                _ => Propagation::On,
+            },
+            (true, _) => Propagation::Off(format!("not in probe mode {mode:?}")),
+        };
         let mut ebpf = EbpfLoader::new()
+            .override_global("PROPAGATE", &u8::from(propagation == Propagation::On), true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+            .override_global("SAMPLER", &sampler.mode, true)
+            .override_global("SAMPLER_BOUND", &sampler.bound, true)
             .override_global(
                 "READ_REQUEST",
                 &u8::from(mode != ProbeMode::Bookkeeping),
@@ -154,15 +241,42 @@ impl Probes {
                  CAP_SYS_RESOURCE on kernels < 5.11) and a kernel with BPF ring buffers and \
                  attach cookies (>= 5.15)",
             )?;
-        let (entry, ret) = mode.programs();
-        for name in [entry, ret, "gopanic_entry"] {
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
-                .try_into()?;
-            program
-                .load()
-                .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
+        let programs = mode.programs();
+        for name in [
+            programs.entry,
+            programs.request_end,
+            programs.client_start,
+            programs.client_return,
+            "gopanic_entry",
+        ] {
+            load_program(&mut ebpf, name)?;
+        }
+        if propagation == Propagation::On {
+            if let Err(e) = load_program(&mut ebpf, HEADER_WRITE_PROGRAM) {
+                let error = format!("{e:#}");
+                propagation = Propagation::Off(
+                    if error.contains("cannot use helper bpf_probe_write_user") {
+                        "the kernel refuses BPF programs the helper that writes into processes \
+                         (bpf_probe_write_user): kernel lockdown in integrity or \
+                         confidentiality mode (see /sys/kernel/security/lockdown), or no \
+                         CAP_SYS_ADMIN"
+                            .to_owned()
+                    } else {
+                        error
+                    },
+                );
+            }
+        }
+        match &propagation {
+            Propagation::On => tracing::info!(
+                "trace context propagation on: HTTP/1.x requests made with net/http's client \
+                 carry a traceparent header unless the application set its own"
+            ),
+            Propagation::Off(why) => tracing::warn!(
+                "trace context propagation off ({why}): called services start new traces unless \
+                 an SDK in the caller sends the context; spans and links inside a process are \
+                 unaffected"
+            ),
         }
         let binaries = Array::try_from(ebpf.take_map("BINARIES").context("map BINARIES")?)?;
         let panicked = BpfHashMap::try_from(ebpf.take_map("PANICKED").context("map PANICKED")?)?;
@@ -181,7 +295,13 @@ impl Probes {
             reaper,
             reaped_slots,
             links: 0,
+            propagation,
         })
+    }
+
+    /// Whether client calls carry their trace context, and if not, why.
+    pub fn propagation(&self) -> &Propagation {
+        &self.propagation
     }
 
     /// The ring buffer of request events; can be taken once.
@@ -233,19 +353,35 @@ impl Probes {
         target: &Path,
         scope: Scope,
     ) -> Result<Attachment> {
-        let (entry, ret) = self.mode.programs();
+        let programs = self.mode.programs();
         let mut points: Vec<(&'static str, &Function, u64)> = Vec::new();
         let serve_http = &binary.serve_http;
-        points.push((entry, serve_http, serve_http.entry_offset));
+        points.push((programs.entry, serve_http, serve_http.entry_offset));
         if self.mode == ProbeMode::CountOnRets {
-            points.extend(
-                serve_http
-                    .return_offsets
-                    .iter()
-                    .map(|&r| (ret, serve_http, r)),
-            );
+            let ends = serve_http.return_offsets.iter();
+            points.extend(ends.map(|&r| (programs.request_end, serve_http, r)));
         } else {
-            points.extend(binary.request_end_points().map(|(f, at)| (ret, f, at)));
+            let ends = binary.request_end_points();
+            points.extend(ends.map(|(f, at)| (programs.request_end, f, at)));
+        }
+        if let Some(round_trip) = &binary.round_trip {
+            points.push((programs.client_start, round_trip, round_trip.entry_offset));
+            let returns = round_trip.return_offsets.iter();
+            points.extend(returns.map(|&r| (programs.client_return, round_trip, r)));
+        }
+        let offsets = &binary.offsets;
+        let writer_verified = [
+            offsets.bufio_writer_itab,
+            offsets.bufio_writer_err,
+            offsets.bufio_writer_buf,
+            offsets.bufio_writer_n,
+        ]
+        .iter()
+        .all(|&o| o != ABSENT);
+        if let (Propagation::On, Some(write), true) =
+            (&self.propagation, &binary.header_write, writer_verified)
+        {
+            points.push((HEADER_WRITE_PROGRAM, write, write.entry_offset));
         }
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic, gopanic.entry_offset));
@@ -368,6 +504,13 @@ impl Probes {
             unconfigured_hits: sum(counter::UNCONFIGURED_HITS),
             panics: sum(counter::PANICS),
             ends_after_panic_reported: sum(counter::ENDS_AFTER_PANIC_REPORTED),
+            not_sampled: sum(counter::NOT_SAMPLED),
+            client_entry_hits: sum(counter::CLIENT_ENTRY_HITS),
+            client_return_hits: sum(counter::CLIENT_RETURN_HITS),
+            header_write_hits: sum(counter::HEADER_WRITE_HITS),
+            traceparents_written: sum(counter::PROPAGATED),
+            traceparents_left_to_application: sum(counter::PROPAGATION_APP_HEADER),
+            traceparents_without_room: sum(counter::PROPAGATION_NO_ROOM),
         }
     }
 

@@ -2,17 +2,18 @@
 //!
 //! Probes wake the agent only when a batch worth of bytes is waiting; otherwise the reader polls
 //! on a short timer. Either way it drains everything available in one go and hands the events on
-//! as one batch, each borrowed from the ring buffer: an event is 1,456 bytes of which a request
-//! uses a few hundred, so whoever keeps one copies what it needs (span building: its text).
+//! as one batch, each borrowed from the ring buffer: an event is over a kilobyte of which a
+//! request uses a few hundred bytes, so whoever keeps one copies what it needs (span building:
+//! its text). Served requests and client calls share the ring buffer, told apart by size.
 use std::time::Duration;
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
-use http_autoinstrument_common::HttpServerEvent;
+use http_autoinstrument_common::{HttpClientEvent, HttpServerEvent};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use crate::decode::decode_event;
+use crate::decode::{decode_record, Record};
 
 /// Most events handed on in one batch; the rest wait for the next drain.
 pub const MAX_BATCH: usize = 4096;
@@ -34,6 +35,8 @@ pub trait EventSink {
     /// An event of the drain in progress, valid only during the call (it is the ring buffer's
     /// memory, released for the probes to reuse right after).
     fn event(&mut self, event: &HttpServerEvent);
+    /// A client call of the drain in progress, valid only during the call, as `event`.
+    fn client_event(&mut self, event: &HttpClientEvent);
     /// The drain that just handed over `drained.events` events is over.
     fn end_of_batch(&mut self, drained: Drained);
 }
@@ -87,9 +90,13 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut impl EventSink) -> Drained {
     let mut drained = Drained::default();
     while drained.events < MAX_BATCH {
         let Some(item) = ring.next() else { break };
-        match decode_event(&item) {
-            Ok(event) => {
+        match decode_record(&item) {
+            Ok(Record::Server(event)) => {
                 sink.event(&event);
+                drained.events += 1;
+            }
+            Ok(Record::Client(event)) => {
+                sink.client_event(&event);
                 drained.events += 1;
             }
             Err(e) => {

@@ -6,7 +6,9 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::schema::{AgentConfig, ExportCompression, ExportProtocol, LogFormat};
+use super::schema::{
+    AgentConfig, ExportCompression, ExportProtocol, LogFormat, Propagation, Sampler,
+};
 use super::{values, ConfigError};
 use crate::export::{self, ExportConfig};
 
@@ -19,6 +21,10 @@ pub const METRICS_ADDRESS: &str = "HTTP_AUTOINSTRUMENT_METRICS_ADDRESS";
 pub const LOG_LEVEL: &str = "HTTP_AUTOINSTRUMENT_LOG";
 pub const LOG_FORMAT: &str = "HTTP_AUTOINSTRUMENT_LOG_FORMAT";
 pub const NODE_NAME: &str = "HTTP_AUTOINSTRUMENT_NODE_NAME";
+/// The OpenTelemetry SDKs' sampler variables.
+pub const TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+pub const TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+pub const PROPAGATION: &str = "HTTP_AUTOINSTRUMENT_PROPAGATION";
 
 /// The variables this layer reads (for `config print` and the documentation).
 pub const AGENT_VARIABLES: &[&str] = &[
@@ -31,6 +37,9 @@ pub const AGENT_VARIABLES: &[&str] = &[
     LOG_LEVEL,
     LOG_FORMAT,
     NODE_NAME,
+    TRACES_SAMPLER,
+    TRACES_SAMPLER_ARG,
+    PROPAGATION,
 ];
 
 /// The variables of this process the configuration reads.
@@ -88,6 +97,19 @@ pub fn apply(config: &mut AgentConfig, vars: &HashMap<String, String>) -> Result
     }
     if let Some((_, v)) = get(NODE_NAME) {
         config.resource.k8s_node_name = Some(v.to_owned());
+    }
+    if let Some((var, v)) = get(TRACES_SAMPLER) {
+        config.traces.sampler = Sampler::parse(v)
+            .ok_or_else(|| invalid(var, v, format!("expected one of {}", Sampler::NAMES)))?;
+    }
+    if let Some((var, v)) = get(TRACES_SAMPLER_ARG) {
+        let ratio = parse::<f64>(var, v, "a ratio from 0 to 1, e.g. 0.25")?;
+        values::check_ratio(ratio).map_err(|m| invalid(var, v, m))?;
+        config.traces.sampler_arg = Some(ratio);
+    }
+    if let Some((var, v)) = get(PROPAGATION) {
+        config.traces.propagation =
+            Propagation::parse(v).ok_or_else(|| invalid(var, v, "expected on or off".into()))?;
     }
     apply_otel(config, vars)
 }

@@ -20,7 +20,7 @@ pub use env::{process_env, AGENT_VARIABLES, CONFIG_FILE as CONFIG_FILE_VAR};
 pub use overrides::Overrides;
 pub use schema::{
     AgentConfig, CaptureConfig, ExportCompression, ExportProtocol, ExportSection, LogConfig,
-    LogFormat, ResourceConfig, TargetsConfig, TelemetryConfig,
+    LogFormat, Propagation, ResourceConfig, Sampler, TargetsConfig, TelemetryConfig, TracesConfig,
 };
 
 use crate::attach::MAX_WAKEUP_EVENTS;
@@ -139,6 +139,28 @@ impl AgentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The sampler as the probes take it.
+    pub fn sampler(&self) -> crate::attach::SamplerSettings {
+        use http_autoinstrument_common::{ratio_bound, sampler};
+        let (mode, parent_based) = match self.traces.sampler {
+            Sampler::AlwaysOn => (sampler::ALWAYS_ON, false),
+            Sampler::AlwaysOff => (sampler::ALWAYS_OFF, false),
+            Sampler::Traceidratio => (sampler::TRACE_ID_RATIO, false),
+            Sampler::ParentbasedAlwaysOn => (sampler::ALWAYS_ON, true),
+            Sampler::ParentbasedAlwaysOff => (sampler::ALWAYS_OFF, true),
+            Sampler::ParentbasedTraceidratio => (sampler::TRACE_ID_RATIO, true),
+        };
+        crate::attach::SamplerSettings {
+            mode: mode
+                | if parent_based {
+                    sampler::PARENT_BASED
+                } else {
+                    0
+                },
+            bound: ratio_bound(self.traces.sampler_arg.unwrap_or(1.0)),
+        }
     }
 
     pub fn selector(&self) -> Result<Selector, crate::discover::SelectorError> {

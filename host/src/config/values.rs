@@ -84,6 +84,17 @@ pub fn percent_encode(value: &str) -> String {
     out
 }
 
+/// A sampling ratio: from 0 to 1.
+pub fn check_ratio(value: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value} is not a ratio: expected a number from 0 to 1, e.g. 0.25"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,27 @@
 //! Ring-buffer records to requests: checks the size, reads the fixed-size event in place and
 //! exposes its strings as text. Nothing here trusts the record: a short record is an error,
 //! lengths are bounded by the layout, and bytes that are not UTF-8 are replaced, not rejected.
+mod client;
 mod target;
 
 use std::borrow::Cow;
 
-use http_autoinstrument_common::{flags, BoundedStr, HttpServerEvent};
+use http_autoinstrument_common::{
+    flags, BoundedStr, HttpClientEvent, HttpServerEvent, TraceContext,
+};
+
+pub use client::ClientRequest;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("event of {got} bytes, expected {expected}: the agent and its eBPF probes disagree on the layout (rebuild both)")]
     WrongSize { got: usize, expected: usize },
+    #[error("event of {got} bytes, neither a server ({server}) nor a client ({client}) event: the agent and its eBPF probes disagree on the layout (rebuild both)")]
+    UnknownSize {
+        got: usize,
+        server: usize,
+        client: usize,
+    },
 }
 
 /// The event of a record: in place, or a copy of bytes that are not aligned for it.
@@ -18,20 +29,57 @@ pub enum DecodeError {
 /// Not a `Cow`: its owned case would hold the whole event, so every `Cow` (and the `Result`
 /// around it) would be 1,456 bytes, copied whole wherever it is moved, whichever case it holds
 /// (unwrapping it took 164 of the ~3,000 instructions of building a span).
-pub enum Event<'a> {
-    InPlace(&'a HttpServerEvent),
-    Copied(Box<HttpServerEvent>),
+pub enum Event<'a, T = HttpServerEvent> {
+    InPlace(&'a T),
+    Copied(Box<T>),
 }
 
-impl std::ops::Deref for Event<'_> {
-    type Target = HttpServerEvent;
+impl<T> std::ops::Deref for Event<'_, T> {
+    type Target = T;
 
-    fn deref(&self) -> &HttpServerEvent {
+    fn deref(&self) -> &T {
         match self {
             Event::InPlace(event) => event,
             Event::Copied(event) => event,
         }
     }
+}
+
+/// A ring-buffer record: a served request or a client call, told apart by size.
+pub enum Record<'a> {
+    Server(Event<'a, HttpServerEvent>),
+    Client(Event<'a, HttpClientEvent>),
+}
+
+/// Decodes a record of either kind.
+pub fn decode_record(record: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let (server, client) = (
+        std::mem::size_of::<HttpServerEvent>(),
+        std::mem::size_of::<HttpClientEvent>(),
+    );
+    match record.len() {
+        n if n == server => decode_event(record).map(Record::Server),
+        n if n == client => Ok(Record::Client(in_place(record))),
+        got => Err(DecodeError::UnknownSize {
+            got,
+            server,
+            client,
+        }),
+    }
+}
+
+/// `record` (of `T`'s size) as a `T`, in place when aligned.
+fn in_place<T: Copy>(record: &[u8]) -> Event<'_, T> {
+    debug_assert_eq!(record.len(), std::mem::size_of::<T>());
+    let ptr = record.as_ptr().cast::<T>();
+    if ptr.is_aligned() {
+        // SAFETY: aligned, the length was checked, and the event types are plain repr(C) data
+        // valid for any bytes.
+        return Event::InPlace(unsafe { &*ptr });
+    }
+    // Ring-buffer records are 8-byte aligned, as the events are: this is for bytes from elsewhere.
+    // SAFETY: as above, read unaligned.
+    Event::Copied(Box::new(unsafe { std::ptr::read_unaligned(ptr) }))
 }
 
 /// The event of a ring-buffer record, read in place: a record is 1,456 bytes of which a request
@@ -44,17 +92,7 @@ pub fn decode_event(record: &[u8]) -> Result<Event<'_>, DecodeError> {
             expected,
         });
     }
-    let ptr = record.as_ptr().cast::<HttpServerEvent>();
-    if ptr.is_aligned() {
-        // SAFETY: aligned, the length was checked, and HttpServerEvent is plain repr(C) data
-        // valid for any bytes.
-        return Ok(Event::InPlace(unsafe { &*ptr }));
-    }
-    // Ring-buffer records are 8-byte aligned, as the event is: this is for bytes from elsewhere.
-    // SAFETY: the length was checked; HttpServerEvent is plain repr(C) data valid for any bytes.
-    Ok(Event::Copied(Box::new(unsafe {
-        std::ptr::read_unaligned(ptr)
-    })))
+    Ok(in_place(record))
 }
 
 /// A text field of a request, with whether the probe had to cut it.
@@ -101,6 +139,8 @@ pub struct ServerRequest<'a> {
     pub tls: bool,
     pub http2: bool,
     pub panicked: bool,
+    /// The span's trace context, as the probes decided it.
+    pub trace: TraceContext,
 }
 
 impl<'a> ServerRequest<'a> {
@@ -148,6 +188,7 @@ impl<'a> ServerRequest<'a> {
             tls: event.flags & flags::TLS != 0,
             http2: event.flags & flags::HTTP2 != 0,
             panicked,
+            trace: event.trace,
         }
     }
 }

@@ -37,8 +37,13 @@ pub const RESPONSE: usize = 0;
 pub const H2_WRITER: usize = 1;
 pub const TLS_CONN: usize = 2;
 pub const TCP_CONN: usize = 3;
+/// The `context.Context` types a client call's context is followed through, in the order of
+/// `GoOffsets::context_itabs`: `ITABS[CONTEXTS + i]`.
+pub const CONTEXTS: usize = 4;
+pub const BUFIO_WRITER: usize = CONTEXTS + http_autoinstrument_common::CONTEXT_TYPES;
+pub const ITAB_COUNT: usize = BUFIO_WRITER + 1;
 
-pub const ITABS: [ItabSpec; 4] = [
+pub const ITABS: [ItabSpec; ITAB_COUNT] = [
     // RESPONSE: the HTTP/1.x ResponseWriter, in every supported version.
     ItabSpec {
         candidates: &[("*net/http.response", "net/http.ResponseWriter")],
@@ -60,6 +65,31 @@ pub const ITABS: [ItabSpec; 4] = [
     ItabSpec {
         candidates: &[("*net.TCPConn", "net.Conn")],
     },
+    // CONTEXTS: the contexts the standard library derives (WithCancel, WithValue, WithTimeout,
+    // WithoutCancel, AfterFunc's stop context, AfterFunc). The two value types are stored in an
+    // interface through a pointer, as every type larger than a pointer is.
+    ItabSpec {
+        candidates: &[("*context.cancelCtx", "context.Context")],
+    },
+    ItabSpec {
+        candidates: &[("*context.valueCtx", "context.Context")],
+    },
+    ItabSpec {
+        candidates: &[("*context.timerCtx", "context.Context")],
+    },
+    ItabSpec {
+        candidates: &[("context.withoutCancelCtx", "context.Context")],
+    },
+    ItabSpec {
+        candidates: &[("context.stopCtx", "context.Context")],
+    },
+    ItabSpec {
+        candidates: &[("*context.afterFuncCtx", "context.Context")],
+    },
+    // BUFIO_WRITER: the writer net/http's client writes a request's headers to.
+    ItabSpec {
+        candidates: &[("*bufio.Writer", "io.Writer")],
+    },
 ];
 
 /// Every type name whose runtime type descriptor the scan may need.
@@ -70,9 +100,9 @@ pub fn runtime_type_names() -> impl Iterator<Item = &'static str> {
         .flat_map(|(concrete, interface)| [*concrete, *interface])
 }
 
-/// Link-time itab addresses, indexed by `RESPONSE`, `H2_WRITER`, `TLS_CONN`, `TCP_CONN`.
+/// Link-time itab addresses, indexed as [`ITABS`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ItabAddresses(pub [Option<u64>; 4]);
+pub struct ItabAddresses(pub [Option<u64>; ITAB_COUNT]);
 
 /// Fills the itabs that had no symbol by scanning for their contents.
 /// `runtime_type` maps a type name to its `DW_AT_go_runtime_type` offset.

@@ -48,6 +48,12 @@ pub const SUPPORTED_GO: std::ops::RangeInclusive<GoVersion> =
 pub const SERVE_HTTP_SYMBOL: &str = "net/http.serverHandler.ServeHTTP";
 /// Called when a goroutine panics; the probes use it to mark requests whose handler panicked.
 pub const GOPANIC_SYMBOL: &str = "runtime.gopanic";
+/// Every request of net/http's client goes through it (HTTP/1.1, HTTPS, the bundled HTTP/2).
+pub const ROUND_TRIP_SYMBOL: &str = "net/http.(*Transport).roundTrip";
+/// An HTTP/1.x client request's writer, and the header writer it calls first with the request's
+/// own headers: the probe that adds `traceparent` sits on that call.
+pub const REQUEST_WRITE_SYMBOL: &str = "net/http.(*Request).write";
+pub const WRITE_SUBSET_SYMBOL: &str = "net/http.Header.writeSubset";
 
 /// A Go release, e.g. `go1.24.11` (release candidates and betas count as patch 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,8 +114,8 @@ pub struct Sources {
     pub version: VersionSource,
     pub functions: FunctionSource,
     pub layouts: LayoutSource,
-    /// For the response writer, the HTTP/2 writer, `*tls.Conn` and `*net.TCPConn` itabs.
-    pub itabs: [ItabSource; 4],
+    /// For each of the itabs the probes compare with (`itabs::ITABS`).
+    pub itabs: [ItabSource; itabs::ITAB_COUNT],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +214,14 @@ pub struct GoBinary {
     pub request_end: RequestEnd,
     /// `runtime.gopanic`; only its entry is used, so `return_offsets` is left empty.
     pub gopanic: Option<Function>,
+    /// `(*Transport).roundTrip`, with its RETs: `None` in a program that makes no HTTP calls.
+    pub round_trip: Option<Function>,
+    /// `(*Request).write`, its `entry_offset` set to its call of `Header.writeSubset` with the
+    /// request's headers: where the probe adds `traceparent` (HTTP/1.x). `None` when not found.
+    pub header_write: Option<Function>,
+    /// The type names of `error` values by their itab's link-time address (what a failed
+    /// client call's `error.type` says).
+    pub error_types: std::collections::HashMap<u64, String>,
     /// Field offsets; the `*_itab` fields are link-time addresses (`ABSENT` when not in the binary).
     pub offsets: GoOffsets,
 }
@@ -395,6 +409,32 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         Some(sym) => Some(probe_function(&elf, GOPANIC_SYMBOL, &sym).map_err(&malformed)?),
         None => None,
     };
+    let round_trip = match found.round_trip {
+        Some(sym) => {
+            let code = symbols::function_bytes(&elf, &sym).map_err(&malformed)?;
+            let return_offsets = probe_points::return_offsets(sym.address, code);
+            Some(Function {
+                return_offsets,
+                ..probe_function(&elf, ROUND_TRIP_SYMBOL, &sym).map_err(&malformed)?
+            })
+            .filter(|f| !f.return_offsets.is_empty())
+        }
+        None => None,
+    };
+
+    let header_write = match (found.request_write, found.write_subset) {
+        (Some(write), Some(write_subset)) => {
+            let code = symbols::function_bytes(&elf, &write).map_err(&malformed)?;
+            match probe_points::first_call(write.address, code, write_subset.address) {
+                Some(call) => Some(Function {
+                    entry_offset: call,
+                    ..probe_function(&elf, REQUEST_WRITE_SYMBOL, &write).map_err(&malformed)?
+                }),
+                None => None,
+            }
+        }
+        _ => None,
+    };
 
     let wanted_structs: Vec<&'static str> = offsets::wanted_structs().collect();
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();
@@ -465,6 +505,11 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         },
     })?;
 
+    let error_types = match (&round_trip, runtime_data()) {
+        (Some(_), Some(runtime)) => runtime.error_types(),
+        _ => Default::default(),
+    };
+
     // From the HTTP/2 writer's itab, or from its server's code when the itab was not found (its
     // requests would otherwise enter and never end; with the code and no itab they end without
     // the writer's fields).
@@ -487,6 +532,9 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         serve_http,
         request_end,
         gopanic,
+        round_trip,
+        header_write,
+        error_types,
         offsets,
     })
 }
@@ -638,7 +686,7 @@ pub fn probed_functions_by_source(
 ///
 /// A diagnostic: tests compare it with the symbol addresses of Go releases that have both.
 #[doc(hidden)]
-pub fn itab_addresses_from_runtime_data(data: &[u8]) -> [Option<u64>; 4] {
+pub fn itab_addresses_from_runtime_data(data: &[u8]) -> [Option<u64>; itabs::ITAB_COUNT] {
     let mut addresses = itabs::ItabAddresses::default();
     if let Some(runtime) = runtime_data::RuntimeData::parse(data) {
         runtime.fill_itabs(&mut addresses);
@@ -651,7 +699,10 @@ pub fn itab_addresses_from_runtime_data(data: &[u8]) -> [Option<u64>; 4] {
 ///
 /// A diagnostic: tests compare it with the symbol addresses of Go releases that have both.
 #[doc(hidden)]
-pub fn itab_addresses_by_scan(path: &Path, data: &[u8]) -> Result<[Option<u64>; 4], InspectError> {
+pub fn itab_addresses_by_scan(
+    path: &Path,
+    data: &[u8],
+) -> Result<[Option<u64>; itabs::ITAB_COUNT], InspectError> {
     let elf = parse_elf(path, data)?;
     let found = symbols::find_symbols(&elf);
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();

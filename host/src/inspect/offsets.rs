@@ -1,7 +1,7 @@
 //! Assembles [`GoOffsets`] from the struct layouts (the binary's DWARF, or the generated table of
 //! layouts per Go release) and the itab addresses, choosing the type names each Go release uses.
 
-use http_autoinstrument_common::{map_layout, GoOffsets, ABSENT};
+use http_autoinstrument_common::{map_layout, GoOffsets, ABSENT, CONTEXT_TYPES};
 
 use super::dwarf::GoTypes;
 use super::itabs::{self, ItabAddresses};
@@ -16,6 +16,17 @@ pub enum OffsetError {
 const REQUEST: &str = "net/http.Request";
 /// Go 1.22's ServeMux pattern, whose text the request points to before `Request.Pattern` exists.
 const PATTERN: &str = "net/http.pattern";
+/// What a client call reads: its request's URL and the response.
+const URL: &str = "net/url.URL";
+const CLIENT_RESPONSE: &str = "net/http.Response";
+/// The contexts the probes follow to a client call's parent (`itabs::CONTEXTS`).
+const CANCEL_CTX: &str = "context.cancelCtx";
+const VALUE_CTX: &str = "context.valueCtx";
+const TIMER_CTX: &str = "context.timerCtx";
+const WITHOUT_CANCEL_CTX: &str = "context.withoutCancelCtx";
+const STOP_CTX: &str = "context.stopCtx";
+const AFTER_FUNC_CTX: &str = "context.afterFuncCtx";
+const BUFIO_WRITER: &str = "bufio.Writer";
 const RESPONSE: &str = "net/http.response";
 const CONN: &str = "net/http.conn";
 const TLS_CONN: &str = "crypto/tls.Conn";
@@ -71,9 +82,20 @@ pub const WANTED: &[(&str, &[&str])] = &[
             "TLS",
             "Pattern",
             "pat",
+            "ctx",
+            "URL",
         ],
     ),
     (PATTERN, &["str"]),
+    (URL, &["Scheme", "Host", "Path", "RawQuery"]),
+    (CLIENT_RESPONSE, &["StatusCode", "ProtoMajor", "ProtoMinor"]),
+    (CANCEL_CTX, &["Context"]),
+    (VALUE_CTX, &["Context"]),
+    (TIMER_CTX, &["cancelCtx"]),
+    (WITHOUT_CANCEL_CTX, &["c"]),
+    (STOP_CTX, &["Context"]),
+    (AFTER_FUNC_CTX, &["cancelCtx"]),
+    (BUFIO_WRITER, &["err", "buf", "n"]),
     (RESPONSE, &["status", "written", "conn"]),
     (CONN, &["rwc"]),
     (TLS_CONN, &["conn"]),
@@ -147,6 +169,17 @@ pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, Off
         // Go 1.22 only: later releases have `Pattern`, whose offset the probe reads instead.
         request_pat: ABSENT,
         pattern_str: ABSENT,
+        request_ctx: optional(REQUEST, "ctx"),
+        request_url: optional(REQUEST, "URL"),
+        url_scheme: optional(URL, "Scheme"),
+        url_host: optional(URL, "Host"),
+        url_path: optional(URL, "Path"),
+        url_raw_query: optional(URL, "RawQuery"),
+        client_response_status: optional(CLIENT_RESPONSE, "StatusCode"),
+        client_response_proto_major: optional(CLIENT_RESPONSE, "ProtoMajor"),
+        client_response_proto_minor: optional(CLIENT_RESPONSE, "ProtoMinor"),
+        context_itabs: [ABSENT; CONTEXT_TYPES],
+        context_parents: [ABSENT; CONTEXT_TYPES],
 
         response_itab: itab(itabs::RESPONSE),
         response_status: required(RESPONSE, "status")?,
@@ -167,6 +200,10 @@ pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, Off
         tcp_conn_itab: itab(itabs::TCP_CONN),
         tcp_conn_fd: sum(optional(TCP_CONN, "conn"), optional(NET_CONN, "fd")),
         net_fd_laddr: optional(NET_FD, "laddr"),
+        bufio_writer_itab: itab(itabs::BUFIO_WRITER),
+        bufio_writer_err: optional(BUFIO_WRITER, "err"),
+        bufio_writer_buf: optional(BUFIO_WRITER, "buf"),
+        bufio_writer_n: optional(BUFIO_WRITER, "n"),
         tcp_addr_port: optional(TCP_ADDR, "Port"),
 
         map_layout: ABSENT,
@@ -182,7 +219,26 @@ pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, Off
         response_window_words: 0,
         h2_rws_window_words: 0,
         map_window_words: 0,
+        url_window_words: 0,
     };
+    // Where each context type keeps its parent: its embedded or named `Context`, through the
+    // embedded `cancelCtx` for the two that embed one.
+    let cancel_parent = optional(CANCEL_CTX, "Context");
+    let parents = [
+        cancel_parent,
+        optional(VALUE_CTX, "Context"),
+        sum(optional(TIMER_CTX, "cancelCtx"), cancel_parent),
+        optional(WITHOUT_CANCEL_CTX, "c"),
+        optional(STOP_CTX, "Context"),
+        sum(optional(AFTER_FUNC_CTX, "cancelCtx"), cancel_parent),
+    ];
+    for (kind, parent) in parents.into_iter().enumerate() {
+        let itab = itab(itabs::CONTEXTS + kind);
+        if itab != ABSENT && parent != ABSENT {
+            offsets.context_itabs[kind] = itab;
+            offsets.context_parents[kind] = parent;
+        }
+    }
 
     // Decided by what the binary contains rather than by version alone, so a Go 1.24 binary built
     // with GOEXPERIMENT=noswissmap is read correctly.

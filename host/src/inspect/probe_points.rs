@@ -30,13 +30,20 @@ pub fn return_offsets(address: u64, code: &[u8]) -> Vec<u64> {
 
 /// Whether `code` (the bytes of a function at virtual address `address`) calls `target` directly.
 pub fn calls(address: u64, code: &[u8], target: u64) -> bool {
+    first_call(address, code, target).is_some()
+}
+
+/// Offset, relative to the function start, of the first direct call to `target` in `code`.
+/// A uprobe there costs one trap: the kernel emulates `call rel32`.
+pub fn first_call(address: u64, code: &[u8], target: u64) -> Option<u64> {
     Decoder::with_ip(64, code, address, DecoderOptions::NONE)
         .into_iter()
-        .any(|i| {
+        .find(|i| {
             i.mnemonic() == Mnemonic::Call
                 && i.op0_kind() == OpKind::NearBranch64
                 && i.near_branch_target() == target
         })
+        .map(|i| i.ip() - address)
 }
 
 /// `g.stackguard0`, what Go's prologue compares the stack pointer with (R14 holds `g`).

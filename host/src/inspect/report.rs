@@ -84,6 +84,20 @@ pub fn report(binary: &GoBinary) -> String {
         Some(f) => function(&mut out, "panic probe", f),
         None => out.push_str("panic probe: runtime.gopanic not found\n"),
     }
+    match &binary.round_trip {
+        Some(f) => function(&mut out, "client call probes", f),
+        None => out.push_str("client call probes: none (no net/http client in the program)\n"),
+    }
+    match &binary.header_write {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "traceparent probe (traces.propagation): {}+{:#x}, its call of Header.writeSubset",
+                f.name, f.entry_offset
+            );
+        }
+        None => out.push_str("traceparent probe: none (no HTTP/1.x request writer found)\n"),
+    }
     out.push_str("offsets and addresses read by the probes:\n");
     offsets(&mut out, &binary.offsets);
     out

@@ -88,6 +88,25 @@ impl<'a> RuntimeData<'a> {
     }
 }
 
+impl RuntimeData<'_> {
+    /// The concrete type's name (as Go's `%T` prints it: `*net.OpError`) of every itab of the
+    /// interface `error`, by itab address.
+    pub fn error_types(&self) -> std::collections::HashMap<u64, String> {
+        let mut out = std::collections::HashMap::new();
+        for pair in self.go.itab_pairs() {
+            let is_error =
+                (self.go.type_at(pair.iface_type_va)).is_some_and(|t| runtime_name(&t) == "error");
+            if !is_error {
+                continue;
+            }
+            if let Some(concrete) = self.go.type_at(pair.concrete_type_va) {
+                out.insert(pair.itab_va, runtime_name(&concrete).to_string());
+            }
+        }
+        out
+    }
+}
+
 /// `abi.TFlagExtraStar`: the stored name of a named type is `*T`, so that `*T`'s can share it.
 const TFLAG_EXTRA_STAR: u8 = 1 << 1;
 

@@ -9,7 +9,10 @@ use super::request_end::{
     CONN_SERVE_SYMBOL, FINISH_REQUEST_SYMBOL, H2_HANDLER_DONE_SYMBOLS, H2_RUN_HANDLER_PREFIXES,
     HIJACK_SYMBOL, X_NET_H2_RUN_HANDLER_PREFIX,
 };
-use super::{Elf, GOPANIC_SYMBOL, SERVE_HTTP_SYMBOL};
+use super::{
+    Elf, GOPANIC_SYMBOL, REQUEST_WRITE_SYMBOL, ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL,
+    WRITE_SUBSET_SYMBOL,
+};
 
 /// Where a function symbol says a function is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +33,11 @@ pub struct FoundSymbols {
     /// `runHandler` and its closures.
     pub h2_run_handler: Vec<FunctionSymbol>,
     pub hijack: Option<FunctionSymbol>,
+    /// `(*Transport).roundTrip`: where client calls start and return.
+    pub round_trip: Option<FunctionSymbol>,
+    /// `(*Request).write` and the `Header.writeSubset` it calls: where `traceparent` is added.
+    pub request_write: Option<FunctionSymbol>,
+    pub write_subset: Option<FunctionSymbol>,
     /// golang.org/x/net/http2's server is linked in (see `request_end`).
     pub x_net_h2_server: bool,
     /// `runtime.types`: start of the type descriptors, the base of DWARF's
@@ -61,6 +69,8 @@ impl FoundSymbols {
             (FINISH_REQUEST_SYMBOL, self.finish_request),
             (CONN_SERVE_SYMBOL, self.conn_serve),
             (HIJACK_SYMBOL, self.hijack),
+            (ROUND_TRIP_SYMBOL, self.round_trip),
+            (REQUEST_WRITE_SYMBOL, self.request_write),
         ]
         .iter()
         .filter_map(|(name, f)| f.as_ref().map(|f| named(name, f)))
@@ -98,6 +108,12 @@ impl FoundSymbols {
             found.h2_run_handler.push(function());
         } else if name == HIJACK_SYMBOL {
             found.hijack = Some(function());
+        } else if name == ROUND_TRIP_SYMBOL {
+            found.round_trip = Some(function());
+        } else if name == REQUEST_WRITE_SYMBOL {
+            found.request_write = Some(function());
+        } else if name == WRITE_SUBSET_SYMBOL {
+            found.write_subset = Some(function());
         } else if name.starts_with(X_NET_H2_RUN_HANDLER_PREFIX) {
             found.x_net_h2_server = true;
         } else if name == RUNTIME_TYPES_SYMBOL {

@@ -10,20 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use http_autoinstrument_common::{HttpServerEvent, EVENT_RECORD_BYTES};
+use http_autoinstrument_common::{HttpClientEvent, HttpServerEvent, EVENT_RECORD_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use processes::{ExecutableFacts, HostFacts, ProcessTable};
 pub use stats::AgentStats;
 use tracker::Tracker;
 
-use crate::attach::{ProbeMode, Probes, MAX_WAKEUP_EVENTS};
+use crate::attach::{ProbeMode, Probes, SamplerSettings, MAX_WAKEUP_EVENTS};
 use crate::capture::{Drained, EventSink, RingReader};
-use crate::decode::ServerRequest;
+use crate::decode::{ClientRequest, ServerRequest};
 use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
 use crate::plugins::{PluginChain, PluginsConfig, SpanRecorder};
-use crate::span::{server_span, Resource, Span, WallClock, WallClockSource};
+use crate::span::{
+    client_span, server_span, QueryRedaction, Resource, Span, WallClock, WallClockSource,
+};
 use crate::telemetry::{self, Health, MetricSources};
 
 pub struct AgentOptions {
@@ -42,11 +44,18 @@ pub struct AgentOptions {
     pub metrics_address: Option<SocketAddr>,
     /// `k8s.node.name` of every traced process's resource.
     pub node_name: Option<String>,
+    /// Whether a trace is sampled, decided by the probes where it starts.
+    pub sampler: SamplerSettings,
+    /// Query parameters whose values are redacted, beside the semantic conventions' own.
+    pub redact_query_parameters: Vec<String>,
+    /// Whether client calls may carry their trace context (`traces.propagation`).
+    pub propagate: bool,
 }
 
 /// Turns event batches into spans and hands them to the exporter.
 struct SpanStage {
     clock: WallClockSource,
+    redaction: QueryRedaction,
     processes: ProcessTable,
     stats: Arc<AgentStats>,
     /// `None` when no plugins directory is configured: spans go straight to export.
@@ -58,7 +67,26 @@ struct SpanStage {
 
 impl SpanStage {
     fn span(&self, event: &HttpServerEvent, resource: Arc<Resource>, clock: &WallClock) -> Span {
-        server_span(&ServerRequest::from_event(event), resource, clock)
+        server_span(
+            &ServerRequest::from_event(event),
+            resource,
+            clock,
+            &self.redaction,
+        )
+    }
+
+    fn client_span(&self, event: &HttpClientEvent, clock: &WallClock) -> Span {
+        let request = ClientRequest::from_event(event);
+        let error_type =
+            (request.error_itab).and_then(|itab| self.processes.error_type(request.binary, itab));
+        let resource = self.processes.resource(event.pid, event.binary.into());
+        client_span(
+            &request,
+            resource,
+            clock,
+            &self.redaction,
+            error_type.as_deref(),
+        )
     }
 
     fn resource(&self, event: &HttpServerEvent) -> Arc<Resource> {
@@ -120,6 +148,11 @@ impl EventSink for DrainToSpans {
         self.spans.push(self.stage.span(event, resource, &clock));
     }
 
+    fn client_event(&mut self, event: &HttpClientEvent) {
+        let clock = *self.clock.get_or_insert_with(|| self.stage.clock.current());
+        self.spans.push(self.stage.client_span(event, &clock));
+    }
+
     fn end_of_batch(&mut self, drained: Drained) {
         let stats = &self.stage.stats;
         AgentStats::add(&stats.events_read, drained.events as u64);
@@ -146,6 +179,8 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     let mut probes = Probes::load(
         options.probe_mode,
         options.wakeup_events.clamp(1, MAX_WAKEUP_EVENTS) * EVENT_RECORD_BYTES,
+        options.sampler,
+        options.propagate,
     )?;
     let ring = probes.take_events()?;
     let processes = ProcessTable::new(HostFacts {
@@ -153,6 +188,10 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         node_name: options.node_name,
     });
     let stats = Arc::new(AgentStats::default());
+    stats.propagation_enabled.store(
+        u64::from(*probes.propagation() == crate::attach::Propagation::On),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let exporter = Arc::new(Exporter::start(options.export, options.export_limits)?);
     let recorder = match &options.plugins.record_spans {
         Some(path) => Some(SpanRecorder::create(
@@ -185,6 +224,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
     };
     let stage = Arc::new(SpanStage {
         clock: WallClockSource::new(),
+        redaction: QueryRedaction::with_extra(&options.redact_query_parameters),
         processes: processes.clone(),
         stats: stats.clone(),
         plugins,

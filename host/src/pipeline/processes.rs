@@ -31,6 +31,8 @@ pub struct HostFacts {
 pub struct ExecutableFacts {
     pub path: PathBuf,
     pub go_version: String,
+    /// `error` type names by itab address (see `GoBinary::error_types`).
+    pub error_types: Arc<HashMap<u64, String>>,
 }
 
 #[derive(Default)]
@@ -143,6 +145,12 @@ impl ProcessTable {
         resource
     }
 
+    /// The name of the error type whose itab is at `itab` in the executable of `slot`.
+    pub fn error_type(&self, slot: u32, itab: u64) -> Option<String> {
+        let t = self.inner.read().unwrap();
+        t.executables.get(&slot)?.error_types.get(&itab).cloned()
+    }
+
     pub fn live_count(&self) -> usize {
         self.inner.read().unwrap().live.len()
     }
@@ -178,6 +186,7 @@ mod tests {
             ExecutableFacts {
                 path: "/srv/checkout".into(),
                 go_version: "go1.26.6".into(),
+                error_types: Arc::new(HashMap::from([(0x77, "*net.OpError".to_string())])),
             },
         );
         // A process that exited before the agent looked: what its executable says.
@@ -195,6 +204,8 @@ mod tests {
         let resource = table.resource(me, 3);
         assert_eq!(resource.get("process.pid"), Some(&i64::from(me).into()),);
         assert_eq!(table.live_count(), 1);
+        assert_eq!(table.error_type(3, 0x77).as_deref(), Some("*net.OpError"));
+        assert_eq!(table.error_type(3, 0x78), None);
         table.sweep(|_| false);
         assert_eq!(table.live_count(), 0);
     }

@@ -19,6 +19,8 @@ pub struct AgentStats {
     pub executables_attached: AtomicU64,
     /// Completed /proc scans; the first one means every target that existed at start is handled.
     pub scans_completed: AtomicU64,
+    /// 1 while client calls carry their trace context (`attach::Propagation::On`), else 0.
+    pub propagation_enabled: AtomicU64,
     pub kernel: Mutex<KernelCounters>,
 }
 
@@ -32,7 +34,8 @@ impl AgentStats {
         format!(
             "processes_attached={} attach_failures={} probe_entry_hits={} probe_return_hits={} \
              events_submitted={} events_lost={} events_read={} events_malformed={} \
-             returns_without_entry={} panics={} spans_built={}",
+             returns_without_entry={} panics={} spans_not_sampled={} client_call_hits={} \
+             spans_built={}",
             self.processes_attached.load(Relaxed),
             self.attach_failures.load(Relaxed),
             k.entry_hits,
@@ -43,6 +46,8 @@ impl AgentStats {
             self.events_malformed.load(Relaxed),
             k.returns_without_entry,
             k.panics,
+            k.not_sampled,
+            k.client_entry_hits + k.client_return_hits,
             self.spans_built.load(Relaxed),
         )
     }

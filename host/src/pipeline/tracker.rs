@@ -335,6 +335,7 @@ impl Tracker {
                 ExecutableFacts {
                     path: process.executable.clone(),
                     go_version: binary.go_version.to_string(),
+                    error_types: Arc::new(binary.error_types.clone()),
                 },
             );
             self.executables.insert(

@@ -1,14 +1,18 @@
-//! A served request to a SERVER span, per the OTel HTTP semantic conventions.
+//! A served request to a SERVER span and a client call to a CLIENT span, per the OTel HTTP
+//! semantic conventions, in the trace the probes gave them.
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use http_autoinstrument_common::{parent, TraceContext};
+
+use super::redact::{escape_path, QueryRedaction};
 use super::{
     push_attribute, Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus, WallClock,
 };
-use crate::decode::{ServerRequest, Text};
+use crate::decode::{ClientRequest, ServerRequest, Text};
 
 /// Appended to a value the probe had to cut, so nobody mistakes it for the whole value.
 pub const TRUNCATION_MARK: &str = "…";
@@ -128,10 +132,40 @@ impl Attributes {
     }
 }
 
+/// The ids of a span from its trace context; new random ones for an event without one (made
+/// by hand, in tests and benchmarks).
+fn ids(trace: &TraceContext) -> ([u8; 16], [u8; 8], Option<[u8; 8]>) {
+    if trace.trace_id == [0; 16] || trace.span_id == [0; 8] {
+        let (trace_id, span_id) = random_ids();
+        return (trace_id, span_id, None);
+    }
+    let parent_span_id = (trace.parent != parent::NONE).then_some(trace.parent_span_id);
+    (trace.trace_id, trace.span_id, parent_span_id)
+}
+
+/// The text of a query, redacted, marked when cut.
+fn query_text(
+    attrs: &mut Attributes,
+    key: &'static str,
+    query: &Text<'_>,
+    redaction: &QueryRedaction,
+) {
+    if query.is_empty() {
+        return;
+    }
+    let redacted = redaction.apply(&query.value);
+    let text = Text {
+        value: Cow::Borrowed(redacted.as_ref()),
+        truncated: query.truncated,
+    };
+    attrs.text(key, &text);
+}
+
 pub fn server_span(
     request: &ServerRequest<'_>,
     resource: Arc<Resource>,
     clock: &WallClock,
+    redaction: &QueryRedaction,
 ) -> Span {
     let mut attrs = Attributes {
         list: Vec::with_capacity(16),
@@ -146,7 +180,7 @@ pub fn server_span(
         attrs.text("http.request.method_original", &request.method);
     }
     attrs.text("url.path", &request.path);
-    attrs.text("url.query", &request.query);
+    query_text(&mut attrs, "url.query", &request.query, redaction);
     attrs.add("url.scheme", if request.tls { "https" } else { "http" });
     // A cut pattern is no route: left out (and marked), rather than naming spans after a
     // template that does not exist. The route-template plugin can still make one from the path.
@@ -215,13 +249,109 @@ pub fn server_span(
         Some(route) => Cow::Owned(format!("{method_for_name} {route}")),
         None => Cow::Borrowed(method_for_name),
     };
-    let (trace_id, span_id) = random_ids();
+    let (trace_id, span_id, parent_span_id) = ids(&request.trace);
     Span {
         trace_id,
         span_id,
-        parent_span_id: None,
+        parent_span_id,
         name,
         kind: SpanKind::Server,
+        start_unix_nanos: clock.to_unix_nanos(request.start_monotonic_ns),
+        end_unix_nanos: clock.to_unix_nanos(request.end_monotonic_ns),
+        status,
+        attributes: attrs.list,
+        resource,
+    }
+}
+
+/// A client call's span. `error_type`: the name of the type of the error the call returned
+/// (`*net.OpError`), when it failed.
+pub fn client_span(
+    request: &ClientRequest<'_>,
+    resource: Arc<Resource>,
+    clock: &WallClock,
+    redaction: &QueryRedaction,
+    error_type: Option<&str>,
+) -> Span {
+    let mut attrs = Attributes {
+        list: Vec::with_capacity(8),
+        truncated: Vec::new(),
+    };
+    let method = request.method.value.as_ref();
+    // Go sends GET for an empty method.
+    let method = if method.is_empty() { "GET" } else { method };
+    let known_method = KNOWN_METHODS.iter().find(|known| **known == method);
+    match known_method {
+        Some(&known) => attrs.add("http.request.method", known),
+        None => {
+            attrs.add("http.request.method", "_OTHER");
+            attrs.add("http.request.method_original", method.to_owned());
+        }
+    }
+    let scheme = request.scheme.value.as_ref();
+    let (host, host_port) = split_host_port(&request.host.value);
+    let default_port = match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
+    // The URL as it was asked for, never with user information (the probe does not read it),
+    // with the sensitive query parameters redacted.
+    let mut full = format!(
+        "{scheme}://{}{}",
+        request.host.value,
+        escape_path(&request.path.value)
+    );
+    let query = redaction.apply(&request.query.value);
+    if !query.is_empty() {
+        full.push('?');
+        full.push_str(&query);
+    }
+    if request.host.truncated || request.path.truncated || request.query.truncated {
+        full.push_str(TRUNCATION_MARK);
+        attrs.truncated.push("url.full");
+    }
+    attrs.add("url.full", full);
+    if !host.is_empty() {
+        attrs.add("server.address", host.to_owned());
+    }
+    if let Some(port) = host_port.or(default_port) {
+        attrs.add("server.port", i64::from(port));
+    }
+    if let Some(status) = request.status {
+        attrs.add("http.response.status_code", i64::from(status));
+        let (major, minor) = (request.proto_major, request.proto_minor);
+        match known_protocol_version(major, minor) {
+            Some(version) => attrs.add("network.protocol.version", version),
+            None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
+        }
+    }
+    if !attrs.truncated.is_empty() {
+        attrs.add(TRUNCATED_ATTRIBUTE, attrs.truncated.join(","));
+    }
+    // A client's call failed when no response came, or one with a 4xx or 5xx status.
+    let status = match (request.error_itab, request.status) {
+        (Some(_), _) => {
+            attrs.add("error.type", error_type.unwrap_or("_OTHER").to_owned());
+            SpanStatus::Error {
+                description: String::new(),
+            }
+        }
+        (None, Some(code @ 400..=599)) => {
+            attrs.add("error.type", code.to_string());
+            SpanStatus::Error {
+                description: String::new(),
+            }
+        }
+        _ => SpanStatus::Unset,
+    };
+    let (trace_id, span_id, parent_span_id) = ids(&request.trace);
+    Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name: Cow::Borrowed(known_method.copied().unwrap_or("HTTP")),
+        kind: SpanKind::Client,
         start_unix_nanos: clock.to_unix_nanos(request.start_monotonic_ns),
         end_unix_nanos: clock.to_unix_nanos(request.end_monotonic_ns),
         status,
@@ -242,6 +372,7 @@ mod tests {
             &request,
             Arc::new(Resource::default()),
             &WallClock::measure(),
+            &QueryRedaction::default(),
         )
     }
 

@@ -92,7 +92,13 @@ fn probe_hits(
         None,
         MetricType::Counter,
     )?;
-    for (probe, value) in [("entry", kernel.entry_hits), ("return", kernel.return_hits)] {
+    for (probe, value) in [
+        ("entry", kernel.entry_hits),
+        ("return", kernel.return_hits),
+        ("client_start", kernel.client_entry_hits),
+        ("client_return", kernel.client_return_hits),
+        ("header_write", kernel.header_write_hits),
+    ] {
         hits.encode_family(&[("probe", probe)])?
             .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
     }
@@ -126,6 +132,13 @@ impl Collector for AgentCollector {
         scalars(
             e,
             &[
+                (
+                    Scalar::Gauge,
+                    "propagation_enabled",
+                    "1 when client calls carry their trace context (traceparent) to the next \
+                     service, 0 when switched off or forbidden by the kernel (see the log)",
+                    agent.propagation_enabled.load(Relaxed),
+                ),
                 (
                     Scalar::Gauge,
                     "processes_traced",
@@ -198,6 +211,31 @@ impl Collector for AgentCollector {
                     "Requests that returned after recovering from a panic, too late: already \
                      reported as panicked, not sent again",
                     kernel.ends_after_panic_reported,
+                ),
+                (
+                    Scalar::Counter,
+                    "spans_not_sampled",
+                    "Requests and client calls whose trace the sampler dropped (no event, no export)",
+                    kernel.not_sampled,
+                ),
+                (
+                    Scalar::Counter,
+                    "traceparent_written",
+                    "HTTP/1.x client requests the probes wrote a traceparent header into",
+                    kernel.traceparents_written,
+                ),
+                (
+                    Scalar::Counter,
+                    "traceparent_left_to_application",
+                    "Client requests not given a traceparent because the application set its own",
+                    kernel.traceparents_left_to_application,
+                ),
+                (
+                    Scalar::Counter,
+                    "traceparent_no_room",
+                    "Client requests not given a traceparent because the request writer's buffer \
+                     had no room for it",
+                    kernel.traceparents_without_room,
                 ),
                 (
                     Scalar::Counter,

@@ -1,3 +1,4 @@
 //! Test support shared by the integration tests.
+pub mod agent;
 pub mod go_fixtures;
 pub mod otlp_receiver;

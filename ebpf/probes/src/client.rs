@@ -1,0 +1,251 @@
+//! Uprobes on net/http's client: `(*Transport).roundTrip`, which every request made with
+//! `http.Client`, `http.Transport` or `http.DefaultClient` goes through (HTTP/1.1, HTTPS, and the
+//! bundled HTTP/2, which it calls), one hit when it starts and one when it returns: the response's
+//! headers have arrived, or the call failed.
+//!
+//! The start finds the call's parent: the server request whose context the call's request
+//! carries (`Request.ctx`, or a context derived from it), else the request the same goroutine
+//! is serving; it then gives the call its trace context. The return writes the call's event.
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated::bpf_probe_write_user},
+    macros::{map, uprobe},
+    maps::{LruHashMap, PerCpuArray},
+    programs::ProbeContext,
+};
+use http_autoinstrument_common::{
+    client_flags, counter, format_traceparent_line, ClientCall, ContextKey, GoroutineKey,
+    HttpClientEvent, TraceContext, ABSENT, TRACEPARENT_LINE_LEN,
+};
+
+use crate::go::{field, read_u64, read_words, Window};
+use crate::{
+    binary_of, bump, current_pid, goroutine_key, in_flight, search_headers, trace, wakeup_flags,
+    EVENTS, PROPAGATE, REQUEST_WINDOW, WINDOWS, WRITER_WINDOW,
+};
+
+/// Calls between their start and their return, by goroutine.
+#[map]
+static CLIENT_CALLS: LruHashMap<GoroutineKey, ClientCall> = LruHashMap::with_max_entries(8192, 0);
+
+#[uprobe]
+pub fn client_call_start(ctx: ProbeContext) -> u32 {
+    bump(counter::CLIENT_ENTRY_HITS);
+    let pid = current_pid();
+    let key = goroutine_key(&ctx, pid);
+    // roundTrip(t *Transport, req *Request): req in RBX.
+    let request = unsafe { (*ctx.regs).rbx };
+    if let Some(call) = unsafe { CLIENT_CALLS.get(&key) } {
+        if call.request == request {
+            return 0; // entered again by Go's stack growth
+        }
+    }
+    let Some(binary) = binary_of(&ctx) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    let offsets = binary.offsets;
+    let mut interface = [0u64; 2];
+    let context_at = field(offsets.request_ctx, 0);
+    let by_context = if request != 0
+        && context_at != http_autoinstrument_common::ABSENT
+        && read_words(&mut interface, request.wrapping_add(context_at))
+    {
+        trace::request_of_context(pid, interface, offsets, binary.bias)
+    } else {
+        None
+    };
+    // A call made with a context unrelated to the request (context.Background()) on the
+    // goroutine serving it.
+    let parent =
+        by_context.or_else(|| in_flight::find(&key).map(|served| unsafe { (*served).trace }));
+    let mut call = ClientCall {
+        start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
+        request,
+        headers: 0,
+        trace: TraceContext::empty(),
+    };
+    trace::client_context(&mut call.trace, parent.as_ref());
+    if unsafe { core::ptr::read_volatile(&PROPAGATE) } != 0 {
+        // Where `client_header_write` finds the call's context: by the request's header map,
+        // the one value it has in hand where it writes.
+        call.headers = read_u64(request, offsets.request_header).unwrap_or(0);
+        if call.headers != 0 {
+            let _ = OUTGOING.insert(&outgoing_key(pid, call.headers), &call.trace, 0);
+        }
+    }
+    let _ = CLIENT_CALLS.insert(&key, &call, 0);
+    0
+}
+
+/// Calls in flight whose context is to go into their request, by the request's `Header` map.
+/// Kept until the call returns: a request the transport retries is written again.
+#[map]
+static OUTGOING: LruHashMap<ContextKey, TraceContext> = LruHashMap::with_max_entries(8192, 0);
+
+#[inline(always)]
+fn outgoing_key(pid: u32, headers: u64) -> ContextKey {
+    ContextKey {
+        pid,
+        _pad: 0,
+        context: headers,
+    }
+}
+
+/// Adds `Traceparent: 00-<trace>-<call's span>-<flags>` to an HTTP/1.x request as net/http
+/// writes it: on `(*Request).write`'s call of `Header.writeSubset` with the request's own
+/// headers, the request line, `Host` and `User-Agent` are in the connection's `bufio.Writer`
+/// and the line goes right after them, in the buffer's free space, with `n` moved past it.
+/// Nothing is written when the application set its own `traceparent` (an SDK's: it stays the
+/// only one), when the writer is not a `*bufio.Writer` or has failed, when the buffer has no
+/// room for the whole line, or when the binary's layouts were not verified (`ABSENT`).
+#[uprobe]
+pub fn client_header_write(ctx: ProbeContext) -> u32 {
+    bump(counter::HEADER_WRITE_HITS);
+    let pid = current_pid();
+    // h.writeSubset(w io.Writer, exclude, trace): h in RAX, w's itab and data in RBX and RCX.
+    let regs = unsafe { &*ctx.regs };
+    let (headers, writer_itab, writer) = (regs.rax, regs.rbx, regs.rcx);
+    let Some(context) = (unsafe { OUTGOING.get(&outgoing_key(pid, headers)) }).copied() else {
+        return 0;
+    };
+    let Some(binary) = binary_of(&ctx) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    let offsets = binary.offsets;
+    if offsets.bufio_writer_itab == ABSENT
+        || offsets.bufio_writer_n == ABSENT
+        || writer_itab != offsets.bufio_writer_itab.wrapping_add(binary.bias)
+    {
+        return 0;
+    }
+    match search_headers(headers, offsets) {
+        Some(found) if found.traceparents == 0 => {}
+        Some(_) => {
+            bump(counter::PROPAGATION_APP_HEADER);
+            return 0;
+        }
+        None => return 0,
+    }
+    // bufio.Writer{err error, buf []byte, n int, ...}: a writer that failed writes nothing more.
+    let mut buf = [0u64; 2];
+    let (Some(err), Some(n)) = (
+        read_u64(writer, offsets.bufio_writer_err),
+        read_u64(writer, offsets.bufio_writer_n),
+    ) else {
+        return 0;
+    };
+    if err != 0 || !read_words(&mut buf, writer.wrapping_add(offsets.bufio_writer_buf)) {
+        return 0;
+    }
+    let [data, len] = buf;
+    if data == 0 || n > len || len - n < TRACEPARENT_LINE_LEN as u64 {
+        bump(counter::PROPAGATION_NO_ROOM);
+        return 0;
+    }
+    let Some(line) = TRACEPARENT_LINE.get_ptr_mut(0) else {
+        return 0;
+    };
+    let line = unsafe { &mut *line };
+    format_traceparent_line(&context, line);
+    let written = n + TRACEPARENT_LINE_LEN as u64;
+    let ok = unsafe {
+        bpf_probe_write_user(
+            data.wrapping_add(n) as *mut _,
+            line.as_ptr() as *const _,
+            TRACEPARENT_LINE_LEN as u32,
+        ) == 0
+            && bpf_probe_write_user(
+                writer.wrapping_add(offsets.bufio_writer_n) as *mut _,
+                &written as *const u64 as *const _,
+                8,
+            ) == 0
+    };
+    if ok {
+        bump(counter::PROPAGATED);
+    }
+    0
+}
+
+/// The header line being written, per CPU.
+#[map]
+static TRACEPARENT_LINE: PerCpuArray<[u8; TRACEPARENT_LINE_LEN]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+#[uprobe]
+pub fn client_call_return(ctx: ProbeContext) -> u32 {
+    bump(counter::CLIENT_RETURN_HITS);
+    let pid = current_pid();
+    let key = goroutine_key(&ctx, pid);
+    let Some(call) = (unsafe { CLIENT_CALLS.get(&key) }).copied() else {
+        bump(counter::RETURNS_WITHOUT_ENTRY);
+        return 0;
+    };
+    let _ = CLIENT_CALLS.remove(&key);
+    if call.headers != 0 {
+        let _ = OUTGOING.remove(&outgoing_key(pid, call.headers));
+    }
+    if !call.trace.is_sampled() {
+        bump(counter::NOT_SAMPLED);
+        return 0;
+    }
+    let Some(binary) = binary_of(&ctx) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    // roundTrip returns (*Response, error): RAX, and the error's itab and data in RBX, RCX.
+    let regs = unsafe { &*ctx.regs };
+    let (response, error_itab) = (regs.rax, regs.rbx);
+    let Some(mut entry) = EVENTS.reserve::<HttpClientEvent>(0) else {
+        bump(counter::EVENTS_LOST);
+        return 0;
+    };
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    let offsets = binary.offsets;
+    event.start_monotonic_ns = call.start_monotonic_ns;
+    event.end_monotonic_ns = unsafe { bpf_ktime_get_ns() };
+    event.pid = pid;
+    event.binary = binary.slot as u16;
+    event.trace = call.trace;
+    event.status = 0;
+    event.proto_major = 0;
+    event.proto_minor = 0;
+    event.flags = 0;
+    event.error_itab = 0;
+    if error_itab != 0 {
+        event.flags = client_flags::ERROR;
+        event.error_itab = error_itab.wrapping_sub(binary.bias);
+    } else if response != 0 {
+        event.status = read_u64(response, offsets.client_response_status).unwrap_or(0) as u16;
+        event.proto_major =
+            read_u64(response, offsets.client_response_proto_major).unwrap_or(0) as u8;
+        event.proto_minor =
+            read_u64(response, offsets.client_response_proto_minor).unwrap_or(0) as u8;
+    }
+    event.method.len = 0;
+    event.scheme.len = 0;
+    event.host.len = 0;
+    event.path.len = 0;
+    event.query.len = 0;
+    if let (Some(request_buf), Some(url_buf)) = (
+        WINDOWS.get_ptr_mut(REQUEST_WINDOW),
+        WINDOWS.get_ptr_mut(WRITER_WINDOW),
+    ) {
+        let request = Window::read(
+            unsafe { &mut *request_buf },
+            call.request,
+            offsets.request_window_words,
+        );
+        request.go_string(&mut event.method, offsets.request_method);
+        // The URL's user information is never read: credentials stay in the process.
+        let url = request.u64(offsets.request_url).unwrap_or(0);
+        let url = Window::read(unsafe { &mut *url_buf }, url, offsets.url_window_words);
+        url.go_string(&mut event.scheme, offsets.url_scheme);
+        url.go_string(&mut event.host, offsets.url_host);
+        url.go_string(&mut event.path, offsets.url_path);
+        url.go_string(&mut event.query, offsets.url_raw_query);
+    }
+    entry.submit(wakeup_flags());
+    bump(counter::EVENTS_SUBMITTED);
+    0
+}
