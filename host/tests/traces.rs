@@ -327,30 +327,21 @@ fn sampling_keeps_or_drops_a_trace_whole() {
     };
     let (a, b) = (&services.a, &services.b);
     const ROOTS: u32 = 80;
+    let health_call = |case| Call {
+        case,
+        mode: "ctx",
+        h2: false,
+        url: format!("http://127.0.0.1:{}/health", b.http_port),
+        protocol: "1.1",
+        fails: false,
+        detached: false,
+    };
     for case in 0..ROOTS {
-        let call = Call {
-            case: 1000 + case,
-            mode: "ctx",
-            h2: false,
-            url: format!("http://127.0.0.1:{}/health", b.http_port),
-            protocol: "1.1",
-            fails: false,
-            detached: false,
-        };
-        send(a, &call, None);
+        send(a, &health_call(1000 + case), None);
     }
     // A caller's decision wins: sampled in, sampled out.
     for (case, sampled) in [(2000, true), (2001, false)] {
-        let call = Call {
-            case,
-            mode: "ctx",
-            h2: false,
-            url: format!("http://127.0.0.1:{}/health", b.http_port),
-            protocol: "1.1",
-            fails: false,
-            detached: false,
-        };
-        send(a, &call, Some(&traceparent(case, sampled).0));
+        send(a, &health_call(case), Some(&traceparent(case, sampled).0));
     }
     std::thread::sleep(Duration::from_secs(3));
     let spans = receiver.spans();

@@ -403,6 +403,18 @@ pub struct ContextKey {
     pub context: u64,
 }
 
+impl ContextKey {
+    /// The key of the value at `address` in process `pid`.
+    #[inline(always)]
+    pub const fn new(pid: u32, address: u64) -> Self {
+        ContextKey {
+            pid,
+            _pad: 0,
+            context: address,
+        }
+    }
+}
+
 /// A client call between its start and its return.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -13,7 +13,7 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use http_autoinstrument_common::{
-    client_flags, counter, format_traceparent_line, ClientCall, ContextKey, GoroutineKey,
+    client_flags, counter, format_traceparent_line, parent, ClientCall, ContextKey, GoroutineKey,
     HttpClientEvent, TraceContext, ABSENT, TRACEPARENT_LINE_LEN,
 };
 
@@ -64,13 +64,21 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
         headers: 0,
         trace: TraceContext::empty(),
     };
-    trace::client_context(&mut call.trace, parent.as_ref());
+    trace::new_context(
+        &mut call.trace,
+        parent.as_ref().map(|p| trace::Parent {
+            trace_id: p.trace_id,
+            span_id: p.span_id,
+            kind: parent::LOCAL,
+            sampled: p.is_sampled(),
+        }),
+    );
     if unsafe { core::ptr::read_volatile(&PROPAGATE) } != 0 {
         // Where `client_header_write` finds the call's context: by the request's header map,
         // the one value it has in hand where it writes.
         call.headers = read_u64(request, offsets.request_header).unwrap_or(0);
         if call.headers != 0 {
-            let _ = OUTGOING.insert(&outgoing_key(pid, call.headers), &call.trace, 0);
+            let _ = OUTGOING.insert(&ContextKey::new(pid, call.headers), &call.trace, 0);
         }
     }
     let _ = CLIENT_CALLS.insert(&key, &call, 0);
@@ -81,15 +89,6 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
 /// Kept until the call returns: a request the transport retries is written again.
 #[map]
 static OUTGOING: LruHashMap<ContextKey, TraceContext> = LruHashMap::with_max_entries(8192, 0);
-
-#[inline(always)]
-fn outgoing_key(pid: u32, headers: u64) -> ContextKey {
-    ContextKey {
-        pid,
-        _pad: 0,
-        context: headers,
-    }
-}
 
 /// Adds `Traceparent: 00-<trace>-<call's span>-<flags>` to an HTTP/1.x request as net/http
 /// writes it: on `(*Request).write`'s call of `Header.writeSubset` with the request's own
@@ -105,7 +104,7 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
     // h.writeSubset(w io.Writer, exclude, trace): h in RAX, w's itab and data in RBX and RCX.
     let regs = unsafe { &*ctx.regs };
     let (headers, writer_itab, writer) = (regs.rax, regs.rbx, regs.rcx);
-    let Some(context) = (unsafe { OUTGOING.get(&outgoing_key(pid, headers)) }).copied() else {
+    let Some(context) = (unsafe { OUTGOING.get(&ContextKey::new(pid, headers)) }).copied() else {
         return 0;
     };
     let Some(binary) = binary_of(&ctx) else {
@@ -183,7 +182,7 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
     };
     let _ = CLIENT_CALLS.remove(&key);
     if call.headers != 0 {
-        let _ = OUTGOING.remove(&outgoing_key(pid, call.headers));
+        let _ = OUTGOING.remove(&ContextKey::new(pid, call.headers));
     }
     if !call.trace.is_sampled() {
         bump(counter::NOT_SAMPLED);

@@ -24,6 +24,9 @@ pub struct Found {
     pub user_agent: (u64, u64),
     pub traceparent: (u64, u64),
     pub traceparents: u64,
+    /// Where a slot's key is read to be compared (map memory, not stack: the search is unrolled
+    /// per slot, and stack copies of it took a probe past the 512-byte stack).
+    pub key: [u64; 2],
 }
 
 /// Its fields are written and read through volatile accesses during the search: kept in a map
@@ -60,7 +63,6 @@ impl Found {
         }
     }
 }
-const SLOTS_PER_GROUP: usize = 8;
 /// Most groups (buckets, with their overflow buckets) searched: enough for ~100 headers; larger
 /// maps are searched partially.
 const MAX_GROUPS: u64 = 16;
@@ -239,31 +241,49 @@ impl Layout {
     }
 }
 
+/// Runs `$body` once for each of a group's slots (`$slot` 0 to 7), unrolled. As a loop, the
+/// compiler lays it out with a back edge that falls through rather than jumps, which older
+/// kernels' verifier rejects ("back-edge from insn"; Linux 6.1, Debian 12's, does; 6.18 does not).
+/// `$body` skips to the next slot with `break 'next`.
+macro_rules! each_slot {
+    ($slot:ident => $body:block) => {
+        each_slot!(@ $slot $body 0 1 2 3 4 5 6 7)
+    };
+    (@ $slot:ident $body:block $($n:literal)*) => {
+        $({
+            let $slot: usize = $n;
+            $body
+        })*
+    };
+}
+
 /// Searches the group in `group` for the wanted headers; true when both are found.
 #[inline(always)]
 fn search_group(dst: &mut Found, group: &[u64; GROUP_WORDS], layout: Layout) -> bool {
     let first = group[0];
-    for slot in 0..SLOTS_PER_GROUP {
-        if layout.is_empty(first, slot) {
-            continue;
-        }
-        let (key, value) = layout.key_and_value(slot);
-        match wanted_key(group[key], group[key + 1]) {
-            Wanted::UserAgent => {
-                dst.set_user_agent(first_value(group[value], group[value + 1]));
+    each_slot!(slot => {
+        'next: {
+            if layout.is_empty(first, slot) {
+                break 'next;
             }
-            Wanted::Traceparent => {
-                dst.set_traceparent(
-                    first_value(group[value], group[value + 1]),
-                    group[value + 1],
-                );
+            let (key, value) = layout.key_and_value(slot);
+            match wanted_key(&mut dst.key, group[key], group[key + 1]) {
+                Wanted::UserAgent => {
+                    dst.set_user_agent(first_value(group[value], group[value + 1]));
+                }
+                Wanted::Traceparent => {
+                    dst.set_traceparent(
+                        first_value(group[value], group[value + 1]),
+                        group[value + 1],
+                    );
+                }
+                Wanted::Neither => break 'next,
             }
-            Wanted::Neither => continue,
+            if dst.done() {
+                return true;
+            }
         }
-        if dst.done() {
-            return true;
-        }
-    }
+    });
     false
 }
 
@@ -275,18 +295,14 @@ fn search_missed_group(dst: &mut Found, group: &mut [u64; GROUP_WORDS], layout: 
         return;
     }
     let first = group[0];
-    for slot in 0..SLOTS_PER_GROUP {
-        if layout.is_empty(first, slot) {
-            continue;
+    each_slot!(slot => {
+        if !layout.is_empty(first, slot) {
+            // Zeros where a read fails (the helper clears its destination): an empty key.
+            let (key, value) = layout.key_and_value(slot);
+            let _ = read_words(&mut group[key..key + 2], missed + key as u64 * 8);
+            let _ = read_words(&mut group[value..value + 3], missed + value as u64 * 8);
         }
-        // Zeros where a read fails (the helper clears its destination): an empty key.
-        let (key, value) = layout.key_and_value(slot);
-        for (at, words) in [(key, 2), (value, 3)] {
-            if let Some(part) = group.get_mut(at..at + words) {
-                let _ = read_words(part, missed + at as u64 * 8);
-            }
-        }
-    }
+    });
     search_group(dst, group, layout);
 }
 
@@ -301,7 +317,7 @@ enum Wanted {
 /// for `Traceparent`) and compared word by word: no byte loop and no length the verifier has
 /// to bound.
 #[inline(always)]
-fn wanted_key(ptr: u64, len: u64) -> Wanted {
+fn wanted_key(key: &mut [u64; 2], ptr: u64, len: u64) -> Wanted {
     let expected = if len == USER_AGENT.len() as u64 {
         USER_AGENT_WORDS
     } else if len == TRACEPARENT.len() as u64 {
@@ -309,7 +325,7 @@ fn wanted_key(ptr: u64, len: u64) -> Wanted {
     } else {
         return Wanted::Neither;
     };
-    let mut key = [0u64; 2];
+    *key = [0; 2];
     let bytes = key.as_mut_ptr() as *mut u8;
     let read = unsafe { bpf_probe_read_user(bytes as *mut _, 10, ptr as *const _) };
     if read != 0 {
@@ -321,7 +337,7 @@ fn wanted_key(ptr: u64, len: u64) -> Wanted {
             return Wanted::Neither;
         }
     }
-    match (key == expected, len == USER_AGENT.len() as u64) {
+    match (*key == expected, len == USER_AGENT.len() as u64) {
         (true, true) => Wanted::UserAgent,
         (true, false) => Wanted::Traceparent,
         (false, _) => Wanted::Neither,

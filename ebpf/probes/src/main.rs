@@ -30,9 +30,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use http_autoinstrument_common::{
-    cookie_parts, counter, flags, parse_traceparent, BinaryConfig, ContextKey, GoOffsets,
+    cookie_parts, counter, flags, parent, parse_traceparent, BinaryConfig, ContextKey, GoOffsets,
     GoroutineKey, HttpServerEvent, InFlightRequest, TraceContext, ABSENT, EVENT_RECORD_BYTES,
-    MAX_BINARIES, TRACEPARENT_COPY,
+    FLAG_SAMPLED, MAX_BINARIES, TRACEPARENT_COPY,
 };
 
 use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
@@ -191,14 +191,19 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     } else {
         None
     };
-    trace::server_context(&mut record.trace, caller.as_ref());
+    // A valid `traceparent` makes the request the caller's child; else it starts a trace.
+    trace::new_context(
+        &mut record.trace,
+        caller.map(|tp| trace::Parent {
+            trace_id: tp.trace_id,
+            span_id: tp.parent_id,
+            kind: parent::REMOTE,
+            sampled: tp.flags & FLAG_SAMPLED != 0,
+        }),
+    );
     in_flight::begin(&key, record);
     if record.context != 0 {
-        let context = ContextKey {
-            pid,
-            _pad: 0,
-            context: record.context,
-        };
+        let context = ContextKey::new(pid, record.context);
         let _ = trace::CONTEXTS.insert(&context, &record.trace, 0);
     }
     0
@@ -296,11 +301,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         (*slot).flags = 0;
     }
     if in_flight.context != 0 {
-        let _ = trace::CONTEXTS.remove(&ContextKey {
-            pid,
-            _pad: 0,
-            context: in_flight.context,
-        });
+        let _ = trace::CONTEXTS.remove(&ContextKey::new(pid, in_flight.context));
     }
     // The handler panicked and recovered by itself: the request completes normally, unless it
     // ran on for so long that the agent already took its panicked event and reported it (one

@@ -2,8 +2,7 @@
 //! parent of a client call, found through its request's `context.Context`.
 use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::map, maps::LruHashMap};
 use http_autoinstrument_common::{
-    is_sampled, parent, ContextKey, GoOffsets, TraceContext, Traceparent, ABSENT, CONTEXT_TYPES,
-    FLAG_SAMPLED,
+    is_sampled, ContextKey, GoOffsets, TraceContext, ABSENT, CONTEXT_TYPES, FLAG_SAMPLED,
 };
 
 use crate::go::read_words;
@@ -50,38 +49,27 @@ fn decide(trace_id: &[u8; 16], parent_sampled: Option<bool>) -> u8 {
     }
 }
 
-/// The context of a server request: the caller's trace when its `traceparent` was valid, a new
-/// one otherwise.
-#[inline(always)]
-pub fn server_context(out: &mut TraceContext, caller: Option<&Traceparent>) {
-    *out = TraceContext::empty();
-    random_bytes(&mut out.span_id);
-    match caller {
-        Some(tp) => {
-            out.trace_id = tp.trace_id;
-            out.parent_span_id = tp.parent_id;
-            out.parent = parent::REMOTE;
-            out.flags = decide(&out.trace_id, Some(tp.flags & FLAG_SAMPLED != 0));
-        }
-        None => {
-            random_bytes(&mut out.trace_id);
-            out.flags = decide(&out.trace_id, None);
-        }
-    }
+/// The span a new span is the child of.
+pub struct Parent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// `parent::REMOTE` (a caller's `traceparent`) or `parent::LOCAL` (a span of this process).
+    pub kind: u8,
+    pub sampled: bool,
 }
 
-/// The context of a client call: a child of `parent_span` (a server request of this process)
-/// when there is one, else a new trace.
+/// A new span's context: a child of `parent` in its trace, or the root of a new trace; sampled
+/// as the sampler decides for it.
 #[inline(always)]
-pub fn client_context(out: &mut TraceContext, parent_span: Option<&TraceContext>) {
+pub fn new_context(out: &mut TraceContext, parent: Option<Parent>) {
     *out = TraceContext::empty();
     random_bytes(&mut out.span_id);
-    match parent_span {
+    match parent {
         Some(p) => {
             out.trace_id = p.trace_id;
             out.parent_span_id = p.span_id;
-            out.parent = parent::LOCAL;
-            out.flags = decide(&out.trace_id, Some(p.flags & FLAG_SAMPLED != 0));
+            out.parent = p.kind;
+            out.flags = decide(&out.trace_id, Some(p.sampled));
         }
         None => {
             random_bytes(&mut out.trace_id);
@@ -104,12 +92,7 @@ pub fn request_of_context(
         if data == 0 {
             return None;
         }
-        let key = ContextKey {
-            pid,
-            _pad: 0,
-            context: data,
-        };
-        if let Some(found) = unsafe { CONTEXTS.get(&key) } {
+        if let Some(found) = unsafe { CONTEXTS.get(&ContextKey::new(pid, data)) } {
             return Some(*found);
         }
         // Which known context type this is: where its parent context is in it.

@@ -559,3 +559,79 @@ fn start_reaper() -> Result<(mpsc::Sender<Reap>, mpsc::Receiver<u32>)> {
         .context("starting the link-closing thread")?;
     Ok((work, reaped))
 }
+
+#[cfg(test)]
+mod tests {
+    use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+
+    /// Where control goes after instruction `at` of `code`: (next, whether the kernel's CFG
+    /// check lets that edge close a loop). As Linux 6.1's `visit_insn`: jumps may, the
+    /// fall-through of any other instruction may not. Calls to other functions are followed
+    /// from those functions' own starts.
+    fn successors(code: &[u8], at: usize) -> Vec<(usize, bool)> {
+        let insn = &code[at * 8..at * 8 + 8];
+        let (opcode, class) = (insn[0], insn[0] & 0x07);
+        let offset = i16::from_le_bytes([insn[2], insn[3]]) as isize;
+        let target = (at as isize + offset + 1) as usize;
+        match (class, opcode & 0xf0) {
+            (0x05 | 0x06, 0x90) => vec![],                // exit
+            (0x05 | 0x06, 0x80) => vec![(at + 1, false)], // call
+            (0x05, 0x00) => vec![(target, true)],         // goto
+            (0x05 | 0x06, _) => vec![(at + 1, true), (target, true)],
+            _ if opcode == 0x18 => vec![(at + 2, false)], // 64-bit immediate: two slots
+            _ => vec![(at + 1, false)],
+        }
+    }
+
+    /// Older kernels (Linux 6.1, Debian 12's, for one) reject a program with a loop whose back
+    /// edge is a fall-through ("back-edge from insn X to Y"), a layout the compiler picks for
+    /// some loops and newer kernels (6.18) accept. Checked here on the built object, by those
+    /// kernels' rule, so that no old kernel is needed in CI to catch it.
+    #[test]
+    fn no_loop_closes_by_falling_through() {
+        let elf = object::File::parse(super::PROBES_OBJECT).unwrap();
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for section in elf.sections().filter(|s| s.kind() == SectionKind::Text) {
+            let code = section.data().unwrap();
+            let count = code.len() / 8;
+            let starts = elf.symbols().filter(|s| {
+                s.section_index() == Some(section.index()) && s.kind() == SymbolKind::Text
+            });
+            for start in starts {
+                let name = start.name().unwrap_or("?").to_owned();
+                checked += 1;
+                // 1: on the depth-first search's stack; 2: explored.
+                let mut state = vec![0u8; count];
+                let first = (start.address() / 8) as usize;
+                let mut stack = vec![(first, successors(code, first), 0)];
+                state[first] = 1;
+                while let Some((at, next, i)) = stack.last_mut() {
+                    let Some(&(to, may_loop)) = next.get(*i) else {
+                        state[*at] = 2;
+                        stack.pop();
+                        continue;
+                    };
+                    *i += 1;
+                    let from = *at;
+                    if to >= count {
+                        continue;
+                    }
+                    match state[to] {
+                        0 => {
+                            state[to] = 1;
+                            stack.push((to, successors(code, to), 0));
+                        }
+                        1 if !may_loop => failures.push(format!("{name}: {from} -> {to}")),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert!(checked >= 10, "only {checked} programs found");
+        assert!(
+            failures.is_empty(),
+            "loops closed by a fall-through (rejected by Linux 6.1): {failures:?}"
+        );
+    }
+}

@@ -242,8 +242,10 @@ const CONSTANT_SLOTS: usize = 1 << CONSTANT_SLOT_BITS;
 /// Where the agent's own constant strings (semantic-convention keys, values such as `GET` or
 /// `https`) already are in the batch's text, by address: each is written once per batch rather
 /// than once per span, so most of a span's attributes cost a row and no text (the WIT allows
-/// ranges to share bytes). A small direct-mapped table: two constants that meet in one slot only
-/// cost a second copy of one of them.
+/// ranges to share bytes). A small table of two-way sets, the newest first: three constants that
+/// meet in one set only cost another copy of one of them. (Direct-mapped, two constants whose
+/// addresses met in one slot were written alternately, once per span, in whichever build laid
+/// them out so.)
 struct ConstantText {
     slots: [ConstantSlot; CONSTANT_SLOTS],
 }
@@ -280,14 +282,22 @@ impl ConstantText {
         };
         let address = constant.as_ptr() as usize;
         // Fibonacci hashing: the top bits of the product mix every bit of the address.
-        let index =
-            (address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONSTANT_SLOT_BITS);
-        let slot = &mut self.slots[index as usize];
-        if slot.address == address && slot.len as usize == constant.len() {
-            return (slot.offset, slot.len);
+        let set = ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> (64 - CONSTANT_SLOT_BITS + 1)) as usize;
+        let [newest, older] = &mut self.slots[2 * set..2 * set + 2] else {
+            unreachable!("a set is two slots");
+        };
+        let holds =
+            |slot: &ConstantSlot| slot.address == address && slot.len as usize == constant.len();
+        if holds(newest) {
+            return (newest.offset, newest.len);
+        }
+        if holds(older) {
+            return (older.offset, older.len);
         }
         let (offset, len) = push_text(text, constant);
-        *slot = ConstantSlot {
+        *older = *newest;
+        *newest = ConstantSlot {
             address,
             len,
             offset,

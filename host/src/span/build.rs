@@ -143,6 +143,33 @@ fn ids(trace: &TraceContext) -> ([u8; 16], [u8; 8], Option<[u8; 8]>) {
     (trace.trace_id, trace.span_id, parent_span_id)
 }
 
+/// `http.request.method`, `_OTHER` with `http.request.method_original` for a method the
+/// conventions do not name; returns the known method.
+fn add_method(attrs: &mut Attributes, method: &Text<'_>) -> Option<&'static str> {
+    let known = KNOWN_METHODS
+        .iter()
+        .copied()
+        .find(|known| *known == method.value.as_ref());
+    match known {
+        Some(known) => attrs.add("http.request.method", known),
+        None => {
+            attrs.add("http.request.method", "_OTHER");
+            attrs.text("http.request.method_original", method);
+        }
+    }
+    known
+}
+
+/// `network.protocol.version`. Two calls rather than one with a `Cow`: a `Cow` made before
+/// `add` is copied over with the stall `push_attribute` avoids.
+#[inline]
+fn add_protocol_version(attrs: &mut Attributes, major: u8, minor: u8) {
+    match known_protocol_version(major, minor) {
+        Some(version) => attrs.add("network.protocol.version", version),
+        None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
+    }
+}
+
 /// The text of a query, redacted, marked when cut.
 fn query_text(
     attrs: &mut Attributes,
@@ -171,14 +198,7 @@ pub fn server_span(
         list: Vec::with_capacity(16),
         truncated: Vec::new(),
     };
-    let method = request.method.value.as_ref();
-    let known_method = KNOWN_METHODS.iter().find(|known| **known == method);
-    if let Some(&known) = known_method {
-        attrs.add("http.request.method", known);
-    } else {
-        attrs.add("http.request.method", "_OTHER");
-        attrs.text("http.request.method_original", &request.method);
-    }
+    let known_method = add_method(&mut attrs, &request.method);
     attrs.text("url.path", &request.path);
     query_text(&mut attrs, "url.query", &request.query, redaction);
     attrs.add("url.scheme", if request.tls { "https" } else { "http" });
@@ -196,13 +216,7 @@ pub fn server_span(
     if let Some(status) = request.status {
         attrs.add("http.response.status_code", i64::from(status));
     }
-    // Two calls rather than one with a `Cow`: a `Cow` made before `add` is copied over with
-    // the stall `push_attribute` avoids.
-    let (major, minor) = (request.proto_major, request.proto_minor);
-    match known_protocol_version(major, minor) {
-        Some(version) => attrs.add("network.protocol.version", version),
-        None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
-    }
+    add_protocol_version(&mut attrs, request.proto_major, request.proto_minor);
     let (host, host_port) = split_host_port(&request.host.value);
     if !host.is_empty() {
         attrs.add("server.address", host.to_owned());
@@ -244,7 +258,7 @@ pub fn server_span(
             _ => SpanStatus::Unset,
         }
     };
-    let method_for_name = known_method.copied().unwrap_or("HTTP");
+    let method_for_name = known_method.unwrap_or("HTTP");
     let name = match &route {
         Some(route) => Cow::Owned(format!("{method_for_name} {route}")),
         None => Cow::Borrowed(method_for_name),
@@ -277,17 +291,13 @@ pub fn client_span(
         list: Vec::with_capacity(8),
         truncated: Vec::new(),
     };
-    let method = request.method.value.as_ref();
     // Go sends GET for an empty method.
-    let method = if method.is_empty() { "GET" } else { method };
-    let known_method = KNOWN_METHODS.iter().find(|known| **known == method);
-    match known_method {
-        Some(&known) => attrs.add("http.request.method", known),
-        None => {
-            attrs.add("http.request.method", "_OTHER");
-            attrs.add("http.request.method_original", method.to_owned());
-        }
-    }
+    let known_method = if request.method.is_empty() {
+        attrs.add("http.request.method", "GET");
+        Some("GET")
+    } else {
+        add_method(&mut attrs, &request.method)
+    };
     let scheme = request.scheme.value.as_ref();
     let (host, host_port) = split_host_port(&request.host.value);
     let default_port = match scheme {
@@ -320,11 +330,7 @@ pub fn client_span(
     }
     if let Some(status) = request.status {
         attrs.add("http.response.status_code", i64::from(status));
-        let (major, minor) = (request.proto_major, request.proto_minor);
-        match known_protocol_version(major, minor) {
-            Some(version) => attrs.add("network.protocol.version", version),
-            None => attrs.add("network.protocol.version", format!("{major}.{minor}")),
-        }
+        add_protocol_version(&mut attrs, request.proto_major, request.proto_minor);
     }
     if !attrs.truncated.is_empty() {
         attrs.add(TRUNCATED_ATTRIBUTE, attrs.truncated.join(","));
@@ -350,7 +356,7 @@ pub fn client_span(
         trace_id,
         span_id,
         parent_span_id,
-        name: Cow::Borrowed(known_method.copied().unwrap_or("HTTP")),
+        name: Cow::Borrowed(known_method.unwrap_or("HTTP")),
         kind: SpanKind::Client,
         start_unix_nanos: clock.to_unix_nanos(request.start_monotonic_ns),
         end_unix_nanos: clock.to_unix_nanos(request.end_monotonic_ns),
