@@ -42,6 +42,9 @@ COPY host host
 # The plugin interface, compiled into the agent's plugin host (host/src/plugins/bindings.rs).
 COPY wit wit
 COPY bench bench
+# The plugin row layouts, and the guest SDKs that `plugin new` copies into projects.
+COPY plugin-layout plugin-layout
+COPY guest-sdk guest-sdk
 COPY scripts/build-ebpf.sh scripts/build-ebpf.sh
 ENV CARGO_TARGET_DIR=/build
 # The crate downloads and the target directory are build caches, kept by the engine between

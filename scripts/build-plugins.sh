@@ -5,7 +5,7 @@
 #
 # Rust plugins build with rustup's wasm targets when they are installed and with Debian's
 # rustc-web (+ -Zbuild-std) otherwise; scripts/setup.sh installs what this needs.
-# Usage: scripts/build-plugins.sh [--rust-only]
+# Usage: scripts/build-plugins.sh [--rust-only]   (--rust-only skips Python, JavaScript and Go)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,18 +64,33 @@ done
 log "Rust plugins in $OUT: $(cd "$OUT" && ls -1 ./*.wasm | tr '\n' ' ')"
 [ "$RUST_ONLY" = 1 ] && exit 0
 
-# Python (componentize-py) and JavaScript (componentize-js) plugins.
+# Python (componentize-py) and JavaScript (componentize-js) plugins, with their SDKs in guest-sdk/.
 need componentize-py
 log "Python: py-slow-marker"
-(cd "$ROOT/plugins/py-slow-marker" && componentize-py -d "$ROOT/wit" -w span-processor componentize app -o "$OUT/py-slow-marker.wasm")
+componentize-py -d "$ROOT/wit" -w span-processor componentize app \
+  -p "$ROOT/plugins/py-slow-marker" -p "$ROOT/guest-sdk/python" -o "$OUT/py-slow-marker.wasm"
 need node
-if [ ! -d "$ROOT/plugins/js-drop-bots/node_modules/@bytecodealliance/componentize-js" ]; then
-  log "npm ci in plugins/js-drop-bots"
-  (cd "$ROOT/plugins/js-drop-bots" && npm ci --no-audit --no-fund)
+if [ ! -d "$ROOT/guest-sdk/js/node_modules/@bytecodealliance/componentize-js" ]; then
+  log "npm ci in guest-sdk/js"
+  (cd "$ROOT/guest-sdk/js" && npm ci --no-audit --no-fund)
 fi
 log "JavaScript: js-drop-bots"
-(cd "$ROOT/plugins/js-drop-bots" && node build.mjs "$OUT/js-drop-bots.wasm")
-for p in py-slow-marker js-drop-bots; do
+node "$ROOT/guest-sdk/js/build.mjs" "$ROOT/plugins/js-drop-bots/plugin.js" "$OUT/js-drop-bots.wasm"
+# Benchmark-only: plugins/filter written with each SDK and by hand (bench/benches/plugins.rs).
+log "Python and JavaScript: bench-filter-{py,js}{,-packed}"
+componentize-py -d "$ROOT/wit" -w span-processor componentize app \
+  -p "$ROOT/plugins/bench-filter-py" -p "$ROOT/guest-sdk/python" -o "$OUT/bench-filter-py.wasm"
+componentize-py -d "$ROOT/wit" -w span-processor componentize app \
+  -p "$ROOT/plugins/bench-filter-py-packed" -o "$OUT/bench-filter-py-packed.wasm"
+node "$ROOT/guest-sdk/js/build.mjs" "$ROOT/plugins/bench-filter-js/plugin.js" "$OUT/bench-filter-js.wasm"
+node "$ROOT/guest-sdk/js/build.mjs" --raw "$ROOT/plugins/bench-filter-js-packed/plugin.js" \
+  "$OUT/bench-filter-js-packed.wasm"
+for p in py-slow-marker js-drop-bots bench-filter-py bench-filter-py-packed bench-filter-js bench-filter-js-packed; do
   wasm-tools validate --features component-model "$OUT/$p.wasm"
 done
-log "all plugins in $OUT"
+
+# Go plugins (standard Go toolchain >= 1.24, installed by scripts/setup.sh; GO overrides).
+GO="${GO:-${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}/go1.24.11/bin/go}"
+log "Go: go-filter ($("$GO" env GOVERSION))"
+GO="$GO" "$ROOT/guest-sdk/go/build.sh" "$ROOT/plugins/go-filter" "$OUT/go-filter.wasm"
+log "Go plugins in $OUT"

@@ -105,9 +105,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
 fi
-if [ ! -d "$ROOT/plugins/js-drop-bots/node_modules/@bytecodealliance/componentize-js" ]; then
-  log "npm ci (componentize-js) in plugins/js-drop-bots"
-  (cd "$ROOT/plugins/js-drop-bots" && npm ci --no-audit --no-fund)
+if [ ! -d "$ROOT/guest-sdk/js/node_modules/@bytecodealliance/componentize-js" ]; then
+  log "npm ci (componentize-js) in guest-sdk/js"
+  (cd "$ROOT/guest-sdk/js" && npm ci --no-audit --no-fund)
 fi
 
 log "building the eBPF programs"

@@ -34,6 +34,20 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$RESULTS"
 echo "== guest SDK and example plugins (native unit tests)"
 (cd guest-sdk && cargo test --locked) 2>&1 | tee -a "$RESULTS"
 (cd plugins && cargo test --locked) 2>&1 | tee -a "$RESULTS"
+echo "== plugin SDKs in Python, JavaScript and Go (the agent's golden batches) and their example plugins"
+GO_SDK="${GO:-$HTTP_AUTOINSTRUMENT_TOOLS/go1.24.11/bin/go}"
+python3 -m unittest discover -s guest-sdk/python/tests
+(cd plugins/py-slow-marker && PYTHONPATH=../../guest-sdk/python python3 -m unittest test_app)
+node --test guest-sdk/js/test/ plugins/js-drop-bots/
+unformatted="$("$(dirname "$GO_SDK")/gofmt" -l guest-sdk/go plugins/go-filter)"
+[ -z "$unformatted" ] || { echo "gofmt: not formatted: $unformatted" >&2; exit 1; }
+for module in guest-sdk/go plugins/go-filter; do
+  (cd "$module" && GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local "$GO_SDK" vet ./... \
+    && GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local "$GO_SDK" test ./...)
+done
+(cd guest-sdk/go && GOOS=wasip1 GOARCH=wasm GOPROXY=off GOTOOLCHAIN=local "$GO_SDK" vet ./...)
+echo "== plugin new: every language's project builds and passes its test"
+GO="$GO_SDK" scripts/test-scaffold.sh
 echo "== benchmarks (builds them and runs every step for a second; no timing is checked)"
 if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then
   HTTP_AUTOINSTRUMENT_SETUP_DONE=1 scripts/bench.sh --smoke

@@ -1,10 +1,11 @@
 //! Plugin chain throughput.
 //!
-//! `scripts/build-plugins.sh --rust-only && cargo bench -p http-autoinstrument-bench --bench plugins`
+//! `scripts/build-plugins.sh && cargo bench -p http-autoinstrument-bench --bench plugins`
 //! Reports spans/s through filter -> redact -> route-template at batch sizes 1, 64 and 512,
 //! each plugin alone (its per-span cost), a pass-through plugin (the cost of crossing into
 //! Wasm) and the same attribute-scanning plugin in three boundary shapes (`shape-*`, see
-//! `shapes/mod.rs`). Reload latency is measured by the report (`src/reload.rs`).
+//! `shapes/mod.rs`). Reload latency is measured by the report (`src/reload.rs`). `sdk-filter-*`:
+//! the same filter written with each SDK and by hand (needs the full `scripts/build-plugins.sh`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,9 +124,77 @@ fn boundary_shapes(c: &mut Criterion) {
     }
 }
 
+/// `plugins/filter` as written with each SDK (Rust, Go, Python, JavaScript) and by hand in Python
+/// and JavaScript (rows read and edits packed without an SDK), on the same 512 spans with the
+/// same settings: the per-span cost of a language and its SDK. Checks first that every version
+/// keeps the same spans, and that it has work to do (about one span in five is dropped).
+const SDK_FILTERS: &[(&str, &str)] = &[
+    ("rust", "filter"),
+    ("go", "go-filter"),
+    ("python", "bench-filter-py"),
+    ("python-packed", "bench-filter-py-packed"),
+    ("js", "bench-filter-js"),
+    ("js-packed", "bench-filter-js-packed"),
+];
+
+fn sdk_filters(c: &mut Criterion) {
+    // Users 1000-1099 of the workload's 1000-1511: 100 of 512 spans dropped; no span has an
+    // `http.route`, so each lookup of it walks all of a span's attributes.
+    let settings = "on-error = \"pass\"\nmemory-limit-mib = 256\n\
+                    [settings]\nprefixes = [\"/api/v1/users/10\"]\n";
+    let missing: Vec<_> = SDK_FILTERS
+        .iter()
+        .filter(|(_, name)| {
+            !common::built_plugins()
+                .join(format!("{name}.wasm"))
+                .is_file()
+        })
+        .collect();
+    if !missing.is_empty() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let why = format!("{missing:?} not built: run scripts/build-plugins.sh (not --rust-only)");
+        assert!(!ci, "sdk-filter-*: {why}");
+        eprintln!("sdk-filter-*: skipped, {why}");
+        return;
+    }
+    let input = spans(512);
+    let mut expected = None;
+    for (lang, name) in SDK_FILTERS {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(plugin(name), dir.path().join("10-p.wasm")).unwrap();
+        std::fs::write(dir.path().join("10-p.toml"), settings).unwrap();
+        let config = PluginsConfig {
+            dir: Some(dir.path().to_path_buf()),
+            ..PluginsConfig::default()
+        };
+        let chain = PluginChain::new(config).unwrap();
+        assert_eq!(chain.plugin_names().len(), 1, "{name}: {:?}", chain.stats());
+        let kept = chain.process(input.clone());
+        let stats = chain.plugin_stats("10-p.wasm").unwrap();
+        assert_eq!(stats.errors, 0, "{name}: {:?}", stats.last_error);
+        assert_eq!(kept.len(), 412, "{name} keeps what the Rust filter keeps");
+        let expected = expected.get_or_insert_with(|| kept.clone());
+        assert!(
+            kept == *expected,
+            "{name} keeps other spans than the Rust filter"
+        );
+        let mut group = c.benchmark_group(format!("sdk-filter-{lang}"));
+        group.throughput(Throughput::Elements(512));
+        group.bench_function("batch-512", |b| {
+            b.iter_batched(
+                || input.clone(),
+                |spans| chain.process(spans),
+                BatchSize::LargeInput,
+            )
+        });
+        group.finish();
+    }
+}
+
 fn main() {
     let mut c = common::criterion();
     throughput(&mut c);
     boundary_shapes(&mut c);
+    sdk_filters(&mut c);
     c.final_summary();
 }

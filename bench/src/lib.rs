@@ -265,7 +265,12 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
         overhead = overhead::measure(bench).context("overhead")?;
     }
     let micro = criterion_dir
-        .map(|dir| criterion::collect(dir, &["pipeline/", "chain-", "alone-", "shape-"]))
+        .map(|dir| {
+            criterion::collect(
+                dir,
+                &["pipeline/", "chain-", "alone-", "shape-", "sdk-filter-"],
+            )
+        })
         .unwrap_or_default();
     Ok(Results {
         settings: bench.settings.clone(),

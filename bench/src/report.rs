@@ -756,6 +756,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             );
         }
         md.push('\n');
+        sdk_filters(&mut md, &r.micro);
     }
 
     let _ = writeln!(
@@ -770,6 +771,47 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         serde_json::to_string_pretty(results)?,
     )?;
     Ok(())
+}
+
+/// The `sdk-filter-*` benchmarks as a table: the same filter per language and SDK, per span.
+fn sdk_filters(md: &mut String, micro: &[crate::criterion::MicroBench]) {
+    const ROWS: &[(&str, &str)] = &[
+        ("rust", "Rust, SDK (`plugins/filter`)"),
+        ("go", "Go, SDK (`plugins/go-filter`)"),
+        ("python", "Python, SDK (`plugins/bench-filter-py`)"),
+        (
+            "python-packed",
+            "Python, rows by hand (`plugins/bench-filter-py-packed`)",
+        ),
+        ("js", "JavaScript, SDK (`plugins/bench-filter-js`)"),
+        (
+            "js-packed",
+            "JavaScript, rows by hand (`plugins/bench-filter-js-packed`)",
+        ),
+    ];
+    let per_span = |lang: &str| {
+        micro
+            .iter()
+            .find(|b| b.id == format!("sdk-filter-{lang}/batch-512"))
+            .map(|b| b.median_us / 512.0)
+    };
+    let Some(rust) = per_span("rust") else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "### The same filter in each language\n\n\
+         `plugins/filter` written with each SDK and by hand, in the chain on the same 512 spans \
+         with the same settings (one span in five dropped; the benchmark checks that every \
+         version keeps the same spans): the per-span cost of a language and its SDK.\n\n\
+         | filter | µs per span, batch 512 | × Rust |\n|---|---|---|"
+    );
+    for (lang, label) in ROWS {
+        if let Some(us) = per_span(lang) {
+            let _ = writeln!(md, "| {label} | {us:.2} | {:.1} |", us / rust);
+        }
+    }
+    md.push('\n');
 }
 
 #[cfg(test)]
@@ -884,5 +926,41 @@ mod tests {
         let runs = round(1, None, 30.0, 1500.0);
         assert!(agent_figures(&runs).vs_floor_probe_time.is_none());
         assert!(agent_figures(&runs).vs_floor.is_some());
+    }
+
+    #[test]
+    fn the_same_filter_per_language_per_span_beside_rust() {
+        let bench = |lang: &str, median_us: f64| crate::criterion::MicroBench {
+            id: format!("sdk-filter-{lang}/batch-512"),
+            median_us,
+            elements: Some(512),
+        };
+        let mut md = String::new();
+        sdk_filters(
+            &mut md,
+            &[bench("go", 512.0), bench("python-packed", 5120.0)],
+        );
+        assert_eq!(md, "", "no table without the Rust filter to compare with");
+        sdk_filters(
+            &mut md,
+            &[
+                bench("rust", 102.4),
+                bench("go", 512.0),
+                bench("js", 10240.0),
+            ],
+        );
+        assert!(
+            md.contains("| Rust, SDK (`plugins/filter`) | 0.20 | 1.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Go, SDK (`plugins/go-filter`) | 1.00 | 5.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| JavaScript, SDK (`plugins/bench-filter-js`) | 20.00 | 100.0 |"),
+            "{md}"
+        );
+        assert!(!md.contains("Python"), "{md}");
     }
 }

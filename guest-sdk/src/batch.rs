@@ -1,17 +1,16 @@
 //! Read-only views over the packed batch the host sends (row layouts in `wit/plugin.wit`).
 //! Nothing is decoded up front: a field is read from its row when a plugin asks for it.
 
+use http_autoinstrument_plugin_layout::{
+    u32_at, u64_at, ATTRIBUTE_KEY, ATTRIBUTE_ROW, ATTRIBUTE_TYPE, ATTRIBUTE_VALUE, KIND_CLIENT,
+    RESOURCE_ATTRIBUTES, RESOURCE_ROW, SPAN_ATTRIBUTES, SPAN_END, SPAN_HAS_PARENT, SPAN_KIND,
+    SPAN_NAME, SPAN_PARENT_SPAN_ID, SPAN_RESOURCE, SPAN_ROW, SPAN_SPAN_ID, SPAN_START, SPAN_STATUS,
+    SPAN_STATUS_MESSAGE, SPAN_TRACE_ID_HIGH, SPAN_TRACE_ID_LOW, STATUS_ERROR, STATUS_OK, TYPE_BOOL,
+    TYPE_FLOAT, TYPE_INT, TYPE_STR,
+};
+
 use crate::bindings::http_autoinstrument::plugin::types::SpanBatch;
 use crate::{SpanKind, StatusCode};
-
-pub(crate) const SPAN_ROW: usize = 80;
-pub(crate) const ATTRIBUTE_ROW: usize = 24;
-pub(crate) const RESOURCE_ROW: usize = 8;
-
-pub(crate) const TAG_STR: u8 = 0;
-pub(crate) const TAG_INT: u8 = 1;
-pub(crate) const TAG_FLOAT: u8 = 2;
-pub(crate) const TAG_BOOL: u8 = 3;
 
 /// A batch of spans as the host sent it. Strings are borrowed from one shared buffer.
 pub struct Batch {
@@ -53,26 +52,6 @@ impl<'a> Value<'a> {
             Value::Int(i) => Some(*i),
             _ => None,
         }
-    }
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    }
-}
-
-#[inline(always)]
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    match b.get(at..at + 8) {
-        Some(s) => {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(s);
-            u64::from_le_bytes(v)
-        }
-        None => 0,
     }
 }
 
@@ -208,12 +187,12 @@ impl Batch {
     // reading it.
     #[inline(always)]
     fn value<'a>(&'a self, row: &[u8]) -> Value<'a> {
-        let payload = u64_at(row, 16);
-        match row[8] {
-            TAG_STR => Value::Str(self.text(row, 16)),
-            TAG_INT => Value::Int(payload as i64),
-            TAG_FLOAT => Value::Float(f64::from_bits(payload)),
-            TAG_BOOL => Value::Bool(payload != 0),
+        let payload = u64_at(row, ATTRIBUTE_VALUE);
+        match row[ATTRIBUTE_TYPE] {
+            TYPE_STR => Value::Str(self.text(row, ATTRIBUTE_VALUE)),
+            TYPE_INT => Value::Int(payload as i64),
+            TYPE_FLOAT => Value::Float(f64::from_bits(payload)),
+            TYPE_BOOL => Value::Bool(payload != 0),
             // Unknown to this SDK version: read as an empty string rather than fail.
             _ => Value::Str(""),
         }
@@ -221,13 +200,18 @@ impl Batch {
 
     fn attributes(&self, first: u32, count: u32) -> impl Iterator<Item = (&str, Value<'_>)> {
         self.attribute_rows(first, count)
-            .map(move |row| (self.text(row, 0), self.value(row)))
+            .map(move |row| (self.text(row, ATTRIBUTE_KEY), self.value(row)))
     }
 
     fn text_attributes(&self, first: u32, count: u32) -> impl Iterator<Item = (&str, &str)> {
         self.attribute_rows(first, count)
-            .filter(|row| row[8] == TAG_STR)
-            .map(move |row| (self.text(row, 0), self.text(row, 16)))
+            .filter(|row| row[ATTRIBUTE_TYPE] == TYPE_STR)
+            .map(move |row| {
+                (
+                    self.text(row, ATTRIBUTE_KEY),
+                    self.text(row, ATTRIBUTE_VALUE),
+                )
+            })
     }
 
     fn find(&self, first: u32, count: u32, key: &str) -> Option<Value<'_>> {
@@ -254,11 +238,11 @@ impl Batch {
         let mut found = [NONE; N];
         let mut missing = N;
         for (at, row) in table.chunks_exact(ATTRIBUTE_ROW).enumerate() {
-            let len = u32_at(row, 4) as usize;
+            let len = u32_at(row, ATTRIBUTE_KEY + 4) as usize;
             for k in 0..N {
                 if found[k] == NONE
                     && keys[k].len() == len
-                    && same_bytes(self.bytes(row, 0), keys[k].as_bytes())
+                    && same_bytes(self.bytes(row, ATTRIBUTE_KEY), keys[k].as_bytes())
                 {
                     found[k] = at;
                     missing -= 1;
@@ -293,22 +277,22 @@ impl<'a> SpanRef<'a> {
 
     #[inline(always)]
     pub fn name(&self) -> &'a str {
-        self.batch.text(self.row, 48)
+        self.batch.text(self.row, SPAN_NAME)
     }
 
     pub fn kind(&self) -> SpanKind {
-        match self.row[76] {
-            1 => SpanKind::Client,
+        match self.row[SPAN_KIND] {
+            KIND_CLIENT => SpanKind::Client,
             _ => SpanKind::Server,
         }
     }
 
     pub fn start_unix_nanos(&self) -> u64 {
-        u64_at(self.row, 32)
+        u64_at(self.row, SPAN_START)
     }
 
     pub fn end_unix_nanos(&self) -> u64 {
-        u64_at(self.row, 40)
+        u64_at(self.row, SPAN_END)
     }
 
     pub fn duration_nanos(&self) -> u64 {
@@ -317,33 +301,36 @@ impl<'a> SpanRef<'a> {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self.row[77] {
-            1 => StatusCode::Ok,
-            2 => StatusCode::Error,
+        match self.row[SPAN_STATUS] {
+            STATUS_OK => StatusCode::Ok,
+            STATUS_ERROR => StatusCode::Error,
             _ => StatusCode::Unset,
         }
     }
 
     pub fn status_message(&self) -> &'a str {
-        self.batch.text(self.row, 56)
+        self.batch.text(self.row, SPAN_STATUS_MESSAGE)
     }
 
     pub fn trace_id(&self) -> u128 {
-        (u128::from(u64_at(self.row, 0)) << 64) | u128::from(u64_at(self.row, 8))
+        (u128::from(u64_at(self.row, SPAN_TRACE_ID_HIGH)) << 64)
+            | u128::from(u64_at(self.row, SPAN_TRACE_ID_LOW))
     }
 
     pub fn span_id(&self) -> u64 {
-        u64_at(self.row, 16)
+        u64_at(self.row, SPAN_SPAN_ID)
     }
 
     pub fn parent_span_id(&self) -> Option<u64> {
-        (self.row[78] != 0).then(|| u64_at(self.row, 24))
+        (self.row[SPAN_HAS_PARENT] != 0).then(|| u64_at(self.row, SPAN_PARENT_SPAN_ID))
     }
 
     /// Every attribute of the span, in order.
     pub fn attributes(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
-        self.batch
-            .attributes(u32_at(self.row, 64), u32_at(self.row, 68))
+        self.batch.attributes(
+            u32_at(self.row, SPAN_ATTRIBUTES),
+            u32_at(self.row, SPAN_ATTRIBUTES + 4),
+        )
     }
 
     /// The attributes whose values are text, as (key, text), in order: what a plugin that scans
@@ -360,13 +347,18 @@ impl<'a> SpanRef<'a> {
     /// assert_eq!(texts, [("url.path", "/a")]);
     /// ```
     pub fn text_attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.batch
-            .text_attributes(u32_at(self.row, 64), u32_at(self.row, 68))
+        self.batch.text_attributes(
+            u32_at(self.row, SPAN_ATTRIBUTES),
+            u32_at(self.row, SPAN_ATTRIBUTES + 4),
+        )
     }
 
     pub fn attribute(&self, key: &str) -> Option<Value<'a>> {
-        self.batch
-            .find(u32_at(self.row, 64), u32_at(self.row, 68), key)
+        self.batch.find(
+            u32_at(self.row, SPAN_ATTRIBUTES),
+            u32_at(self.row, SPAN_ATTRIBUTES + 4),
+            key,
+        )
     }
 
     /// The values of several attributes, found in one pass over the span's attributes: cheaper
@@ -382,8 +374,11 @@ impl<'a> SpanRef<'a> {
     /// assert_eq!((route, path), (None, Some(Value::Str("/a"))));
     /// ```
     pub fn attributes_of<const N: usize>(&self, keys: [&str; N]) -> [Option<Value<'a>>; N] {
-        self.batch
-            .find_each(u32_at(self.row, 64), u32_at(self.row, 68), keys)
+        self.batch.find_each(
+            u32_at(self.row, SPAN_ATTRIBUTES),
+            u32_at(self.row, SPAN_ATTRIBUTES + 4),
+            keys,
+        )
     }
 
     /// The attribute's value if it is a string.
@@ -396,14 +391,17 @@ impl<'a> SpanRef<'a> {
     }
 
     fn resource_range(&self) -> (u32, u32) {
-        let at = (u32_at(self.row, 72) as usize).saturating_mul(RESOURCE_ROW);
+        let at = (u32_at(self.row, SPAN_RESOURCE) as usize).saturating_mul(RESOURCE_ROW);
         match self
             .batch
             .raw
             .resources
             .get(at..at.saturating_add(RESOURCE_ROW))
         {
-            Some(row) => (u32_at(row, 0), u32_at(row, 4)),
+            Some(row) => (
+                u32_at(row, RESOURCE_ATTRIBUTES),
+                u32_at(row, RESOURCE_ATTRIBUTES + 4),
+            ),
             None => (0, 0),
         }
     }

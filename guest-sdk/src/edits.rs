@@ -2,16 +2,16 @@
 //! plus one text buffer; layout in `wit/plugin.wit`): recording an edit copies its strings
 //! once and allocates nothing per edit.
 
-use crate::batch::{same_bytes, SpanRef, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use http_autoinstrument_plugin_layout::{
+    u32_at, u64_at, EDIT_ARG, EDIT_OP, EDIT_ROW, EDIT_SPAN, EDIT_TEXT, EDIT_VALUE, OP_DROP,
+    OP_REMOVE_ATTRIBUTE, OP_RENAME, OP_SET_ATTRIBUTE, OP_SET_STATUS, STATUS_ERROR, STATUS_OK,
+    STATUS_UNSET, TYPE_BOOL as TAG_BOOL, TYPE_FLOAT as TAG_FLOAT, TYPE_INT as TAG_INT,
+    TYPE_STR as TAG_STR,
+};
+
+use crate::batch::{same_bytes, SpanRef};
 use crate::bindings::http_autoinstrument::plugin::types::Edits as RawEdits;
 use crate::StatusCode;
-
-const EDIT_ROW: usize = 24;
-const OP_DROP: u8 = 0;
-const OP_RENAME: u8 = 1;
-const OP_SET_ATTRIBUTE: u8 = 2;
-const OP_REMOVE_ATTRIBUTE: u8 = 3;
-const OP_SET_STATUS: u8 = 4;
 
 /// An attribute value a plugin writes (owned form, see [`Edit`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -184,11 +184,11 @@ impl Edits {
     #[inline(always)]
     fn row(&mut self, span: u32, op: u8, tag: u8, text: [u8; 8], payload: [u8; 8]) {
         let mut row = [0u8; EDIT_ROW];
-        row[..4].copy_from_slice(&span.to_le_bytes());
-        row[4] = op;
-        row[5] = tag;
-        row[8..16].copy_from_slice(&text);
-        row[16..].copy_from_slice(&payload);
+        row[EDIT_SPAN..EDIT_SPAN + 4].copy_from_slice(&span.to_le_bytes());
+        row[EDIT_OP] = op;
+        row[EDIT_ARG] = tag;
+        row[EDIT_TEXT..EDIT_TEXT + 8].copy_from_slice(&text);
+        row[EDIT_VALUE..EDIT_VALUE + 8].copy_from_slice(&payload);
         self.ops.extend_from_slice(&row);
     }
 
@@ -276,39 +276,39 @@ impl Edits {
         self.ops
             .chunks_exact(EDIT_ROW)
             .map(|row| {
-                let span = u32_at(row, 0);
-                match row[4] {
+                let span = u32_at(row, EDIT_SPAN);
+                match row[EDIT_OP] {
                     OP_DROP => Edit::Drop(span),
                     OP_RENAME => Edit::Rename {
                         span,
-                        name: text(row, 8),
+                        name: text(row, EDIT_TEXT),
                     },
                     OP_SET_ATTRIBUTE => {
-                        let payload = u64::from(u32_at(row, 16)) | u64::from(u32_at(row, 20)) << 32;
-                        let value = match row[5] {
-                            TAG_STR => NewValue::Str(text(row, 16)),
+                        let payload = u64_at(row, EDIT_VALUE);
+                        let value = match row[EDIT_ARG] {
+                            TAG_STR => NewValue::Str(text(row, EDIT_VALUE)),
                             TAG_INT => NewValue::Int(payload as i64),
                             TAG_FLOAT => NewValue::Float(f64::from_bits(payload)),
                             _ => NewValue::Boolean(payload != 0),
                         };
                         Edit::SetAttribute {
                             span,
-                            key: text(row, 8),
+                            key: text(row, EDIT_TEXT),
                             value,
                         }
                     }
                     OP_REMOVE_ATTRIBUTE => Edit::RemoveAttribute {
                         span,
-                        key: text(row, 8),
+                        key: text(row, EDIT_TEXT),
                     },
                     _ => Edit::SetStatus {
                         span,
-                        code: match row[5] {
-                            1 => StatusCode::Ok,
-                            2 => StatusCode::Error,
+                        code: match row[EDIT_ARG] {
+                            STATUS_OK => StatusCode::Ok,
+                            STATUS_ERROR => StatusCode::Error,
                             _ => StatusCode::Unset,
                         },
-                        message: text(row, 8),
+                        message: text(row, EDIT_TEXT),
                     },
                 }
             })
@@ -324,15 +324,11 @@ impl Edits {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 fn status_code(code: StatusCode) -> u8 {
     match code {
-        StatusCode::Unset => 0,
-        StatusCode::Ok => 1,
-        StatusCode::Error => 2,
+        StatusCode::Unset => STATUS_UNSET,
+        StatusCode::Ok => STATUS_OK,
+        StatusCode::Error => STATUS_ERROR,
     }
 }
 

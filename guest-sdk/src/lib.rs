@@ -54,6 +54,9 @@ mod export;
 mod log;
 pub mod testing;
 
+#[cfg(test)]
+mod golden;
+
 /// The code wit-bindgen generates for `wit/plugin.wit`. Plugins rarely need it directly.
 pub mod bindings {
     wit_bindgen::generate!({

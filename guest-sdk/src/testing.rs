@@ -3,7 +3,14 @@
 //! Mirrors what the agent does (pack the batch, call `process`, apply the edits) so a plugin's
 //! behaviour can be tested with plain `cargo test`, without a Wasm runtime.
 
-use crate::batch::{ATTRIBUTE_ROW, SPAN_ROW, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use http_autoinstrument_plugin_layout::{
+    put_range, put_u32, put_u64, ATTRIBUTE_KEY, ATTRIBUTE_ROW, ATTRIBUTE_TYPE, ATTRIBUTE_VALUE,
+    KIND_CLIENT, KIND_SERVER, RESOURCE_ATTRIBUTES, RESOURCE_ROW, SPAN_ATTRIBUTES, SPAN_END,
+    SPAN_KIND, SPAN_NAME, SPAN_RESOURCE, SPAN_ROW, SPAN_SPAN_ID, SPAN_START, SPAN_STATUS,
+    SPAN_STATUS_MESSAGE, SPAN_TRACE_ID_HIGH, SPAN_TRACE_ID_LOW, STATUS_ERROR, STATUS_OK,
+    STATUS_UNSET, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_STR,
+};
+
 use crate::bindings::http_autoinstrument::plugin::types::SpanBatch;
 use crate::{Batch, Edit, Edits, NewValue, Plugin, SpanKind, StatusCode};
 
@@ -94,58 +101,62 @@ pub fn pack(spans: &[TestSpan]) -> SpanBatch {
         resources: Vec::new(),
     };
     for (i, s) in spans.iter().enumerate() {
-        let (first, count) = push_attributes(&mut batch, &s.resource);
-        batch.resources.extend_from_slice(&first.to_le_bytes());
-        batch.resources.extend_from_slice(&count.to_le_bytes());
-        let (first, count) = push_attributes(&mut batch, &s.attributes);
+        let mut resource = [0u8; RESOURCE_ROW];
+        put_range(
+            &mut resource,
+            RESOURCE_ATTRIBUTES,
+            push_attributes(&mut batch, &s.resource),
+        );
+        batch.resources.extend_from_slice(&resource);
+        let attributes = push_attributes(&mut batch, &s.attributes);
         let name = push_text(&mut batch.text, &s.name);
         let message = push_text(&mut batch.text, &s.status_message);
         let mut row = [0u8; SPAN_ROW];
-        row[0..8].copy_from_slice(&1u64.to_le_bytes());
-        row[8..16].copy_from_slice(&(i as u64).to_le_bytes());
-        row[16..24].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-        row[32..40].copy_from_slice(&s.start_unix_nanos.to_le_bytes());
-        row[40..48].copy_from_slice(&s.end_unix_nanos.to_le_bytes());
-        row[48..56].copy_from_slice(&name);
-        row[56..64].copy_from_slice(&message);
-        row[64..68].copy_from_slice(&first.to_le_bytes());
-        row[68..72].copy_from_slice(&count.to_le_bytes());
-        row[72..76].copy_from_slice(&(i as u32).to_le_bytes());
-        row[76] = match s.kind {
-            SpanKind::Server => 0,
-            SpanKind::Client => 1,
+        put_u64(&mut row, SPAN_TRACE_ID_HIGH, 1);
+        put_u64(&mut row, SPAN_TRACE_ID_LOW, i as u64);
+        put_u64(&mut row, SPAN_SPAN_ID, i as u64 + 1);
+        put_u64(&mut row, SPAN_START, s.start_unix_nanos);
+        put_u64(&mut row, SPAN_END, s.end_unix_nanos);
+        put_range(&mut row, SPAN_NAME, name);
+        put_range(&mut row, SPAN_STATUS_MESSAGE, message);
+        put_range(&mut row, SPAN_ATTRIBUTES, attributes);
+        put_u32(&mut row, SPAN_RESOURCE, i as u32);
+        row[SPAN_KIND] = match s.kind {
+            SpanKind::Server => KIND_SERVER,
+            SpanKind::Client => KIND_CLIENT,
         };
-        row[77] = match s.status {
-            StatusCode::Unset => 0,
-            StatusCode::Ok => 1,
-            StatusCode::Error => 2,
+        row[SPAN_STATUS] = match s.status {
+            StatusCode::Unset => STATUS_UNSET,
+            StatusCode::Ok => STATUS_OK,
+            StatusCode::Error => STATUS_ERROR,
         };
         batch.spans.extend_from_slice(&row);
     }
     batch
 }
 
-fn push_text(text: &mut Vec<u8>, s: &str) -> [u8; 8] {
-    let mut r = [0u8; 8];
-    r[..4].copy_from_slice(&(text.len() as u32).to_le_bytes());
-    r[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
+fn push_text(text: &mut Vec<u8>, s: &str) -> (u32, u32) {
+    let range = (text.len() as u32, s.len() as u32);
     text.extend_from_slice(s.as_bytes());
-    r
+    range
 }
 
 fn push_attributes(batch: &mut SpanBatch, attrs: &[(String, NewValue)]) -> (u32, u32) {
     let first = (batch.attributes.len() / ATTRIBUTE_ROW) as u32;
     for (key, value) in attrs {
         let mut row = [0u8; ATTRIBUTE_ROW];
-        row[..8].copy_from_slice(&push_text(&mut batch.text, key));
+        put_range(&mut row, ATTRIBUTE_KEY, push_text(&mut batch.text, key));
         let (tag, payload) = match value {
-            NewValue::Str(s) => (TAG_STR, push_text(&mut batch.text, s)),
-            NewValue::Int(i) => (TAG_INT, i.to_le_bytes()),
-            NewValue::Float(f) => (TAG_FLOAT, f.to_bits().to_le_bytes()),
-            NewValue::Boolean(b) => (TAG_BOOL, u64::from(*b).to_le_bytes()),
+            NewValue::Str(s) => {
+                let (offset, len) = push_text(&mut batch.text, s);
+                (TYPE_STR, u64::from(offset) | u64::from(len) << 32)
+            }
+            NewValue::Int(i) => (TYPE_INT, *i as u64),
+            NewValue::Float(f) => (TYPE_FLOAT, f.to_bits()),
+            NewValue::Boolean(b) => (TYPE_BOOL, u64::from(*b)),
         };
-        row[8] = tag;
-        row[16..].copy_from_slice(&payload);
+        row[ATTRIBUTE_TYPE] = tag;
+        put_u64(&mut row, ATTRIBUTE_VALUE, payload);
         batch.attributes.extend_from_slice(&row);
     }
     (first, attrs.len() as u32)
@@ -295,7 +306,7 @@ mod tests {
     fn out_of_range_or_invalid_strings_read_as_empty() {
         let mut raw = pack(&[TestSpan::new("GET").attr("k", "v")]);
         // Name range past the end of the text.
-        raw.spans[52..56].copy_from_slice(&1000u32.to_le_bytes());
+        raw.spans[SPAN_NAME + 4..SPAN_NAME + 8].copy_from_slice(&1000u32.to_le_bytes());
         let batch = Batch::from_raw(raw);
         assert_eq!(batch.span(0).unwrap().name(), "");
         let mut raw = pack(&[TestSpan::new("GET").attr("k", "v")]);

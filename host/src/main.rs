@@ -85,6 +85,10 @@ struct RunArgs {
     /// Directory of Wasm span-processor plugins (`*.wasm`, run in file-name order, hot-reloaded).
     #[arg(long, value_name = "DIR")]
     plugins: Option<PathBuf>,
+    /// Record the spans built, before plugins, to this JSON-lines file for `plugin run --input`
+    /// (bounded by plugins.record_spans_max_mib, default 64).
+    #[arg(long, value_name = "FILE")]
+    record_spans: Option<PathBuf>,
     /// Log the agent's counters this often (0: only at exit) [default: 30].
     #[arg(long, value_name = "SECONDS")]
     stats_interval_secs: Option<u64>,
@@ -126,6 +130,7 @@ impl RunArgs {
             port: self.ports.clone(),
             pid: self.pids.clone(),
             plugins_dir: self.plugins.clone(),
+            record_spans: self.record_spans.clone(),
             metrics_address: self.metrics_address,
             log_level: self.log_level.clone(),
             log_format: self.log_format,

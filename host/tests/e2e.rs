@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use support::agent::{
     curl, http_get, in_ci, metric, metrics_address, otlp_env, private_copy, require_root, Agent,
-    SPAN_TIMEOUT,
+    AGENT, SPAN_TIMEOUT,
 };
 use support::go_fixtures::{build_go_server, newest, require_go, GoServer, Variant};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
@@ -1295,4 +1295,157 @@ fn a_released_third_party_go_server_is_traced() {
         let _ = server.kill();
         let _ = server.wait();
     }
+}
+
+/// A plugin in each language the SDKs serve (Rust, Go, JavaScript, Python) in the agent's chain on
+/// real traffic, with the spans built recorded (`--record-spans`); `plugin run` on the recording
+/// then gives the same verdicts, plugin by plugin, as the agent did.
+#[test]
+fn plugins_in_every_language_run_in_the_agent_and_on_its_recorded_spans() {
+    if !require_root() {
+        return;
+    }
+    let plugins = [
+        ("filter", "10-filter", ""),
+        (
+            "go-filter",
+            "20-go-filter",
+            "use_default_paths = false\nprefixes = [\"/debug/\"]\n",
+        ),
+        ("js-drop-bots", "30-bots", ""),
+        (
+            "py-slow-marker",
+            "40-mark",
+            "threshold_ms = 0\nattribute = \"app.seen-by-python\"\n",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugins_dir).unwrap();
+    for (built, name, settings) in plugins {
+        let Some(wasm) = built_plugin(built) else {
+            return;
+        };
+        std::fs::copy(wasm, plugins_dir.join(format!("{name}.wasm"))).unwrap();
+        // The Python and JavaScript runtimes need more than the default 64 MiB.
+        std::fs::write(
+            plugins_dir.join(format!("{name}.toml")),
+            format!("memory-limit-mib = 256\n[settings]\n{settings}"),
+        )
+        .unwrap();
+    }
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let binary = build_go_server(&newest, Variant::Default);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    let server = GoServer::start(&binary);
+    let recording = dir.path().join("spans.jsonl");
+    let mut agent = Agent::start(
+        &[
+            "--pid".into(),
+            server.pid.to_string(),
+            "--plugins".into(),
+            plugins_dir.display().to_string(),
+            "--record-spans".into(),
+            recording.display().to_string(),
+        ],
+        &otlp_env(&receiver, true),
+    );
+    for (_, name, _) in plugins {
+        // Compiling the Python and JavaScript components takes seconds on a small machine.
+        agent.wait_for_log(
+            &["plugin loaded", &format!("{name}.wasm")],
+            Duration::from_secs(180),
+        );
+    }
+    agent.wait_until_tracing(server.pid);
+    let port = server.http_port;
+    let requests: [(&str, &[&str]); 4] = [
+        ("/health", &[]),
+        ("/debug/vars", &[]),
+        ("/", &["-A", "Mozilla/5.0 (compatible; Googlebot/2.1)"]),
+        ("/users/7", &[]),
+    ];
+    for (path, extra) in requests {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        args.push(format!("http://127.0.0.1:{port}{path}"));
+        assert!(curl(&args).status.success(), "{path}");
+    }
+    rt.block_on(receiver.wait_for_spans(1, SPAN_TIMEOUT));
+    let final_stats = agent.stop();
+
+    // In the agent: three spans dropped, each by the plugin written for it; the fourth marked by
+    // the Python plugin after passing the other three.
+    let spans = receiver.spans();
+    let paths: Vec<_> = spans.iter().map(|s| s.attr_str("url.path")).collect();
+    assert_eq!(paths, [Some("/users/7")], "{final_stats}");
+    assert!(
+        matches!(
+            spans[0].attributes.get("app.seen-by-python"),
+            Some(support::otlp_receiver::Value::Bool(true))
+        ),
+        "{:?}",
+        spans[0].attributes
+    );
+
+    // The recording: the four spans as built, before any plugin.
+    let text = std::fs::read_to_string(&recording).unwrap();
+    let recorded: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let recorded_paths: Vec<_> = recorded
+        .iter()
+        .map(|s| s["attributes"]["url.path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        recorded_paths,
+        requests.map(|(path, _)| path.to_owned()),
+        "{text}"
+    );
+    assert!(recorded
+        .iter()
+        .all(|s| s["attributes"].get("app.seen-by-python").is_none()));
+
+    // `plugin run` on the recording, without root: the same verdicts.
+    let out = Command::new(AGENT)
+        .args(["plugin", "run", "--plugins"])
+        .arg(&plugins_dir)
+        .arg("--input")
+        .arg(&recording)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdicts: Vec<(String, String)> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| match (&v["kept"], &v["dropped"]) {
+            (kept, serde_json::Value::Null) => {
+                assert_eq!(kept["attributes"]["app.seen-by-python"], true, "{v}");
+                (kept["attributes"]["url.path"].to_string(), "kept".into())
+            }
+            (_, dropped) => (
+                dropped["attributes"]["url.path"].to_string(),
+                v["plugin"].as_str().unwrap().to_owned(),
+            ),
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("\"/health\"", "10-filter.wasm"),
+            ("\"/debug/vars\"", "20-go-filter.wasm"),
+            ("\"/\"", "30-bots.wasm"),
+            ("\"/users/7\"", "kept"),
+        ]
+        .map(|(p, v)| (p.to_owned(), v.to_owned())),
+        "{stdout}"
+    );
 }

@@ -13,6 +13,7 @@ pub struct Overrides {
     pub port: Vec<NonZeroU16>,
     pub pid: Vec<NonZeroU32>,
     pub plugins_dir: Option<PathBuf>,
+    pub record_spans: Option<PathBuf>,
     pub metrics_address: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
@@ -42,6 +43,9 @@ impl Overrides {
         }
         if let Some(dir) = &self.plugins_dir {
             config.plugins.dir = Some(dir.clone());
+        }
+        if let Some(path) = &self.record_spans {
+            config.plugins.record_spans = Some(path.clone());
         }
         if let Some(address) = self.metrics_address {
             config.telemetry.metrics_address = Some(address);

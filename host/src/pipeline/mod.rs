@@ -22,7 +22,7 @@ use crate::capture::{Drained, EventSink, RingReader};
 use crate::decode::{ClientRequest, ServerRequest};
 use crate::discover::Selector;
 use crate::export::{ExportConfig, ExportLimits, Exporter};
-use crate::plugins::{PluginChain, PluginsConfig};
+use crate::plugins::{PluginChain, PluginsConfig, SpanRecorder};
 use crate::span::{
     client_span, server_span, QueryRedaction, Resource, Span, WallClock, WallClockSource,
 };
@@ -60,6 +60,8 @@ struct SpanStage {
     stats: Arc<AgentStats>,
     /// `None` when no plugins directory is configured: spans go straight to export.
     plugins: Option<Arc<PluginChain>>,
+    /// Records spans as built, for plugin authors (`plugins.record_spans`).
+    recorder: Option<SpanRecorder>,
     exporter: Arc<Exporter>,
 }
 
@@ -107,6 +109,9 @@ impl SpanStage {
             return;
         }
         AgentStats::add(&self.stats.spans_built, spans.len() as u64);
+        if let Some(recorder) = &self.recorder {
+            recorder.record(&spans);
+        }
         let spans = match &self.plugins {
             Some(chain) => chain.process(spans),
             None => spans,
@@ -188,6 +193,13 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         std::sync::atomic::Ordering::Relaxed,
     );
     let exporter = Arc::new(Exporter::start(options.export, options.export_limits)?);
+    let recorder = match &options.plugins.record_spans {
+        Some(path) => Some(SpanRecorder::create(
+            path,
+            options.plugins.record_spans_max_mib.saturating_mul(1 << 20),
+        )?),
+        None => None,
+    };
     let (plugins, _plugin_watcher) = match options.plugins.dir {
         Some(_) => {
             let chain = PluginChain::new(options.plugins)?;
@@ -216,6 +228,7 @@ pub async fn run(options: AgentOptions) -> Result<()> {
         processes: processes.clone(),
         stats: stats.clone(),
         plugins,
+        recorder,
         exporter: exporter.clone(),
     });
 

@@ -41,6 +41,19 @@ pub enum PluginCommand {
         #[command(flatten)]
         limits: RunLimits,
     },
+    /// Writes a new plugin project NAME (in the current directory, or --dir) that builds with
+    /// `./build.sh` (its tests, then NAME.wasm): a sample plugin, a test, sample spans, and the
+    /// SDK and interface copied from this agent.
+    New {
+        /// Project name: lowercase letters, digits and '-'.
+        name: String,
+        /// The plugin's language.
+        #[arg(long)]
+        lang: super::scaffold::Lang,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// The agent's plugin options that `plugin run` takes too, with the agent's defaults.
@@ -101,6 +114,15 @@ pub fn execute(command: PluginCommand, mut out: impl Write) -> Result<()> {
             if let Err(e) = &report.init {
                 bail!("{}: init failed: {e}", file.display());
             }
+        }
+        PluginCommand::New { name, lang, dir } => {
+            let project = super::scaffold::new_project(&name, lang, &dir)?;
+            writeln!(
+                out,
+                "wrote {} ({lang}): build it with {}/build.sh; README.md says what next",
+                project.display(),
+                project.display()
+            )?;
         }
         PluginCommand::Run {
             plugins,

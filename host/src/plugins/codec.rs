@@ -8,21 +8,19 @@ use std::sync::Arc;
 
 use crate::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
 
-use super::bindings::types as wit;
+use http_autoinstrument_plugin_layout::{
+    put_range, put_u32, put_u64, ATTRIBUTE_KEY, ATTRIBUTE_ROW, ATTRIBUTE_TYPE, ATTRIBUTE_VALUE,
+    KIND_CLIENT, KIND_SERVER, RESOURCE_ATTRIBUTES, RESOURCE_ROW, SPAN_ATTRIBUTES, SPAN_END,
+    SPAN_HAS_PARENT, SPAN_KIND, SPAN_NAME, SPAN_PARENT_SPAN_ID, SPAN_RESOURCE, SPAN_ROW,
+    SPAN_SPAN_ID, SPAN_START, SPAN_STATUS, SPAN_STATUS_MESSAGE, SPAN_TRACE_ID_HIGH,
+    SPAN_TRACE_ID_LOW, STATUS_ERROR, STATUS_OK, STATUS_UNSET, TYPE_BOOL, TYPE_FLOAT, TYPE_INT,
+    TYPE_STR,
+};
 
-pub const SPAN_ROW: usize = 80;
-pub const ATTRIBUTE_ROW: usize = 24;
-pub const RESOURCE_ROW: usize = 8;
-pub const EDIT_ROW: usize = 24;
+use super::bindings::types as wit;
 
 /// [`SharedBatch::update`] patches the encoding when at most one span in this many changed.
 const PATCH_AT_MOST_ONE_IN: usize = 4;
-
-/// Value type tags shared by attribute rows and edit rows.
-pub const TAG_STR: u8 = 0;
-pub const TAG_INT: u8 = 1;
-pub const TAG_FLOAT: u8 = 2;
-pub const TAG_BOOL: u8 = 3;
 
 pub struct BatchEncoder {
     batch: wit::SpanBatch,
@@ -109,37 +107,36 @@ impl BatchEncoder {
             push_attributes(&mut self.attribute_rows, constants, b, &span.attributes);
         let name = constants.push(&mut b.text, &span.name);
         let (status, message) = match &span.status {
-            SpanStatus::Unset => (0u8, ""),
-            SpanStatus::Ok => (1, ""),
-            SpanStatus::Error { description } => (2, description.as_str()),
+            SpanStatus::Unset => (STATUS_UNSET, ""),
+            SpanStatus::Ok => (STATUS_OK, ""),
+            SpanStatus::Error { description } => (STATUS_ERROR, description.as_str()),
         };
         let message = push_text(&mut b.text, message);
         let mut row = [0u8; SPAN_ROW];
-        row[0..16].copy_from_slice(&span.trace_id);
         // The ids travel as numbers: their big-endian bytes read as u64s.
-        let hi = u64::from_be_bytes(row[0..8].try_into().unwrap_or_default());
-        let lo = u64::from_be_bytes(row[8..16].try_into().unwrap_or_default());
-        put_u64(&mut row, 0, hi);
-        put_u64(&mut row, 8, lo);
-        put_u64(&mut row, 16, u64::from_be_bytes(span.span_id));
+        let [hi, lo] = [0, 8].map(|at| {
+            let mut half = [0u8; 8];
+            half.copy_from_slice(&span.trace_id[at..at + 8]);
+            u64::from_be_bytes(half)
+        });
+        put_u64(&mut row, SPAN_TRACE_ID_HIGH, hi);
+        put_u64(&mut row, SPAN_TRACE_ID_LOW, lo);
+        put_u64(&mut row, SPAN_SPAN_ID, u64::from_be_bytes(span.span_id));
         if let Some(parent) = span.parent_span_id {
-            put_u64(&mut row, 24, u64::from_be_bytes(parent));
-            row[78] = 1;
+            put_u64(&mut row, SPAN_PARENT_SPAN_ID, u64::from_be_bytes(parent));
+            row[SPAN_HAS_PARENT] = 1;
         }
-        put_u64(&mut row, 32, span.start_unix_nanos);
-        put_u64(&mut row, 40, span.end_unix_nanos);
-        put_u32(&mut row, 48, name.0);
-        put_u32(&mut row, 52, name.1);
-        put_u32(&mut row, 56, message.0);
-        put_u32(&mut row, 60, message.1);
-        put_u32(&mut row, 64, first);
-        put_u32(&mut row, 68, count);
-        put_u32(&mut row, 72, resource);
-        row[76] = match span.kind {
-            SpanKind::Server => 0,
-            SpanKind::Client => 1,
+        put_u64(&mut row, SPAN_START, span.start_unix_nanos);
+        put_u64(&mut row, SPAN_END, span.end_unix_nanos);
+        put_range(&mut row, SPAN_NAME, name);
+        put_range(&mut row, SPAN_STATUS_MESSAGE, message);
+        put_range(&mut row, SPAN_ATTRIBUTES, (first, count));
+        put_u32(&mut row, SPAN_RESOURCE, resource);
+        row[SPAN_KIND] = match span.kind {
+            SpanKind::Server => KIND_SERVER,
+            SpanKind::Client => KIND_CLIENT,
         };
-        row[77] = status;
+        row[SPAN_STATUS] = status;
         row
     }
 }
@@ -186,14 +183,6 @@ impl SharedBatch {
     }
 }
 
-fn put_u32(row: &mut [u8], at: usize, v: u32) {
-    row[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(row: &mut [u8], at: usize, v: u64) {
-    row[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
 fn resource_index(
     seen: &mut Vec<*const Resource>,
     rows: &mut u32,
@@ -207,8 +196,7 @@ fn resource_index(
     }
     let (first, count) = push_attributes(rows, constants, b, &r.attributes);
     let mut row = [0u8; RESOURCE_ROW];
-    put_u32(&mut row, 0, first);
-    put_u32(&mut row, 4, count);
+    put_range(&mut row, RESOURCE_ATTRIBUTES, (first, count));
     b.resources.extend_from_slice(&row);
     seen.push(ptr);
     (seen.len() - 1) as u32
@@ -223,27 +211,23 @@ fn push_attributes(
     let first = *rows;
     for a in attrs {
         let mut row = [0u8; ATTRIBUTE_ROW];
-        let key = constants.push(&mut b.text, &a.key);
-        put_u32(&mut row, 0, key.0);
-        put_u32(&mut row, 4, key.1);
+        put_range(&mut row, ATTRIBUTE_KEY, constants.push(&mut b.text, &a.key));
         match &a.value {
             AttributeValue::Str(s) => {
-                let v = constants.push(&mut b.text, s);
-                row[8] = TAG_STR;
-                put_u32(&mut row, 16, v.0);
-                put_u32(&mut row, 20, v.1);
+                row[ATTRIBUTE_TYPE] = TYPE_STR;
+                put_range(&mut row, ATTRIBUTE_VALUE, constants.push(&mut b.text, s));
             }
             AttributeValue::Int(i) => {
-                row[8] = TAG_INT;
-                put_u64(&mut row, 16, *i as u64);
+                row[ATTRIBUTE_TYPE] = TYPE_INT;
+                put_u64(&mut row, ATTRIBUTE_VALUE, *i as u64);
             }
             AttributeValue::Float(f) => {
-                row[8] = TAG_FLOAT;
-                put_u64(&mut row, 16, f.to_bits());
+                row[ATTRIBUTE_TYPE] = TYPE_FLOAT;
+                put_u64(&mut row, ATTRIBUTE_VALUE, f.to_bits());
             }
             AttributeValue::Bool(v) => {
-                row[8] = TAG_BOOL;
-                put_u64(&mut row, 16, u64::from(*v));
+                row[ATTRIBUTE_TYPE] = TYPE_BOOL;
+                put_u64(&mut row, ATTRIBUTE_VALUE, u64::from(*v));
             }
         }
         b.attributes.extend_from_slice(&row);
@@ -393,10 +377,10 @@ mod tests {
         assert_eq!(count, 2);
         let a = &b.attributes[first * ATTRIBUTE_ROW..];
         assert_eq!(text(b, a, 0), "url.path");
-        assert_eq!(a[8], TAG_STR);
+        assert_eq!(a[8], TYPE_STR);
         assert_eq!(text(b, a, 16), "/b");
         let a = &a[ATTRIBUTE_ROW..];
-        assert_eq!((a[8], u64_at(a, 16)), (TAG_INT, 500));
+        assert_eq!((a[8], u64_at(a, 16)), (TYPE_INT, 500));
         let ra = &b.attributes[u32_at(&b.resources, 0) as usize * ATTRIBUTE_ROW..];
         assert_eq!(text(b, ra, 0), "service.name");
     }
@@ -459,7 +443,7 @@ mod tests {
                     .chunks(ATTRIBUTE_ROW)
                     .take(u32_at(s, 68) as usize)
                     .map(|a| match a[8] {
-                        TAG_STR => (text(b, a, 0), text(b, a, 16)),
+                        TYPE_STR => (text(b, a, 0), text(b, a, 16)),
                         _ => (text(b, a, 0), u64_at(a, 16).to_string()),
                     })
                     .collect();

@@ -30,6 +30,11 @@ pub struct PluginsConfig {
     pub max_suspension_secs: u64,
     /// Where compiled plugins are cached across restarts; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// Records the spans the agent builds, before any plugin, to this JSON-lines file (what
+    /// `plugin run --input` takes); `None`: no recording. Works with or without plugins.
+    pub record_spans: Option<PathBuf>,
+    /// Bound of the recording, MiB: recording stops there.
+    pub record_spans_max_mib: u64,
 }
 
 impl Default for PluginsConfig {
@@ -45,6 +50,8 @@ impl Default for PluginsConfig {
             suspend_after_failures: 5,
             max_suspension_secs: 300,
             cache_dir: None,
+            record_spans: None,
+            record_spans_max_mib: 64,
         }
     }
 }

@@ -9,7 +9,11 @@ use std::borrow::Cow;
 use crate::span::{Attribute, AttributeValue, Span, SpanStatus};
 
 use super::bindings::types::Edits;
-use super::codec::{EDIT_ROW, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use http_autoinstrument_plugin_layout::{
+    u32_at, u64_at, EDIT_ARG, EDIT_OP, EDIT_ROW, EDIT_SPAN, EDIT_TEXT, EDIT_VALUE, OP_DROP,
+    OP_REMOVE_ATTRIBUTE, OP_RENAME, OP_SET_ATTRIBUTE, OP_SET_STATUS, STATUS_ERROR, STATUS_OK,
+    STATUS_UNSET, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_STR,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct EditLimits {
@@ -45,12 +49,6 @@ pub struct Applied {
     pub changed_spans: Vec<u32>,
 }
 
-const OP_DROP: u8 = 0;
-const OP_RENAME: u8 = 1;
-const OP_SET_ATTRIBUTE: u8 = 2;
-const OP_REMOVE_ATTRIBUTE: u8 = 3;
-const OP_SET_STATUS: u8 = 4;
-
 /// One decoded edit row; strings borrow from the edits' text.
 enum Edit<'a> {
     Drop,
@@ -67,16 +65,6 @@ enum Value<'a> {
     Bool(bool),
 }
 
-fn u32_at(row: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]])
-}
-
-fn u64_at(row: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&row[at..at + 8]);
-    u64::from_le_bytes(b)
-}
-
 /// The string at (offset, length) stored at `row[at..at + 8]`, if it lies inside `text` on
 /// character boundaries (`text` was validated as UTF-8 as a whole, once).
 fn str_at<'a>(text: &'a str, row: &[u8], at: usize, i: usize) -> Result<&'a str, String> {
@@ -89,22 +77,24 @@ fn str_at<'a>(text: &'a str, row: &[u8], at: usize, i: usize) -> Result<&'a str,
 
 #[inline(always)]
 fn decode<'a>(text: &'a str, row: &[u8], i: usize) -> Result<Edit<'a>, String> {
-    Ok(match row[4] {
+    Ok(match row[EDIT_OP] {
         OP_DROP => Edit::Drop,
-        OP_RENAME => Edit::Rename(str_at(text, row, 8, i)?),
+        OP_RENAME => Edit::Rename(str_at(text, row, EDIT_TEXT, i)?),
         OP_SET_ATTRIBUTE => {
-            let value = match row[5] {
-                TAG_STR => Value::Str(str_at(text, row, 16, i)?),
-                TAG_INT => Value::Int(u64_at(row, 16) as i64),
-                TAG_FLOAT => Value::Float(f64::from_bits(u64_at(row, 16))),
-                TAG_BOOL => Value::Bool(u64_at(row, 16) != 0),
+            let value = match row[EDIT_ARG] {
+                TYPE_STR => Value::Str(str_at(text, row, EDIT_VALUE, i)?),
+                TYPE_INT => Value::Int(u64_at(row, EDIT_VALUE) as i64),
+                TYPE_FLOAT => Value::Float(f64::from_bits(u64_at(row, EDIT_VALUE))),
+                TYPE_BOOL => Value::Bool(u64_at(row, EDIT_VALUE) != 0),
                 tag => return Err(format!("edit {i}: unknown value type {tag}")),
             };
-            Edit::SetAttribute(str_at(text, row, 8, i)?, value)
+            Edit::SetAttribute(str_at(text, row, EDIT_TEXT, i)?, value)
         }
-        OP_REMOVE_ATTRIBUTE => Edit::RemoveAttribute(str_at(text, row, 8, i)?),
-        OP_SET_STATUS if row[5] <= 2 => Edit::SetStatus(row[5], str_at(text, row, 8, i)?),
-        OP_SET_STATUS => return Err(format!("edit {i}: unknown status {}", row[5])),
+        OP_REMOVE_ATTRIBUTE => Edit::RemoveAttribute(str_at(text, row, EDIT_TEXT, i)?),
+        OP_SET_STATUS if row[EDIT_ARG] <= STATUS_ERROR => {
+            Edit::SetStatus(row[EDIT_ARG], str_at(text, row, EDIT_TEXT, i)?)
+        }
+        OP_SET_STATUS => return Err(format!("edit {i}: unknown status {}", row[EDIT_ARG])),
         op => return Err(format!("edit {i}: unknown operation {op}")),
     })
 }
@@ -135,7 +125,7 @@ pub fn apply(
         .map_err(|e| format!("the edits' text is not UTF-8: {e}"))?;
     // Check everything first: on error nothing may have been applied.
     for (i, row) in edits.ops.chunks_exact(EDIT_ROW).enumerate() {
-        let index = u32_at(row, 0);
+        let index = u32_at(row, EDIT_SPAN);
         if index as usize >= spans.len() {
             return Err(format!(
                 "edit refers to span {index} of a batch of {} spans",
@@ -159,7 +149,7 @@ pub fn apply(
         true
     };
     for (i, row) in edits.ops.chunks_exact(EDIT_ROW).enumerate() {
-        let index = u32_at(row, 0) as usize;
+        let index = u32_at(row, EDIT_SPAN) as usize;
         let span = &mut spans[index];
         let edit = decode(text, row, i)?;
         if !matches!(edit, Edit::Drop) && applied.changed_spans.last() != Some(&(index as u32)) {
@@ -218,8 +208,8 @@ pub fn apply(
             }
             Edit::SetStatus(code, message) => {
                 span.status = match code {
-                    0 => SpanStatus::Unset,
-                    1 => SpanStatus::Ok,
+                    STATUS_UNSET => SpanStatus::Unset,
+                    STATUS_OK => SpanStatus::Ok,
                     _ => {
                         let message = truncate(message, limits, &mut applied);
                         if !write(message.len(), &mut applied) {
@@ -365,11 +355,11 @@ mod tests {
 
         fn row(&mut self, span: u32, op: u8, tag: u8, a: [u8; 8], payload: [u8; 8]) -> &mut Self {
             let mut row = [0u8; EDIT_ROW];
-            row[..4].copy_from_slice(&span.to_le_bytes());
-            row[4] = op;
-            row[5] = tag;
-            row[8..16].copy_from_slice(&a);
-            row[16..24].copy_from_slice(&payload);
+            row[EDIT_SPAN..EDIT_SPAN + 4].copy_from_slice(&span.to_le_bytes());
+            row[EDIT_OP] = op;
+            row[EDIT_ARG] = tag;
+            row[EDIT_TEXT..EDIT_TEXT + 8].copy_from_slice(&a);
+            row[EDIT_VALUE..EDIT_VALUE + 8].copy_from_slice(&payload);
             self.0.ops.extend_from_slice(&row);
             self
         }
@@ -377,12 +367,12 @@ mod tests {
         fn set(&mut self, span: u32, key: &str, value: &str) -> &mut Self {
             let k = self.text(key);
             let v = self.text(value);
-            self.row(span, OP_SET_ATTRIBUTE, TAG_STR, k, v)
+            self.row(span, OP_SET_ATTRIBUTE, TYPE_STR, k, v)
         }
 
         fn set_int(&mut self, span: u32, key: &str, value: i64) -> &mut Self {
             let k = self.text(key);
-            self.row(span, OP_SET_ATTRIBUTE, TAG_INT, k, value.to_le_bytes())
+            self.row(span, OP_SET_ATTRIBUTE, TYPE_INT, k, value.to_le_bytes())
         }
 
         fn rename(&mut self, span: u32, name: &str) -> &mut Self {

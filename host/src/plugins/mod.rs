@@ -20,10 +20,14 @@ mod edits;
 mod engine;
 mod epoch;
 mod failure;
+#[cfg(test)]
+mod golden;
 mod inspect;
 mod instance;
 pub mod jsonl;
+mod record;
 mod reload;
+pub mod scaffold;
 mod state;
 mod stats;
 
@@ -31,5 +35,6 @@ pub use chain::{DropCause, DropReport, Outcome, PluginChain, PluginWatcher};
 pub use config::{Grants, OnError, PluginSettings, PluginsConfig};
 pub use failure::FailureKind;
 pub use inspect::{inspect_component, ComponentReport, ImportGrant, WORLD_EXPORT};
+pub use record::SpanRecorder;
 pub use reload::ReloadReport;
 pub use stats::StatsSnapshot;

@@ -1,0 +1,3 @@
+module http-autoinstrument.invalid/sdk
+
+go 1.24
