@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every benchmark in one run, written up as docs/benchmarks.md (+ docs/benchmarks/*.svg, results.json):
 # overhead on a traced Go service (none / floor / agent / agent + 3 plugins / bpftrace peer, HTTP and
-# HTTPS), probe hits per request, pipeline replay throughput, agent CPU and RSS, start-to-first-span,
-# plugin reload, and the criterion micro-benchmarks.
+# HTTPS), probe hits per request (server requests and client calls), the probes' run time with an
+# incoming traceparent and per client call, pipeline replay throughput, agent CPU and RSS,
+# start-to-first-span, plugin reload, and the criterion micro-benchmarks.
 # Usage: sudo scripts/bench.sh            full run (about 20 minutes), rewrites docs/benchmarks.md
 #        sudo scripts/bench.sh --smoke    every step for a second, report to a temporary directory (CI)
 #        sudo scripts/bench.sh --compare OLD_AGENT

@@ -1,5 +1,7 @@
 //! Probe hits per request, counted by the agent's kernel counters on /metrics, for each protocol
-//! a Go server speaks: HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS.
+//! a Go server speaks (HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS) and for each protocol its
+//! net/http client calls another service with: requests to the traced service's `/call`, which
+//! makes one call to a second, untraced copy of the fixture per request.
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,19 +12,58 @@ use crate::http::{get, metric};
 use crate::procs::{free_port, Agent, AgentRun, ProbeMode, Service, Target};
 use crate::Bench;
 
+/// What one request to the traced service does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Requests {
+    /// Answers it: one server span.
+    Served,
+    /// Answers it after one client call to the untraced copy: a server and a client span.
+    CallsOut,
+}
+
+impl Requests {
+    pub fn label(self) -> &'static str {
+        match self {
+            Requests::Served => "server",
+            Requests::CallsOut => "server + 1 client call",
+        }
+    }
+
+    fn spans(self) -> u64 {
+        match self {
+            Requests::Served => 1,
+            Requests::CallsOut => 2,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeHits {
+    pub requests_do: Requests,
+    /// The server's protocol for `Served`, the client call's for `CallsOut`.
     pub protocol: &'static str,
     pub requests: u64,
     pub entry_hits: u64,
     pub return_hits: u64,
+    pub client_start_hits: u64,
+    pub client_return_hits: u64,
     pub events: u64,
     pub spans: u64,
 }
 
+impl ProbeHits {
+    pub fn server_hits_per_request(&self) -> f64 {
+        (self.entry_hits + self.return_hits) as f64 / self.requests as f64
+    }
+
+    pub fn client_hits_per_request(&self) -> f64 {
+        (self.client_start_hits + self.client_return_hits) as f64 / self.requests as f64
+    }
+}
+
 const PREFIX: &str = "http_autoinstrument_";
 
-fn counters(port: u16) -> Result<[u64; 4]> {
+fn counters(port: u16) -> Result<[u64; 6]> {
     let page = String::from_utf8(get(port, "/metrics")?.body)?;
     let read = |name: &str| -> Result<u64> {
         metric(&page, &format!("{PREFIX}{name}"))
@@ -32,14 +73,27 @@ fn counters(port: u16) -> Result<[u64; 4]> {
     Ok([
         read("probe_hits_total{probe=\"entry\"}")?,
         read("probe_hits_total{probe=\"return\"}")?,
+        read("probe_hits_total{probe=\"client_start\"}")?,
+        read("probe_hits_total{probe=\"client_return\"}")?,
         read("kernel_events_submitted_total")?,
         read("spans_exported_total")?,
     ])
 }
 
+/// One way of loading the traced service: what its requests do, the protocol, the base URL curl
+/// requests and curl's protocol flag.
+struct Case {
+    requests_do: Requests,
+    protocol: &'static str,
+    base: String,
+    flag: &'static str,
+}
+
 pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
     let requests = bench.settings.hit_requests;
     let service = Service::start(&bench.server)?;
+    // Its own file, and the agent follows the traced service's pid only: B takes no trap.
+    let callee = Service::start_copy(&bench.server, &bench.work.path().join("service-callee"))?;
     let metrics_port = free_port()?;
     let dir = tempfile::tempdir_in(bench.work.path())?;
     let mut agent = Agent::start(
@@ -54,53 +108,107 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
         dir.path(),
     )?;
     agent.wait_tracing(Duration::from_secs(60))?;
-    let protocols: [(&str, String, &str); 3] = [
-        (
-            "HTTP/1.1",
-            format!("http://127.0.0.1:{}", service.http_port),
-            "--http1.1",
-        ),
-        (
-            "HTTPS (HTTP/1.1 over TLS)",
-            format!("https://127.0.0.1:{}", service.https_port),
-            "--http1.1",
-        ),
-        (
-            "HTTP/2 over TLS",
-            format!("https://127.0.0.1:{}", service.https_port),
-            "--http2",
-        ),
+    let http = format!("http://127.0.0.1:{}", service.http_port);
+    let https = format!("https://127.0.0.1:{}", service.https_port);
+    // The client calls: curl asks the traced service over HTTP/1.1, which calls the copy.
+    let call = |url: String, h2: bool| {
+        format!("{http}/call?url={url}{}", if h2 { "&proto=h2" } else { "" })
+    };
+    let callee_http = format!("http://127.0.0.1:{}/", callee.http_port);
+    let callee_https = format!("https://127.0.0.1:{}/", callee.https_port);
+    let cases = [
+        Case {
+            requests_do: Requests::Served,
+            protocol: "HTTP/1.1",
+            base: format!("{http}/hits?"),
+            flag: "--http1.1",
+        },
+        Case {
+            requests_do: Requests::Served,
+            protocol: "HTTPS (HTTP/1.1 over TLS)",
+            base: format!("{https}/hits?"),
+            flag: "--http1.1",
+        },
+        Case {
+            requests_do: Requests::Served,
+            protocol: "HTTP/2 over TLS",
+            base: format!("{https}/hits?"),
+            flag: "--http2",
+        },
+        Case {
+            requests_do: Requests::CallsOut,
+            protocol: "HTTP/1.1",
+            base: format!("{}&", call(callee_http, false)),
+            flag: "--http1.1",
+        },
+        Case {
+            requests_do: Requests::CallsOut,
+            protocol: "HTTPS (HTTP/1.1 over TLS)",
+            base: format!("{}&", call(callee_https.clone(), false)),
+            flag: "--http1.1",
+        },
+        Case {
+            requests_do: Requests::CallsOut,
+            protocol: "HTTP/2 over TLS",
+            base: format!("{}&", call(callee_https, true)),
+            flag: "--http1.1",
+        },
     ];
     let mut out = Vec::new();
-    for (protocol, base, flag) in protocols {
+    for case in cases {
         let before = counters(metrics_port)?;
         // One curl, one connection, `requests` requests (URL globbing).
-        let status = Command::new("curl")
-            .args(["-sk", "--fail", flag])
-            .arg(format!("{base}/hits?n=[1-{requests}]"))
-            .stdout(Stdio::null())
-            .status()
+        let output = Command::new("curl")
+            .args(["-sk", "--fail", case.flag])
+            .arg(format!("{}n=[1-{requests}]", case.base))
+            .stderr(Stdio::inherit())
+            .output()
             .context("running curl")?;
-        ensure!(status.success(), "curl {base} failed: {status}");
+        ensure!(
+            output.status.success(),
+            "curl {} failed: {}",
+            case.base,
+            output.status
+        );
+        if case.requests_do == Requests::CallsOut {
+            // Every call reached the copy: /call answers 502 (which --fail turns into an
+            // error) when it did not, and "called: 200" when it did.
+            let answers = String::from_utf8_lossy(&output.stdout);
+            let called = answers.matches("called: 200").count() as u64;
+            ensure!(
+                called == requests,
+                "{}: {called} of {requests} calls answered 200",
+                case.base
+            );
+        }
+        let expected_spans = requests * case.requests_do.spans();
         // Spans reach the sink within a poll interval and an export batch.
         let started = Instant::now();
         let after = loop {
             let now = counters(metrics_port)?;
-            if now[3] - before[3] >= requests || started.elapsed() > Duration::from_secs(10) {
+            if now[5] - before[5] >= expected_spans || started.elapsed() > Duration::from_secs(10) {
                 break now;
             }
             std::thread::sleep(Duration::from_millis(50));
         };
         let hits = ProbeHits {
-            protocol,
+            requests_do: case.requests_do,
+            protocol: case.protocol,
             requests,
             entry_hits: after[0] - before[0],
             return_hits: after[1] - before[1],
-            events: after[2] - before[2],
-            spans: after[3] - before[3],
+            client_start_hits: after[2] - before[2],
+            client_return_hits: after[3] - before[3],
+            events: after[4] - before[4],
+            spans: after[5] - before[5],
         };
         eprintln!("probe hits: {hits:?}");
-        ensure!(hits.spans == requests, "{protocol}: {hits:?}");
+        ensure!(
+            hits.spans == expected_spans,
+            "{} {}: {expected_spans} spans expected: {hits:?}",
+            case.requests_do.label(),
+            case.protocol
+        );
         out.push(hits);
     }
     agent.stop()?;

@@ -7,7 +7,8 @@
 //! - `workload`, `replay`, `reload`: the pipeline without the kernel (also used by `benches/`);
 //!   `instructions`: the same replay's instructions per span, counted under valgrind.
 //! - `procs`, `http`, `wrk`, `load`, `sink`: processes, traffic and an OTLP receiver.
-//! - `overhead`, `hits`, `resources`, `startup`, `export`: one section of the report each.
+//! - `overhead`, `hits`, `trace_cost`, `resources`, `startup`, `export`: one section of the report
+//!   each.
 //! - `report`, `plot`, `machine`, `criterion`: the write-up.
 //! - `compare`: two builds of the probes side by side (`scripts/bench.sh --compare`).
 pub mod bpfstats;
@@ -30,6 +31,7 @@ pub mod resources;
 pub mod sink;
 pub mod startup;
 pub mod stats;
+pub mod trace_cost;
 pub mod workload;
 pub mod wrk;
 
@@ -174,6 +176,7 @@ pub struct Results {
     pub machine: machine::Machine,
     pub overhead: Vec<overhead::OverheadRun>,
     pub probe_hits: Vec<hits::ProbeHits>,
+    pub trace_cost: Vec<trace_cost::TraceCostRun>,
     pub replay: Vec<replay::ReplayResult>,
     pub instructions: Vec<instructions::InstructionCount>,
     pub export: Vec<export::ExportResult>,
@@ -184,12 +187,13 @@ pub struct Results {
 }
 
 /// The report's sections, in the order they run.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "replay",
     "instructions",
     "export",
     "reload",
     "hits",
+    "traces",
     "startup",
     "resources",
     "overhead",
@@ -249,6 +253,11 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
         eprintln!("== probe hits per request");
         probe_hits = hits::measure(bench).context("probe hits")?;
     }
+    let mut trace_cost = Vec::new();
+    if wanted("traces") {
+        eprintln!("== BPF run time of trace context and client calls");
+        trace_cost = trace_cost::measure(bench).context("trace context and client calls")?;
+    }
     let mut startup = Vec::new();
     if wanted("startup") {
         eprintln!("== start to first span");
@@ -277,6 +286,7 @@ pub fn run(bench: &Bench, criterion_dir: Option<&Path>, only: &[String]) -> Resu
         machine,
         overhead,
         probe_hits,
+        trace_cost,
         replay,
         instructions,
         export,

@@ -30,8 +30,8 @@ struct Args {
     /// Every step for about a second: shows the benchmarks work, measures nothing.
     #[arg(long)]
     smoke: bool,
-    /// Run only these sections (replay, reload, hits, startup, resources, overhead) and print
-    /// their figures without writing the report.
+    /// Run only these sections (replay, instructions, export, reload, hits, traces, startup,
+    /// resources, overhead) and print their figures without writing the report.
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTIONS))]
     only: Vec<String>,
     /// How the run was started, for the report.

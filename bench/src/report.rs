@@ -4,9 +4,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::hits::{ProbeHits, Requests};
 use crate::overhead::{Mode, OverheadRun, Scheme};
 use crate::plot::{self, Target};
 use crate::stats::Summary;
+use crate::trace_cost::{self, Config, TraceCostRun};
 use crate::Results;
 
 /// CPU time per request the instrumentation added to the service: over the uninstrumented copy
@@ -122,18 +124,52 @@ fn thousands(x: f64) -> String {
 }
 
 /// The pipeline's throughput targets: the stage, what it is, spans/s.
-const PIPELINE_TARGETS: [(crate::replay::Stage, &str, f64); 2] = [
-    (
-        crate::replay::Stage::Plugins,
-        "without export (decode + 3 plugins)",
-        1e6,
-    ),
-    (
-        crate::replay::Stage::OtlpEncoding,
-        "with OTLP encoding",
-        4e5,
-    ),
-];
+const PIPELINE_TARGETS: [(crate::replay::Stage, &str, f64); 1] = [(
+    crate::replay::Stage::Plugins,
+    "without export (decode + 3 plugins)",
+    1e6,
+)];
+
+/// The most BPF run time a server request may take, its `traceparent` read included, in ns.
+const SERVER_BPF_TARGETS: [(Scheme, f64); 2] = [(Scheme::Http, 1300.0), (Scheme::Https, 1500.0)];
+
+/// A server BPF-time target judged: the medians with and without an incoming `traceparent`
+/// (section 3), judged on the one with it.
+struct ServerBpfTime {
+    with_traceparent: Summary,
+    without: Option<Summary>,
+    met: bool,
+}
+
+fn server_bpf_time(runs: &[TraceCostRun], scheme: Scheme, limit_ns: f64) -> Option<ServerBpfTime> {
+    let with_traceparent = trace_cost::summary(runs, scheme, Config::ServerTraceparent)?;
+    Some(ServerBpfTime {
+        with_traceparent,
+        without: trace_cost::summary(runs, scheme, Config::ServerNoTraceparent),
+        met: with_traceparent.median <= limit_ns,
+    })
+}
+
+/// Probe hits per request at their highest over the protocols: of server requests (every row,
+/// the server side of a request that calls out included) and of client calls.
+struct HitsPerRequest {
+    server: f64,
+    client: f64,
+}
+
+fn most_hits(hits: &[ProbeHits]) -> Option<HitsPerRequest> {
+    let calls = || hits.iter().filter(|h| h.requests_do == Requests::CallsOut);
+    calls().next()?;
+    Some(HitsPerRequest {
+        server: hits
+            .iter()
+            .map(ProbeHits::server_hits_per_request)
+            .fold(0.0, f64::max),
+        client: calls()
+            .map(ProbeHits::client_hits_per_request)
+            .fold(0.0, f64::max),
+    })
+}
 
 fn instructions_per_span(r: &Results, stage: crate::replay::Stage) -> Option<f64> {
     r.instructions
@@ -185,27 +221,6 @@ fn verdict(ok: bool) -> &'static str {
 fn method_spread_us(figs: &[ModeFigures]) -> Option<f64> {
     let none = figs.iter().find(|f| f.mode == Mode::None)?.added_us?;
     Some(none.min.abs().max(none.max.abs()))
-}
-
-/// Why a scheme's overhead targets cannot be judged from this run, if they cannot: the method's
-/// own spread (see `method_spread_us`) is more than half of what the floor adds, the divisor of
-/// every ratio to the floor. Seen on this VM when its host was busy: the copies differed by up to
-/// 2.3 µs per request where the floor added 1.6-2.8 µs, and the ratios from CPU time ran from -89
-/// to 35.
-fn too_noisy(figs: &[ModeFigures]) -> Option<String> {
-    let spread = method_spread_us(figs)?;
-    let floor = figs
-        .iter()
-        .find(|f| f.mode == Mode::Floor)?
-        .added_us?
-        .median;
-    (spread > floor / 2.0).then(|| {
-        format!(
-            "two uninstrumented copies of the service differed by up to {spread:.1} µs per \
-             request in a round (row (a) of section 1), more than half of the {floor:.1} µs the \
-             floor adds, which every ratio to the floor divides by"
-        )
-    })
 }
 
 /// `verdict(ok)`, unless the run was too noisy to tell.
@@ -270,10 +285,6 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     // Targets first, so a reader sees at once what holds.
     let http = mode_figures(&r.overhead, Scheme::Http);
     let https = mode_figures(&r.overhead, Scheme::Https);
-    let fig = |figs: &[ModeFigures], mode: Mode| -> Option<(Summary, Summary)> {
-        let f = figs.iter().find(|f| f.mode == mode)?;
-        Some((f.vs_floor_probe_time?, f.vs_floor?))
-    };
     let added = |figs: &[ModeFigures], mode: Mode| -> Option<Summary> {
         figs.iter().find(|f| f.mode == mode)?.added_us
     };
@@ -293,51 +304,29 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         .map(|x| x.rss_mib)
         .fold(0.0f64, f64::max);
     let _ = writeln!(md, "## Targets\n");
-    for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
-        if let Some(why) = too_noisy(figs) {
+    let _ = writeln!(md, "| target | measured | |\n|---|---|---|");
+    for (scheme, limit) in SERVER_BPF_TARGETS {
+        if let Some(t) = server_bpf_time(&r.trace_cost, scheme, limit) {
             let _ = writeln!(
                 md,
-                "**{}: this run was too noisy to judge the overhead targets:** {why}. Rerun \
-                 `sudo scripts/bench.sh` when the host is quiet (nothing else running on it; for a \
-                 VM, a quiet hour of its host).\n",
-                scheme.label()
-            );
-            eprintln!(
-                "bench: {}: too noisy to judge the overhead targets: {why}; rerun when the host \
-                 is quiet",
-                scheme.label()
+                "| {}: BPF run time per server request, `traceparent` read included, ≤ {} ns | {:.0} ns with an incoming `traceparent`, {} without (median, section 3; kernel accounting) | {} |",
+                scheme.label(),
+                thousands(limit),
+                t.with_traceparent.median,
+                t.without.map_or("–".into(), |w| format!("{:.0} ns", w.median)),
+                verdict(t.met)
             );
         }
     }
-    let _ = writeln!(md, "| target | measured | |\n|---|---|---|");
     for (scheme, figs) in [(Scheme::Http, &http), (Scheme::Https, &https)] {
-        let noisy = too_noisy(figs).is_some();
         // The peer is far enough above the agent to be told apart unless their difference is
         // within the method's spread.
         let spread = method_spread_us(figs).unwrap_or(0.0);
         for mode in [Mode::Agent, Mode::AgentPlugins] {
-            if let (Some((probe_time, cpu)), Some(a), Some(b)) =
-                (fig(figs, mode), added(figs, mode), added(figs, Mode::Floor))
-            {
-                // Judged on the ratio from the probes' run time: the CPU-time one swings with
-                // the host's drift (both are in section 1). The absolute figures say what the
-                // ratio is a ratio of.
-                let _ = writeln!(
-                    md,
-                    "| {} {}: added latency within 10% of the floor | {:.2}× the floor (median, from probe run time; {:.2}× from CPU time); {:.1} µs added per request, the floor {:.1} µs | {} |",
-                    scheme.label(),
-                    mode.label(),
-                    probe_time.median,
-                    cpu.median,
-                    a.median,
-                    b.median,
-                    overhead_verdict(probe_time.median <= 1.10, noisy)
-                );
-            }
             if let (Some(a), Some(e)) = (added(figs, mode), added(figs, Mode::Bpftrace)) {
                 let _ = writeln!(
                     md,
-                    "| {} {}: cheaper than the bpftrace peer | {:.1} µs vs {:.1} µs per request | {} |",
+                    "| {} {}: added time per request below the bpftrace peer's | {:.1} µs vs {:.1} µs per request (median, section 1) | {} |",
                     scheme.label(),
                     mode.label(),
                     a.median,
@@ -360,6 +349,15 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
                 thousands(b.allowed_per_span)
             )),
             verdict(rate >= target)
+        );
+    }
+    if let Some(h) = most_hits(&r.probe_hits) {
+        let _ = writeln!(
+            md,
+            "| probe hits: 2 per server request, at most 2 per client call | at most {:.2} per server request and {:.2} per client call over the protocols (section 2) | {} |",
+            h.server,
+            h.client,
+            verdict(h.server <= 2.0 && h.client <= 2.0)
         );
     }
     let _ = writeln!(
@@ -389,7 +387,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          (`kernel.bpf_stats_enabled`, switched on for {} s of extra load after each measurement): \
          above the floor's it is what the agent's probes themselves add (the rest of the added \
          time is the traps, which the floor pays too, and cache effects). **vs floor (probe \
-         time)** is the ratio the targets are judged on: the floor's added µs plus the probe \
+         time)**: the floor's added µs plus the probe \
          ns/request above the floor's, over the floor's added µs, same round (every instrumented \
          configuration but (b′) traps on the same offsets; it leaves out the cache lines the \
          programs take from the service, a lower bound). Values are median (min – max) over the \
@@ -543,29 +541,118 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         md,
         "## 2. Probe hits per request\n\n\
          Counted by the probes' own kernel counters (`/metrics`) around {} requests on one \
-         connection per protocol (curl).\n\n\
-         | protocol | requests | entry hits | return hits | hits per request | events | spans |\n|---|---|---|---|---|---|---|",
+         connection per protocol (curl). The server rows: requests the traced service answers, \
+         in each protocol it speaks. The client rows: requests over HTTP/1.1 to the traced \
+         service's `/call?url=…`, which calls a second, untraced copy of the fixture once per \
+         request with net/http's client in the protocol of the row (`proto=h2` and an https URL \
+         for HTTP/2), on the handler's goroutine with a context derived from the request's; each \
+         such request is a server span and a client span.\n\n\
+         | requests | protocol | requests | entry hits | return hits | server hits per request | client start hits | client return hits | client hits per call | events | spans |\n|---|---|---|---|---|---|---|---|---|---|---|",
         s.hit_requests
     );
     for h in &r.probe_hits {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+            h.requests_do.label(),
             h.protocol,
             h.requests,
             h.entry_hits,
             h.return_hits,
-            (h.entry_hits + h.return_hits) as f64 / h.requests as f64,
+            h.server_hits_per_request(),
+            h.client_start_hits,
+            h.client_return_hits,
+            match h.requests_do {
+                Requests::CallsOut => format!("{:.2}", h.client_hits_per_request()),
+                Requests::Served => "–".into(),
+            },
             h.events,
             h.spans
         );
     }
     md.push('\n');
 
-    // 3. Pipeline
+    // 3. Trace context and client calls
     let _ = writeln!(
         md,
-        "## 3. Pipeline throughput without the kernel\n\n\
+        "## 3. BPF run time of trace context and client calls\n\n\
+         How long the agent's programs run, from the kernel's accounting per program (aya's \
+         `loaded_programs`: the run time and run count of each program the agent holds, by \
+         name), with `kernel.bpf_stats_enabled` on only during the measured loads. In each of {} \
+         rounds, every configuration below runs {} s of load after a {} s warm-up, in turns whose \
+         order alternates from round to round; values are median (min – max) over the rounds, \
+         differences taken within a round.\n\n\
+         - Server requests: `wrk -t1 -c{}` on the traced service (`/`, answering `hello`), \
+         without and with `-H '{}'`. The figure is the time of the server programs \
+         (`serve_http_entry` on the request's start, `request_end` on its end) per request, \
+         which reads the `traceparent` header in both (the header walk looks for it on every \
+         request) and parses it when there is one. Every request that carried it must come out \
+         as a span of its trace at the OTLP receiver.\n\
+         - Client calls: `wrk -t1 -c{}` on the traced service's `/call?url=…` of the untraced copy \
+         (HTTP, or HTTPS over HTTP/1.1; the client keeps 2 idle connections per host, so every \
+         call reuses one), one call per request. The figure is the time of the programs on the \
+         client points, `net/http.(*Transport).roundTrip`'s entry and RETs, per call: the floor's \
+         bare counting programs (`--probe-mode count`), and the agent's: at the entry, the walk of \
+         the request's context chain to the server request it belongs to (its parent); at the \
+         return, the response's status and protocol or the error, the request's method and URL, \
+         and the client span's event.\n",
+        s.rounds,
+        s.probe_time.as_secs(),
+        s.warmup.as_secs(),
+        crate::wrk::CONNECTIONS,
+        trace_cost::TRACEPARENT,
+        trace_cost::CALL_CONNECTIONS,
+    );
+    let tc = &r.trace_cost;
+    let cell = |scheme: Scheme, config: Config| range(trace_cost::summary(tc, scheme, config), 0);
+    let diff = |scheme: Scheme, more: Config, less: Config| {
+        range(trace_cost::difference(tc, scheme, more, less), 0)
+    };
+    let _ = writeln!(
+        md,
+        "### Server requests\n\n| | HTTP ns/request | HTTPS ns/request |\n|---|---|---|"
+    );
+    for config in [Config::ServerNoTraceparent, Config::ServerTraceparent] {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            config.label(),
+            cell(Scheme::Http, config),
+            cell(Scheme::Https, config)
+        );
+    }
+    let (with, without) = (Config::ServerTraceparent, Config::ServerNoTraceparent);
+    let _ = writeln!(
+        md,
+        "| what an incoming `traceparent` adds (with − without) | {} | {} |\n",
+        diff(Scheme::Http, with, without),
+        diff(Scheme::Https, with, without)
+    );
+    let _ = writeln!(
+        md,
+        "### Client calls\n\n| | HTTP ns/call | HTTPS ns/call |\n|---|---|---|"
+    );
+    for config in [Config::ClientFloor, Config::ClientAgent] {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            config.label(),
+            cell(Scheme::Http, config),
+            cell(Scheme::Https, config)
+        );
+    }
+    let (agent, floor) = (Config::ClientAgent, Config::ClientFloor);
+    let _ = writeln!(
+        md,
+        "| what the agent adds to the floor (agent − floor) | {} | {} |\n",
+        diff(Scheme::Http, agent, floor),
+        diff(Scheme::Https, agent, floor)
+    );
+
+    // 4. Pipeline
+    let _ = writeln!(
+        md,
+        "## 4. Pipeline throughput without the kernel\n\n\
          Ring-buffer records of a typical API's requests (`bench/src/workload.rs`; one batch of \
          distinct events, read in place and hot in cache, as the reader finds a busy ring buffer's records) replayed \
          through the agent's own code on one thread, {} events per batch, {:.1} s per stage and round. \
@@ -648,10 +735,10 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     }
     let _ = writeln!(md, "\n![pipeline]({})\n", chart("pipeline-throughput.svg"));
 
-    // 4. Resources
+    // 5. Resources
     let _ = writeln!(
         md,
-        "## 4. Agent CPU and memory\n\n\
+        "## 5. Agent CPU and memory\n\n\
          The agent's CPU time (user + system, % of one core) and resident memory from /proc over \
          {} s at idle and at each fixed request rate (open-loop load, keep-alive connections). \
          Peak RSS includes compiling the plugins at start.\n\n\
@@ -717,13 +804,13 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         chart("agent-rss.svg")
     );
 
-    // 5. Start and reload
+    // 6. Start and reload
     let first = Summary::of(r.startup.iter().map(|x| x.first_span_ms));
     let attach = Summary::of(r.startup.iter().map(|x| x.attach_ms));
     let reload = Summary::of(r.reload_ms.iter().copied());
     let _ = writeln!(
         md,
-        "## 5. Start to first span; plugin reload\n\n\
+        "## 6. Start to first span; plugin reload\n\n\
          | | median (min – max) ms | runs |\n|---|---|---|\n\
          | target started → its first span printed (agent already running, `--exe` selection, default 250 ms scan) | {} | {} |\n\
          | of which inspection + attach, from the agent's log | {} | {} |\n\
@@ -736,11 +823,11 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         r.reload_ms.len()
     );
 
-    // 6. Micro-benchmarks
+    // 7. Micro-benchmarks
     if !r.micro.is_empty() {
         let _ = writeln!(
             md,
-            "## 6. Micro-benchmarks (criterion)\n\n\
+            "## 7. Micro-benchmarks (criterion)\n\n\
              `cargo bench -p http-autoinstrument-bench` (benches `pipeline` and `plugins`), median \
              time per iteration.\n\n| benchmark | median µs | elements | spans/s |\n|---|---|---|---|"
         );
@@ -896,8 +983,8 @@ mod tests {
     }
 
     #[test]
-    fn overhead_targets_are_not_judged_when_uninstrumented_copies_differ_by_half_the_floor() {
-        // The floor adds 9 µs; two uninstrumented copies differ by `spread` µs in round 2.
+    fn the_peer_target_is_not_judged_when_copies_differ_by_more_than_agent_and_peer() {
+        // Two uninstrumented copies differ by up to `spread` µs in round 2.
         let runs_with = |spread: f64| {
             let mut runs = [
                 round(1, Some(150.0), 30.0, 1500.0),
@@ -907,18 +994,74 @@ mod tests {
             runs[3] = run(2, Mode::None, 20.0 - spread, None);
             mode_figures(&runs, Scheme::Http)
         };
-        assert_eq!(too_noisy(&runs_with(0.4)), None);
-        assert_eq!(too_noisy(&runs_with(4.4)), None);
-        let why = too_noisy(&runs_with(5.0)).expect("5 µs apart where the floor adds 9");
-        assert!(
-            why.contains("up to 5.0 µs") && why.contains("the 9.0 µs"),
-            "{why}"
-        );
+        assert_eq!(method_spread_us(&runs_with(0.5)), Some(0.5));
+        assert_eq!(method_spread_us(&runs_with(-4.0)), Some(4.0));
         assert_eq!(
             overhead_verdict(true, true),
             "not judged: within this run's noise (row (a) of section 1)"
         );
         assert_eq!(overhead_verdict(false, false), "**not met**");
+    }
+
+    fn cost(round: usize, config: Config, ns: f64) -> TraceCostRun {
+        TraceCostRun {
+            scheme: Scheme::Http,
+            config,
+            round,
+            wrk: WrkResult {
+                requests_per_second: 20_000.0,
+                requests: 40_000,
+                p50_us: 1000.0,
+                p99_us: 2000.0,
+            },
+            ns_per_request: ns,
+            runs_per_request: 2.0,
+        }
+    }
+
+    #[test]
+    fn the_server_bpf_time_target_is_judged_on_the_median_with_a_traceparent() {
+        let runs = [
+            cost(1, Config::ServerNoTraceparent, 1150.0),
+            cost(1, Config::ServerTraceparent, 1250.0),
+            cost(2, Config::ServerTraceparent, 1420.0),
+            cost(2, Config::ServerNoTraceparent, 1290.0),
+            cost(3, Config::ServerTraceparent, 1280.0),
+        ];
+        let t = server_bpf_time(&runs, Scheme::Http, 1300.0).unwrap();
+        assert_eq!(t.with_traceparent.median, 1280.0);
+        assert_eq!(t.without.unwrap().median, 1220.0);
+        assert!(t.met);
+        assert!(!server_bpf_time(&runs, Scheme::Http, 1270.0).unwrap().met);
+        assert!(server_bpf_time(&runs, Scheme::Https, 1500.0).is_none());
+    }
+
+    #[test]
+    fn the_hits_target_takes_the_most_hits_over_the_protocols() {
+        let hits = |requests_do, server: u64, client: u64| ProbeHits {
+            requests_do,
+            protocol: "HTTP/1.1",
+            requests: 100,
+            entry_hits: 100,
+            return_hits: server - 100,
+            client_start_hits: client / 2,
+            client_return_hits: client - client / 2,
+            events: 100,
+            spans: 100,
+        };
+        let served = hits(Requests::Served, 200, 0);
+        assert!(
+            most_hits(std::slice::from_ref(&served)).is_none(),
+            "no client rows"
+        );
+        let h = most_hits(&[
+            served,
+            hits(Requests::Served, 201, 0),
+            hits(Requests::CallsOut, 200, 200),
+            hits(Requests::CallsOut, 200, 300),
+        ])
+        .unwrap();
+        assert_eq!((h.server, h.client), (2.01, 3.0));
     }
 
     #[test]

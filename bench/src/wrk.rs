@@ -71,21 +71,40 @@ pub fn run_together(urls: &[String], duration: Duration) -> Result<Vec<WrkResult
 }
 
 pub fn run(url: &str, duration: Duration) -> Result<WrkResult> {
-    let output = std::process::Command::new("taskset")
-        .args([
-            "-c",
-            &TOOLS_CPU.to_string(),
-            "wrk",
-            "-t1",
-            &format!("-c{CONNECTIONS}"),
-            "--latency",
-        ])
+    run_with(url, duration, CONNECTIONS, &[])
+}
+
+/// `run` with `connections` open requests and `headers` (`Name: value`) on every request.
+pub fn run_with(
+    url: &str,
+    duration: Duration,
+    connections: u32,
+    headers: &[&str],
+) -> Result<WrkResult> {
+    let mut command = std::process::Command::new("taskset");
+    command.args([
+        "-c",
+        &TOOLS_CPU.to_string(),
+        "wrk",
+        "-t1",
+        &format!("-c{connections}"),
+        "--latency",
+    ]);
+    for header in headers {
+        command.arg("-H").arg(header);
+    }
+    let output = command
         .arg(format!("-d{}s", duration.as_secs().max(1)))
         .arg(url)
         .output()
         .context("running wrk (apt-get install wrk; scripts/setup.sh does)")?;
     let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() || text.contains("Socket errors") && text.contains("timeout") {
+    // A load whose requests failed (a /call whose call did not go through answers 502) measured
+    // something else.
+    if !output.status.success()
+        || text.contains("Socket errors") && text.contains("timeout")
+        || text.contains("Non-2xx or 3xx responses")
+    {
         bail!(
             "wrk {url} failed: {text}{}",
             String::from_utf8_lossy(&output.stderr)

@@ -1,0 +1,309 @@
+//! What connected traces cost the probes, from the kernel's per-program accounting: the BPF run
+//! time per server request with and without an incoming `traceparent`, and per client call (the
+//! traced service's `/call` to an untraced copy of it) the floor's bare counting programs on the
+//! client points against the agent's client programs. Every configuration runs in every round,
+//! in turns whose order alternates from round to round, so the host's drift between rounds falls
+//! on all of them alike.
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde::Serialize;
+
+use crate::bpfstats;
+use crate::overhead::Scheme;
+use crate::procs::{Agent, AgentRun, ProbeMode, Service, Target};
+use crate::stats::Summary;
+use crate::wrk::{self, WrkResult};
+use crate::Bench;
+
+/// The header of the requests that carry a trace context (the W3C spec's example, the trace of
+/// `sink::BENCH_TRACE_ID`).
+pub const TRACEPARENT: &str =
+    "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// The agent's programs on a server request's start and end.
+const SERVER_PROGRAMS: [&str; 2] = ["serve_http_entry", "request_end"];
+/// The agent's programs on `net/http.(*Transport).roundTrip`'s entry and RETs.
+const CLIENT_PROGRAMS: [&str; 2] = ["client_call_start", "client_call_return"];
+/// The floor's counting programs on the same client points (`--probe-mode count`).
+const FLOOR_CLIENT_PROGRAMS: [&str; 2] = ["count_client_start", "count_client_return"];
+
+/// Open requests for the load on `/call`: the fixture's client keeps 2 idle connections per
+/// host (net/http's default), so with 2 every call reuses one and no call pays for a connection
+/// or a TLS handshake to the callee.
+pub const CALL_CONNECTIONS: u32 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Config {
+    /// Server requests without a `traceparent` (each span a new root); the agent's server
+    /// programs.
+    ServerNoTraceparent,
+    /// The same requests with a valid `traceparent` (each span joins that trace).
+    ServerTraceparent,
+    /// Calls made by the traced service; the floor's counting programs on the client points.
+    ClientFloor,
+    /// The same calls; the agent's client programs.
+    ClientAgent,
+}
+
+impl Config {
+    pub fn label(self) -> &'static str {
+        match self {
+            Config::ServerNoTraceparent => "without `traceparent` (each span a new root)",
+            Config::ServerTraceparent => "with a valid `traceparent` (each span joins its trace)",
+            Config::ClientFloor => "floor: counting programs on the client points",
+            Config::ClientAgent => "agent: client spans",
+        }
+    }
+
+    fn programs(self) -> &'static [&'static str] {
+        match self {
+            Config::ServerNoTraceparent | Config::ServerTraceparent => &SERVER_PROGRAMS,
+            Config::ClientFloor => &FLOOR_CLIENT_PROGRAMS,
+            Config::ClientAgent => &CLIENT_PROGRAMS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceCostRun {
+    pub scheme: Scheme,
+    pub config: Config,
+    pub round: usize,
+    pub wrk: WrkResult,
+    /// Nanoseconds the configuration's programs ran per request (server) or per call (client).
+    pub ns_per_request: f64,
+    /// How many times they ran per request or call.
+    pub runs_per_request: f64,
+}
+
+/// Median (min – max) over the rounds of `config`'s ns per request.
+pub fn summary(runs: &[TraceCostRun], scheme: Scheme, config: Config) -> Option<Summary> {
+    Summary::of(
+        runs.iter()
+            .filter(|r| r.scheme == scheme && r.config == config)
+            .map(|r| r.ns_per_request),
+    )
+}
+
+/// Median (min – max) over the rounds of `more`'s ns per request minus `less`'s, same round.
+pub fn difference(
+    runs: &[TraceCostRun],
+    scheme: Scheme,
+    more: Config,
+    less: Config,
+) -> Option<Summary> {
+    let of = |config: Config| {
+        runs.iter()
+            .filter(move |r| r.scheme == scheme && r.config == config)
+    };
+    Summary::of(of(more).filter_map(|m| {
+        let l = of(less).find(|l| l.round == m.round)?;
+        Some(m.ns_per_request - l.ns_per_request)
+    }))
+}
+
+/// `pair` in round `round`'s order: as given in odd rounds, swapped in even ones.
+fn in_turn(pair: [Config; 2], round: usize) -> [Config; 2] {
+    if round % 2 == 1 {
+        pair
+    } else {
+        [pair[1], pair[0]]
+    }
+}
+
+fn start_agent(bench: &Bench, mode: ProbeMode, service: &Service, dir: &Path) -> Result<Agent> {
+    let run = AgentRun {
+        probe_mode: mode,
+        plugins: None,
+        otlp_endpoint: Some(bench.sink.endpoint.clone()),
+        target: Target::Pid(service.pid),
+        metrics_port: None,
+    };
+    let mut agent = Agent::start(&bench.agent, &run, dir)?;
+    agent.wait_tracing(Duration::from_secs(60))?;
+    Ok(agent)
+}
+
+/// Runs `load` with the kernel's accounting on; `config`'s programs of `agent` must have run
+/// twice per request (a request's start and end, a call's start and return).
+fn accounted(
+    agent: &Agent,
+    scheme: Scheme,
+    config: Config,
+    round: usize,
+    load: impl FnOnce() -> Result<WrkResult>,
+) -> Result<TraceCostRun> {
+    let programs = config.programs();
+    let (wrk, ran) = bpfstats::with_accounting(|| {
+        let before = bpfstats::named_programs_of(agent.pid(), programs)?;
+        let wrk = load()?;
+        Ok((
+            wrk,
+            bpfstats::named_programs_of(agent.pid(), programs)?.since(before),
+        ))
+    })?;
+    ensure!(
+        wrk.requests > 0 && ran.run_count >= 2 * wrk.requests,
+        "{} {config:?}: {programs:?} ran {} times for {} requests",
+        scheme.label(),
+        ran.run_count,
+        wrk.requests
+    );
+    let run = TraceCostRun {
+        scheme,
+        config,
+        round,
+        wrk,
+        ns_per_request: ran.run_time_ns as f64 / wrk.requests as f64,
+        runs_per_request: ran.run_count as f64 / wrk.requests as f64,
+    };
+    eprintln!(
+        "trace cost: round {round} {} {:<58} {:>9.0} req/s {:>6.0} ns/request ({:.2} runs)",
+        scheme.label(),
+        config.label(),
+        wrk.requests_per_second,
+        run.ns_per_request,
+        run.runs_per_request
+    );
+    Ok(run)
+}
+
+/// Stops `agent`; it must not have lost events when the run requires keeping pace.
+fn stop(agent: Agent, what: &str, require_keeping_pace: bool) -> Result<()> {
+    let stats = agent.stop()?;
+    let lost = stats.get("events_lost").copied().unwrap_or(0);
+    ensure!(
+        lost == 0 || !require_keeping_pace,
+        "{what}: {lost} events lost: {stats:?}"
+    );
+    Ok(())
+}
+
+fn url(service: &Service, scheme: Scheme) -> String {
+    match scheme {
+        Scheme::Http => format!("http://127.0.0.1:{}/", service.http_port),
+        Scheme::Https => format!("https://127.0.0.1:{}/", service.https_port),
+    }
+}
+
+pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
+    let s = &bench.settings;
+    let service = Service::start(&bench.server)?;
+    // The callee: its own file, and the agent follows the traced service's pid only.
+    let callee = Service::start_copy(&bench.server, &bench.work.path().join("service-called"))?;
+    let mut runs = Vec::new();
+    for round in 1..=s.rounds {
+        // Server requests: one agent, both header configurations in turn.
+        let dir = tempfile::tempdir_in(bench.work.path())?;
+        let agent = start_agent(bench, ProbeMode::Full, &service, dir.path())?;
+        let joined_before = bench.sink.spans_in_bench_trace();
+        let mut with_traceparent = 0;
+        for scheme in [Scheme::Http, Scheme::Https] {
+            let url = url(&service, scheme);
+            wrk::run(&url, s.warmup)?;
+            let pair = [Config::ServerNoTraceparent, Config::ServerTraceparent];
+            for config in in_turn(pair, round) {
+                let headers: &[&str] = match config {
+                    Config::ServerTraceparent => &[TRACEPARENT],
+                    _ => &[],
+                };
+                let run = accounted(&agent, scheme, config, round, || {
+                    wrk::run_with(&url, s.probe_time, wrk::CONNECTIONS, headers)
+                })?;
+                if config == Config::ServerTraceparent {
+                    with_traceparent += run.wrk.requests;
+                }
+                runs.push(run);
+            }
+        }
+        stop(agent, "server requests", s.require_keeping_pace)?;
+        // Every request that carried the header became a span of its trace (the smoke run's
+        // debug build may drop some under load, but not all).
+        let joined = bench.sink.spans_in_bench_trace() - joined_before;
+        ensure!(
+            joined >= with_traceparent || !s.require_keeping_pace && joined > 0,
+            "{joined} spans joined the incoming trace of {with_traceparent} requests with its \
+             traceparent"
+        );
+        // Client calls: the floor's agent and the agent, in turn.
+        for config in in_turn([Config::ClientFloor, Config::ClientAgent], round) {
+            let mode = match config {
+                Config::ClientFloor => ProbeMode::Count,
+                _ => ProbeMode::Full,
+            };
+            let dir = tempfile::tempdir_in(bench.work.path())?;
+            let agent = start_agent(bench, mode, &service, dir.path())?;
+            for scheme in [Scheme::Http, Scheme::Https] {
+                let url = format!(
+                    "http://127.0.0.1:{}/call?url={}",
+                    service.http_port,
+                    url(&callee, scheme)
+                );
+                wrk::run_with(&url, s.warmup, CALL_CONNECTIONS, &[])?;
+                let run = accounted(&agent, scheme, config, round, || {
+                    wrk::run_with(&url, s.probe_time, CALL_CONNECTIONS, &[])
+                })
+                .context("client calls")?;
+                runs.push(run);
+            }
+            stop(agent, config.label(), s.require_keeping_pace)?;
+        }
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(round: usize, config: Config, ns: f64) -> TraceCostRun {
+        TraceCostRun {
+            scheme: Scheme::Http,
+            config,
+            round,
+            wrk: WrkResult {
+                requests_per_second: 10_000.0,
+                requests: 20_000,
+                p50_us: 100.0,
+                p99_us: 200.0,
+            },
+            ns_per_request: ns,
+            runs_per_request: 2.0,
+        }
+    }
+
+    #[test]
+    fn differences_pair_configurations_of_the_same_round() {
+        // Round 2 ran 20% slower for both: the difference moves less than either figure.
+        let runs = [
+            run(1, Config::ClientFloor, 100.0),
+            run(1, Config::ClientAgent, 600.0),
+            run(2, Config::ClientAgent, 720.0),
+            run(2, Config::ClientFloor, 120.0),
+            run(3, Config::ClientAgent, 650.0),
+        ];
+        let d = difference(
+            &runs,
+            Scheme::Http,
+            Config::ClientAgent,
+            Config::ClientFloor,
+        )
+        .unwrap();
+        assert_eq!((d.min, d.max, d.n), (500.0, 600.0, 2));
+        let agent = summary(&runs, Scheme::Http, Config::ClientAgent).unwrap();
+        assert_eq!((agent.median, agent.n), (650.0, 3));
+        assert!(summary(&runs, Scheme::Https, Config::ClientAgent).is_none());
+    }
+
+    #[test]
+    fn configurations_take_turns_from_round_to_round() {
+        let pair = [Config::ServerNoTraceparent, Config::ServerTraceparent];
+        assert_eq!(in_turn(pair, 1), pair);
+        assert_eq!(
+            in_turn(pair, 2),
+            [Config::ServerTraceparent, Config::ServerNoTraceparent]
+        );
+    }
+}
