@@ -5,7 +5,8 @@
 # valgrind (the benchmarks count the pipeline's instructions with it), openssl,
 # podman + buildah + runc + debootstrap + slirp4netns (the container image and the DaemonSet's pod,
 # scripts/build-image.sh and scripts/kube-run.py), python3-yaml (kube-run.py) and systemd
-# (systemd-analyze verify); then builds the eBPF programs and the example plugins. Safe to run
+# (systemd-analyze verify), qemu + busybox-static + Debian 12's Linux 6.1 kernel (a VM where BPF
+# programs may write into processes, for the propagation test: host/tests/kernel_vm.rs); then builds the eBPF programs and the example plugins. Safe to run
 # again: each step checks first.
 set -euo pipefail
 
@@ -21,7 +22,7 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
 apt_packages=(rustc-web cargo-web rust-web-src wasi-libc libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev
   zlib1g-dev libzstd-dev wrk bpftrace valgrind binutils openssl curl ca-certificates python3-pip pkg-config
-  podman buildah runc debootstrap slirp4netns python3-yaml systemd)
+  podman buildah runc debootstrap slirp4netns python3-yaml systemd qemu-system-x86 busybox-static)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -30,6 +31,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# Debian 12's cloud kernel, unpacked (not installed): the propagation test boots it under qemu, as
+# this machine's kernel may be in lockdown, which forbids BPF programs to write into processes.
+VM_KERNEL="$TOOLS/vm/vmlinuz"
+if [ ! -s "$VM_KERNEL" ]; then
+  package="$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+  [ -n "$package" ] || { echo "error: no linux-image-*-cloud-amd64 package in apt's lists (apt-get update)" >&2; exit 1; }
+  log "apt-get download $package (the propagation test's VM kernel)"
+  work="$(mktemp -d)" && chmod 755 "$work" # readable by apt's _apt user
+  (cd "$work" && apt-get download -qq "$package" && dpkg-deb -x ./*.deb root)
+  mkdir -p "$TOOLS/vm"
+  cp "$work"/root/boot/vmlinuz-* "$VM_KERNEL.tmp" && mv "$VM_KERNEL.tmp" "$VM_KERNEL"
+  rm -rf "$work"
 fi
 
 # bpf-linker links the aya-ebpf programs; built against Debian's LLVM 22 (the one rustc-web uses).
