@@ -127,7 +127,9 @@ OTEL_SERVICE_NAME=svc-a /svc-a > /tmp/a.log 2>&1 &
 HTTP_AUTOINSTRUMENT_PROPAGATION=on /agent --exe '/svc-*' > /tmp/spans.out 2> /tmp/agent.err &
 AGENT=$!
 i=0
-while [ "$(grep -c 'tracing pid' /tmp/agent.err)" -lt 2 ] && [ $i -lt 600 ]; do sleep 1; i=$((i+1)); done
+while [ "$(grep -c 'tracing pid' /tmp/agent.err)" -lt 2 ] && [ $i -lt 600 ] && kill -0 $AGENT; do
+  sleep 1; i=$((i+1))
+done
 echo "== agent ready after ${{i}}s"
 PA=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/a.log)
 PB=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/b.log)

@@ -455,6 +455,18 @@ pub const fn cookie_parts(cookie: u64) -> (u32, u64) {
     ((cookie >> 32) as u32, cookie & 0xffff_ffff)
 }
 
+/// The set of heap address `address` of process `pid` in a table of `sets` sets (a power of two).
+/// Go's heap addresses are aligned and often a fixed stride apart, which a bare multiply maps onto
+/// few sets; MurmurHash3's finaliser (shift, multiply, shift) spreads them.
+#[inline(always)]
+pub fn set_of(address: u64, pid: u32, sets: u32) -> u32 {
+    let mut x = address ^ ((pid as u64) << 40);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> (64 - sets.trailing_zeros())) as u32
+}
+
 /// The probes' in-flight table: `IN_FLIGHT_SETS` sets of `IN_FLIGHT_WAYS` slots, a goroutine
 /// serving a request in a slot of the set its key hashes to. Goroutines that find every slot of
 /// their set taken by other goroutines' requests go to a hash map instead.
@@ -479,16 +491,10 @@ pub struct InFlightSlot {
 }
 
 impl InFlightSlot {
-    /// The first slot of `key`'s set. `g` pointers are aligned heap addresses a fixed stride
-    /// apart, which a bare multiply maps onto few sets; MurmurHash3's finaliser (shift, multiply,
-    /// shift) spreads them.
+    /// The first slot of `key`'s set.
     #[inline(always)]
     pub fn first_slot(key: &GoroutineKey) -> u32 {
-        let mut x = key.g ^ ((key.pid as u64) << 40);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        (x >> (64 - IN_FLIGHT_SETS.trailing_zeros())) as u32 * IN_FLIGHT_WAYS
+        set_of(key.g, key.pid, IN_FLIGHT_SETS) * IN_FLIGHT_WAYS
     }
 
     /// The check word of `key` with `request`.

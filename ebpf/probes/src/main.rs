@@ -204,7 +204,7 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     in_flight::begin(&key, record);
     if record.context != 0 {
         let context = ContextKey::new(pid, record.context);
-        let _ = trace::CONTEXTS.insert(&context, &record.trace, 0);
+        trace::remember_context(&context, &record.trace);
     }
     0
 }
@@ -301,7 +301,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         (*slot).flags = 0;
     }
     if in_flight.context != 0 {
-        let _ = trace::CONTEXTS.remove(&ContextKey::new(pid, in_flight.context));
+        trace::forget_context(&ContextKey::new(pid, in_flight.context));
     }
     // The handler panicked and recovered by itself: the request completes normally, unless it
     // ran on for so long that the agent already took its panicked event and reported it (one

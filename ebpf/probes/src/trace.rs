@@ -1,8 +1,8 @@
 //! Trace contexts in the probes: new ids, the sampling decision where a trace starts, and the
 //! parent of a client call, found through its request's `context.Context`.
-use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::map, maps::LruHashMap};
+use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::map, maps::Array};
 use http_autoinstrument_common::{
-    is_sampled, ContextKey, GoOffsets, TraceContext, ABSENT, CONTEXT_TYPES, FLAG_SAMPLED,
+    is_sampled, set_of, ContextKey, GoOffsets, TraceContext, ABSENT, CONTEXT_TYPES, FLAG_SAMPLED,
 };
 
 use crate::go::read_words;
@@ -10,8 +10,104 @@ use crate::go::read_words;
 /// The trace context of every server request in flight, by its `Request.ctx` value: where a
 /// client call made with that context, or one derived from it, finds its parent. Written when a
 /// request starts, removed when it ends (Go reuses the memory of a context that is gone).
+/// A set-associative array, as the in-flight table: a slot costs a few loads and stores where a
+/// hash map's update takes a lock and an element from its free list, on every request. When a
+/// set is full (more requests in flight on it than ways, or entries of killed processes), a
+/// random way gives way; that request's calls then find their parent by goroutine only.
 #[map]
-pub static CONTEXTS: LruHashMap<ContextKey, TraceContext> = LruHashMap::with_max_entries(16384, 0);
+static CONTEXTS: Array<ContextEntry> = Array::with_max_entries(CONTEXT_SETS * CONTEXT_WAYS, 0);
+
+const CONTEXT_SETS: u32 = 1024;
+const CONTEXT_WAYS: u32 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ContextEntry {
+    key: ContextKey,
+    trace: TraceContext,
+    /// Of `key` and `trace` together: two CPUs that fill one way at once may leave one's key
+    /// with the other's context, which this word then does not match.
+    check: u64,
+}
+
+impl ContextEntry {
+    #[inline(always)]
+    fn check_of(key: &ContextKey, trace: &TraceContext) -> u64 {
+        let word = |b: &[u8], at: usize| {
+            u64::from_le_bytes([
+                b[at],
+                b[at + 1],
+                b[at + 2],
+                b[at + 3],
+                b[at + 4],
+                b[at + 5],
+                b[at + 6],
+                b[at + 7],
+            ])
+        };
+        key.context
+            ^ (key.pid as u64).rotate_left(17)
+            ^ word(&trace.trace_id, 0).rotate_left(29)
+            ^ word(&trace.trace_id, 8).rotate_left(41)
+            ^ word(&trace.span_id, 0).rotate_left(53)
+            ^ ((trace.flags as u64) << 8 | trace.parent as u64)
+            ^ word(&trace.parent_span_id, 0).rotate_left(7)
+    }
+}
+
+/// Records `trace` as the context of the request whose `Request.ctx` is `key`.
+#[inline(always)]
+pub fn remember_context(key: &ContextKey, trace: &TraceContext) {
+    let first = set_of(key.context, key.pid, CONTEXT_SETS) * CONTEXT_WAYS;
+    // A way number, not a pointer: a map value pointer carried through the loop in an `Option`
+    // is compiled in a shape Linux 6.1's verifier loses the pointer type of.
+    let mut chosen = CONTEXT_WAYS;
+    for way in 0..CONTEXT_WAYS {
+        let Some(entry) = CONTEXTS.get(first + way) else {
+            continue;
+        };
+        if entry.key == *key {
+            chosen = way;
+            break;
+        }
+        if chosen == CONTEXT_WAYS && entry.key.context == 0 {
+            chosen = way;
+        }
+    }
+    if chosen == CONTEXT_WAYS {
+        chosen = unsafe { bpf_get_prandom_u32() } % CONTEXT_WAYS;
+    }
+    let Some(entry) = CONTEXTS.get_ptr_mut(first + chosen) else {
+        return;
+    };
+    let entry = unsafe { &mut *entry };
+    entry.trace = *trace;
+    entry.key = *key;
+    entry.check = ContextEntry::check_of(key, trace);
+}
+
+/// The index in `CONTEXTS` of `key`'s entry, if any.
+#[inline(always)]
+fn context_index(key: &ContextKey) -> Option<u32> {
+    let first = set_of(key.context, key.pid, CONTEXT_SETS) * CONTEXT_WAYS;
+    for way in 0..CONTEXT_WAYS {
+        if CONTEXTS
+            .get(first + way)
+            .is_some_and(|entry| entry.key == *key)
+        {
+            return Some(first + way);
+        }
+    }
+    None
+}
+
+/// Forgets the context of a request that ended.
+#[inline(always)]
+pub fn forget_context(key: &ContextKey) {
+    if let Some(entry) = context_index(key).and_then(|index| CONTEXTS.get_ptr_mut(index)) {
+        unsafe { (*entry).key.context = 0 };
+    }
+}
 
 /// The sampler (`sampler::*` of the common crate) and its ratio bound, set by the agent at load.
 #[no_mangle]
@@ -92,8 +188,11 @@ pub fn request_of_context(
         if data == 0 {
             return None;
         }
-        if let Some(found) = unsafe { CONTEXTS.get(&ContextKey::new(pid, data)) } {
-            return Some(*found);
+        let index = context_index(&ContextKey::new(pid, data));
+        if let Some(entry) = index.and_then(|index| CONTEXTS.get(index)) {
+            if entry.check == ContextEntry::check_of(&entry.key, &entry.trace) {
+                return Some(entry.trace);
+            }
         }
         // Which known context type this is: where its parent context is in it.
         let mut parent_at = ABSENT;

@@ -290,14 +290,28 @@ impl GoServer {
 
     /// Starts `binary` with extra arguments and environment variables (e.g. `OTEL_SERVICE_NAME`).
     pub fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> GoServer {
-        let mut child = Command::new(binary)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        // A copy made just before may still be open for writing in a child that another test's
+        // thread forked meanwhile (until that child execs): ETXTBSY, gone a moment later.
+        let mut attempts = 0;
+        let mut child = loop {
+            let started = Command::new(binary)
+                .args(args)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn();
+            match started {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => {
+                    break other
+                        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+                }
+            }
+        };
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
         let (lines, first_line) = mpsc::channel();
