@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 mod common;
 mod shapes;
+#[path = "../../host/tests/support/skip.rs"]
+mod skip;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use http_autoinstrument::plugins::{PluginChain, PluginsConfig};
@@ -151,10 +153,9 @@ fn sdk_filters(c: &mut Criterion) {
         })
         .collect();
     if !missing.is_empty() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        let why = format!("{missing:?} not built: run scripts/build-plugins.sh (not --rust-only)");
-        assert!(!ci, "sdk-filter-*: {why}");
-        eprintln!("sdk-filter-*: skipped, {why}");
+        skip::skip(&format!(
+            "sdk-filter-*: {missing:?} not built: run scripts/build-plugins.sh (not --rust-only)"
+        ));
         return;
     }
     let input = spans(512);

@@ -304,6 +304,11 @@ fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// The test suite's rule for a test that cannot run here (shared by every test binary).
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+mod skip;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,7 +465,7 @@ mod tests {
             assert!(refused_syscalls().is_empty());
             assert!(!uprobe_refused(), "CAP_SYS_ADMIN may always attach uprobes");
         } else {
-            eprintln!("skipped: this test needs CAP_SYS_ADMIN and no seccomp filter");
+            skip::skip("this test needs CAP_SYS_ADMIN and no seccomp filter: run it as root");
         }
     }
 

@@ -3,6 +3,8 @@
 
 #[path = "support/go_fixtures.rs"]
 mod go_fixtures;
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use support::agent::{curl, in_ci, otlp_env, require_root, Agent, SPAN_TIMEOUT};
+use support::agent::{curl, otlp_env, require_root, skip, Agent, SPAN_TIMEOUT};
 use support::go_fixtures::{build_go_server, require_go, GoServer, Variant};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 
@@ -299,7 +299,7 @@ fn go_1_24_a_calls_b() {
 #[test]
 fn newest_go_a_calls_b() {
     let Some(newest) = support::go_fixtures::newest() else {
-        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        skip("no Go toolchain installed: run scripts/setup.sh");
         return;
     };
     a_calls_b(&newest.version);
@@ -312,7 +312,7 @@ fn sampling_keeps_or_drops_a_trace_whole() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(OtlpReceiver::start());
     let Some(newest) = support::go_fixtures::newest() else {
-        assert!(!in_ci(), "no Go toolchain installed: run scripts/setup.sh");
+        skip("no Go toolchain installed: run scripts/setup.sh");
         return;
     };
     let sampler = [

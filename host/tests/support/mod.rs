@@ -2,3 +2,4 @@
 pub mod agent;
 pub mod go_fixtures;
 pub mod otlp_receiver;
+pub mod skip;
