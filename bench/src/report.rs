@@ -608,45 +608,41 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let diff = |scheme: Scheme, more: Config, less: Config| {
         range(trace_cost::difference(tc, scheme, more, less), 0)
     };
-    let _ = writeln!(
-        md,
-        "### Server requests\n\n| | HTTP ns/request | HTTPS ns/request |\n|---|---|---|"
-    );
-    for config in [Config::ServerNoTraceparent, Config::ServerTraceparent] {
+    // Two configurations per table, HTTP and HTTPS side by side, and what the first adds.
+    let mut table = |heading: &str, unit: &str, more: Config, less: Config, adds: &str| {
         let _ = writeln!(
             md,
-            "| {} | {} | {} |",
-            config.label(),
-            cell(Scheme::Http, config),
-            cell(Scheme::Https, config)
+            "### {heading}\n\n| | HTTP ns/{unit} | HTTPS ns/{unit} |\n|---|---|---|"
         );
-    }
-    let (with, without) = (Config::ServerTraceparent, Config::ServerNoTraceparent);
-    let _ = writeln!(
-        md,
-        "| what an incoming `traceparent` adds (with − without) | {} | {} |\n",
-        diff(Scheme::Http, with, without),
-        diff(Scheme::Https, with, without)
-    );
-    let _ = writeln!(
-        md,
-        "### Client calls\n\n| | HTTP ns/call | HTTPS ns/call |\n|---|---|---|"
-    );
-    for config in [Config::ClientFloor, Config::ClientAgent] {
+        for config in [less, more] {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                config.label(),
+                cell(Scheme::Http, config),
+                cell(Scheme::Https, config)
+            );
+        }
         let _ = writeln!(
             md,
-            "| {} | {} | {} |",
-            config.label(),
-            cell(Scheme::Http, config),
-            cell(Scheme::Https, config)
+            "| {adds} | {} | {} |\n",
+            diff(Scheme::Http, more, less),
+            diff(Scheme::Https, more, less)
         );
-    }
-    let (agent, floor) = (Config::ClientAgent, Config::ClientFloor);
-    let _ = writeln!(
-        md,
-        "| what the agent adds to the floor (agent − floor) | {} | {} |\n",
-        diff(Scheme::Http, agent, floor),
-        diff(Scheme::Https, agent, floor)
+    };
+    table(
+        "Server requests",
+        "request",
+        Config::ServerTraceparent,
+        Config::ServerNoTraceparent,
+        "what an incoming `traceparent` adds (with − without)",
+    );
+    table(
+        "Client calls",
+        "call",
+        Config::ClientAgent,
+        Config::ClientFloor,
+        "what the agent adds to the floor (agent − floor)",
     );
 
     // 4. Pipeline
