@@ -4,7 +4,8 @@
 //! agent keeps propagation off (host/tests/traces.rs checks that). So that the writing itself is
 //! tested on every CI run, this test boots Debian 12's Linux 6.1 (no lockdown) under qemu, with an
 //! initramfs holding the agent, two copies of the Go fixture server and busybox, and checks what
-//! service B received and the spans both sides made. No root is needed: qemu emulates the machine.
+//! service B received and the spans both sides made: the client span's context over HTTP, HTTPS
+//! and from a goroutine, the application's own header alone, nothing when the buffer is short. No root is needed: qemu emulates the machine.
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -19,36 +20,60 @@ const VM_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// One call A makes to B: B's URL, and what A's `/call` is asked to do.
 struct Case {
-    url: &'static str,
+    url: String,
     extra: &'static str,
-    /// The application's own header, which must reach B alone and untouched.
-    own_traceparent: Option<&'static str>,
+    expect: Expect,
+}
+
+/// What B must receive.
+enum Expect {
+    /// The client span's context, once: B's span is its child.
+    ClientContext,
+    /// The application's own header, alone and untouched: B's span is its child.
+    Own(&'static str),
+    /// Nothing: the request line and the first headers leave the writer's buffer less room than
+    /// the line needs. B's span starts a trace of its own.
+    Nothing,
 }
 
 const OWN: &str = "00-11111111111111111111111111111111-2222222222222222-01";
 
-const CASES: [Case; 4] = [
-    Case {
-        url: "http://127.0.0.1:$PB/headers?case=1",
-        extra: "",
-        own_traceparent: None,
-    },
-    Case {
-        url: "https://127.0.0.1:$PBS/headers?case=2",
-        extra: "",
-        own_traceparent: None,
-    },
-    Case {
-        url: "http://127.0.0.1:$PB/headers?case=3",
-        extra: "&mode=goroutine",
-        own_traceparent: None,
-    },
-    Case {
-        url: "http://127.0.0.1:$PB/headers?case=4",
-        extra: "",
-        own_traceparent: Some(OWN),
-    },
-];
+/// Bytes net/http writes before the request's own headers, for `GET /headers?case=5&pad=` and
+/// `pad` bytes: 4 + 20 + pad + 11 (` HTTP/1.1`), `Host: 127.0.0.1:<5 digits>` 23 and
+/// `User-Agent: Go-http-client/1.1` 32. 3,976 leaves 30 bytes of the transport's 4,096-byte
+/// buffer, short of the 70-byte line (with a 4-digit port, 31).
+const PAD_FOR_NO_ROOM: usize = 3_976;
+
+fn cases() -> Vec<Case> {
+    let http = |query: &str| format!("http://127.0.0.1:$PB/headers?{query}");
+    vec![
+        Case {
+            url: http("case=1"),
+            extra: "",
+            expect: Expect::ClientContext,
+        },
+        Case {
+            url: "https://127.0.0.1:$PBS/headers?case=2".into(),
+            extra: "",
+            expect: Expect::ClientContext,
+        },
+        Case {
+            url: http("case=3"),
+            extra: "&mode=goroutine",
+            expect: Expect::ClientContext,
+        },
+        Case {
+            url: http("case=4"),
+            extra: "",
+            expect: Expect::Own(OWN),
+        },
+        Case {
+            url: http(&format!("case=5&pad={}", "x".repeat(PAD_FOR_NO_ROOM))),
+            extra: "",
+            expect: Expect::Nothing,
+        },
+    ]
+}
 
 /// The tools this test needs, or `None` (skipped) when they are missing outside CI.
 fn vm_tools() -> Option<(PathBuf, PathBuf)> {
@@ -93,13 +118,13 @@ fn query_escape(text: &str) -> String {
 
 fn init_script() -> String {
     let mut calls = String::new();
-    for (i, case) in CASES.iter().enumerate() {
+    for (i, case) in cases().iter().enumerate() {
         // $PB and $PBS (B's ports) are left for the shell to expand.
-        let url = query_escape(case.url);
-        let own = case
-            .own_traceparent
-            .map(|t| format!("&traceparent={}", query_escape(t)))
-            .unwrap_or_default();
+        let url = query_escape(&case.url);
+        let own = match case.expect {
+            Expect::Own(value) => format!("&traceparent={}", query_escape(value)),
+            _ => String::new(),
+        };
         calls.push_str(&format!(
             "echo '== case {}'\nwget -q -O - \"http://127.0.0.1:$PA/call?url={url}{}{own}\"\n",
             i + 1,
@@ -126,7 +151,12 @@ OTEL_SERVICE_NAME=svc-a /svc-a > /tmp/a.log 2>&1 &
 HTTP_AUTOINSTRUMENT_PROPAGATION=on /agent --exe '/svc-*' > /tmp/spans.out 2> /tmp/agent.err &
 AGENT=$!
 i=0
-while [ "$(grep -c 'tracing pid' /tmp/agent.err)" -lt 2 ] && [ $i -lt 600 ] && kill -0 $AGENT; do
+traced() {{ n=$(grep -c 'tracing pid' /tmp/agent.err 2>/dev/null); [ "${{n:-0}}" -ge 2 ]; }}
+while ! traced && [ $i -lt 600 ] && kill -0 $AGENT; do
+  sleep 1; i=$((i+1))
+done
+listening() {{ grep -q LISTENING /tmp/a.log 2>/dev/null && grep -q LISTENING /tmp/b.log 2>/dev/null; }}
+while ! listening && [ $i -lt 600 ]; do
   sleep 1; i=$((i+1))
 done
 echo "== agent ready after ${{i}}s"
@@ -135,7 +165,8 @@ PB=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/b.log)
 PBS=$(sed -n 's/.*https=\([0-9]*\).*/\1/p' /tmp/b.log)
 {calls}sleep 2
 kill -INT $AGENT
-while kill -0 $AGENT 2>/dev/null; do sleep 1; done
+i=0
+while kill -0 $AGENT 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
 echo "== spans"
 cat /tmp/spans.out
 echo "== agent log"
@@ -253,7 +284,7 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
         "propagation should be on in the VM:\n{log}"
     );
     let spans = section(&output, "spans");
-    for (i, case) in CASES.iter().enumerate() {
+    for (i, case) in cases().iter().enumerate() {
         let n = i + 1;
         let received: Vec<&str> = section(&output, &format!("case {n}"))
             .lines()
@@ -277,8 +308,8 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
             field(client, "trace").unwrap(),
             field(client, "span").unwrap(),
         );
-        match case.own_traceparent {
-            None => {
+        match case.expect {
+            Expect::ClientContext => {
                 assert_eq!(
                     received,
                     vec![format!("00-{trace}-{span}-01")],
@@ -287,7 +318,7 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
                 assert_eq!(field(b, "trace"), Some(trace), "case {n}: {b}");
                 assert_eq!(field(b, "parent"), Some(span), "case {n}: {b}");
             }
-            Some(own) => {
+            Expect::Own(own) => {
                 assert_eq!(
                     received,
                     vec![own],
@@ -295,6 +326,14 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
                 );
                 assert_eq!(field(b, "trace"), Some(&own[3..35]), "case {n}: {b}");
                 assert_eq!(field(b, "parent"), Some(&own[36..52]), "case {n}: {b}");
+            }
+            Expect::Nothing => {
+                assert!(
+                    received.is_empty(),
+                    "case {n}: no room, no write: {received:?}"
+                );
+                assert_eq!(field(b, "parent"), None, "case {n}: B starts a trace: {b}");
+                assert_ne!(field(b, "trace"), Some(trace), "case {n}: {b}");
             }
         }
     }
