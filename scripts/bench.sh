@@ -6,9 +6,10 @@
 # start-to-first-span, plugin reload, and the criterion micro-benchmarks.
 # Usage: sudo scripts/bench.sh            full run (about 20 minutes), rewrites docs/benchmarks.md
 #        sudo scripts/bench.sh --smoke    every step for a second, report to a temporary directory (CI)
-#        sudo scripts/bench.sh --compare OLD_AGENT
+#        sudo scripts/bench.sh --compare OLD_AGENT [--traceparent]
 #                                         the probes' run time per request of this tree's agent (B)
-#                                         against another build (A), both at once (about a minute)
+#                                         against another build (A), both at once (about a minute);
+#                                         --traceparent: every request carries one
 #        scripts/bench.sh --compare-plugins OLD_PLUGINS_DIR
 #                                         the decode + 3 plugins replay with this tree's example
 #                                         plugins (B) against other builds of them (A), taking
@@ -21,6 +22,7 @@ TOOLS="${HTTP_AUTOINSTRUMENT_TOOLS:-$HOME/.cache/http-autoinstrument/tools}"
 GO_VERSION="${GO_VERSION:-1.24.11}"
 SMOKE=""
 COMPARE=""
+COMPARE_ARGS=()
 COMPARE_PLUGINS=""
 case "${1:-}" in
   --smoke) SMOKE=1 ;;
@@ -31,6 +33,7 @@ case "${1:-}" in
   --compare)
     COMPARE="$(realpath "${2:?usage: scripts/bench.sh --compare OLD_AGENT_BINARY}")"
     test -x "$COMPARE" || { echo "bench.sh: $COMPARE is not an executable agent build" >&2; exit 2; }
+    [ "${3:-}" = "--traceparent" ] && COMPARE_ARGS=(--compare-traceparent)
     ;;
 esac
 
@@ -75,7 +78,7 @@ cargo build --locked --release -q -p http-autoinstrument -p http-autoinstrument-
 if [ -n "$COMPARE" ]; then
   BIN="$CARGO_TARGET_DIR/release"
   taskset -c 1 "$BIN/http-autoinstrument-bench" --agent "$BIN/http-autoinstrument" --server "$WORK/goserver" \
-    --plugins target/plugins --compare-with "$COMPARE"
+    --plugins target/plugins --compare-with "$COMPARE" "${COMPARE_ARGS[@]}"
   exit 0
 fi
 # Micro-benchmarks first, on the tools core, so the report can include them.

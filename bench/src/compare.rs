@@ -33,7 +33,8 @@ impl Round {
 
 /// Runs `rounds` rounds of `duration` with build `a` and build `b` of the agent (no plugins: the
 /// probes are what is compared), and prints each round. `require_keeping_pace`: fail if a build
-/// lost events (off for the smoke run's debug builds, which cannot keep up).
+/// lost events (off for the smoke run's debug builds, which cannot keep up). `headers` go on
+/// every request.
 pub fn compare(
     a: &Path,
     b: &Path,
@@ -41,6 +42,7 @@ pub fn compare(
     rounds: usize,
     duration: Duration,
     require_keeping_pace: bool,
+    headers: &[&str],
 ) -> Result<Vec<Round>> {
     let work = tempfile::tempdir()?;
     // A copy, so the two builds' uprobes sit on different files and neither filters the other's
@@ -83,7 +85,7 @@ pub fn compare(
                 .map(|agent| bpfstats::programs_of(agent.pid()))
                 .collect::<Result<_>>()?;
             let ordered: Vec<String> = order.iter().map(|&s| urls[s].clone()).collect();
-            let loads = wrk::run_together(&ordered, duration)?;
+            let loads = wrk::run_together(&ordered, duration, headers)?;
             agents
                 .iter()
                 .zip(before)

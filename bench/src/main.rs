@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use http_autoinstrument_bench::report::{self, Invocation};
 use http_autoinstrument_bench::{
-    compare, compare_plugins, ensure_root, instructions, run, Bench, Settings, SECTIONS,
+    compare, compare_plugins, ensure_root, instructions, run, trace_cost, Bench, Settings, SECTIONS,
 };
 
 #[derive(Parser)]
@@ -41,6 +41,10 @@ struct Args {
     /// this other build (A), side by side (see `compare`), and print it.
     #[arg(long, value_name = "AGENT")]
     compare_with: Option<PathBuf>,
+    /// With `--compare-with`: every request carries a valid `traceparent` (the server programs'
+    /// path with the header read and parsed).
+    #[arg(long, requires = "compare_with")]
+    compare_traceparent: bool,
     /// Instead of the benchmarks: compare the decode + 3 plugins replay with the plugins in
     /// `--plugins` (B) against those built in this other directory (A), in one process, taking
     /// turns (see `compare_plugins`), and print it. No root needed.
@@ -91,6 +95,11 @@ fn main() -> Result<()> {
             2 * settings.rounds,
             settings.duration,
             settings.require_keeping_pace,
+            if args.compare_traceparent {
+                &[trace_cost::TRACEPARENT]
+            } else {
+                &[]
+            },
         )?;
         return Ok(());
     }

@@ -282,9 +282,9 @@ pub fn measure(bench: &Bench) -> Result<Vec<OverheadRun>> {
                 let dir = tempfile::tempdir_in(bench.work.path())?;
                 let instrumentation = instrument(bench, mode, target, dir.path())
                     .with_context(|| format!("starting {}", mode.label()))?;
-                wrk::run_together(&urls, bench.settings.warmup)?;
+                wrk::run_together(&urls, bench.settings.warmup, &[])?;
                 let before = [sample(target.pid)?, sample(baseline.pid)?];
-                let loads = wrk::run_together(&urls, bench.settings.duration)?;
+                let loads = wrk::run_together(&urls, bench.settings.duration, &[])?;
                 let after = [sample(target.pid)?, sample(baseline.pid)?];
                 let cpu_us_per_request = |i: usize| {
                     (after[i].cpu_seconds - before[i].cpu_seconds) * 1e6 / loads[i].requests as f64

@@ -56,12 +56,16 @@ pub fn parse(output: &str) -> Option<WrkResult> {
 /// each takes ~50% of the core in every configuration; the report shows it).
 pub const CONNECTIONS: u32 = 256;
 
-/// `run` on each URL at once; results in the same order.
-pub fn run_together(urls: &[String], duration: Duration) -> Result<Vec<WrkResult>> {
+/// `run` on each URL at once, `headers` on every request; results in the same order.
+pub fn run_together(
+    urls: &[String],
+    duration: Duration,
+    headers: &[&str],
+) -> Result<Vec<WrkResult>> {
     std::thread::scope(|scope| {
         let running: Vec<_> = urls
             .iter()
-            .map(|url| scope.spawn(move || run(url, duration)))
+            .map(|url| scope.spawn(move || run_with(url, duration, CONNECTIONS, headers)))
             .collect();
         running
             .into_iter()
