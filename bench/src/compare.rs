@@ -3,10 +3,9 @@
 //! kernel's accounting gives each build's BPF run time per request.
 //!
 //! A probe change worth a few percent is invisible in sequential runs here: the host's speed
-//! drifts by more than that between two measurements (the report's CPU-time ratios span 0.5-1.9
-//! for identical code). Measured at the same moment on the same core, both builds see the same
-//! host; the ratio of their run times is then steady to a few percent (an A/A run shows the spread
-//! to expect).
+//! drifts by more than that between two measurements. Measured at the same moment on the same
+//! core, both builds see the same host, and the ratio of their run times is steady (an A/A run
+//! shows the spread to expect).
 use std::path::Path;
 use std::time::Duration;
 
@@ -61,7 +60,7 @@ pub fn compare(
     let mut results = Vec::new();
     for round in 1..=rounds {
         // Fresh agents every round, and the services swapped every other round: two instances
-        // of the same build differ by ~5% on their own (where the kernel happened to place their
+        // of the same build differ on their own (where the kernel happened to place their
         // maps and ring buffer, which service), and this spreads that over both builds.
         let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
         let mut agents = Vec::new();

@@ -87,9 +87,8 @@ pub const GROUP_WORDS: usize = BUCKET_WORDS + 1;
 /// Why a copy can fail: Go takes fresh memory from the OS without zeroing it (it is zero already)
 /// and never writes an empty slot, so the tail of a new map's group can lie on a page that was
 /// never faulted in, which a BPF read cannot fault in. The copy of the whole group then fails,
-/// though every used slot is on a page that is present: a `User-Agent` was missed in 2 of 20 runs
-/// of the end-to-end test's 18-header HTTP/2 request to a fresh server (none in 50 since). Why
-/// after the loop: any extra path inside it, per group, took the verifier past its limit of a
+/// though every used slot is on a page that is present (seen as a missing `User-Agent` on the
+/// end-to-end test's 18-header HTTP/2 request to a fresh server). Why after the loop: any extra path inside it, per group, took the verifier past its limit of a
 /// million instructions.
 const MISSED_GROUP: usize = BUCKET_WORDS;
 

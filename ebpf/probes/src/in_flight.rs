@@ -2,9 +2,8 @@
 //!
 //! Most requests live in a small set-associative table (an array; a goroutine's key hashes to a
 //! set of `IN_FLIGHT_WAYS` slots): the verifier turns an array lookup into a few inline
-//! instructions, where a hash map costs a helper call, a hash and a bucket walk, twice per request
-//! (side by side, a table cut the probes' run time by ~10%, and a small one, which stays in cache,
-//! by ~15% more). A goroutine whose set is full of other goroutines' unfinished requests goes to
+//! instructions, where a hash map costs a helper call, a hash and a bucket walk, twice per request;
+//! a small table stays in cache. A goroutine whose set is full of other goroutines' unfinished requests goes to
 //! an LRU hash map instead, so a full set costs time, not the request.
 //!
 //! A slot stays with its goroutine after the return, marked finished (`request` 0), and is reused
