@@ -14,7 +14,7 @@ use http_autoinstrument::inspect::{
     itab_addresses_from_runtime_data, layouts, probed_functions_by_source, FunctionSource,
     GoBinary, GoVersion, InspectError, LayoutSource, RequestEnd, VersionSource,
 };
-use http_autoinstrument_common::{map_layout, ABSENT, WINDOW_WORDS};
+use http_autoinstrument_common::{map_layout, GoOffsets, ABSENT, WINDOW_WORDS};
 
 /// Checks what the agent relies on in a binary built by `toolchain`.
 fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
@@ -252,6 +252,30 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
             .all(|&f| f != ABSENT),
         "Go {v}: bufio.Writer layout: {o:?}"
     );
+    // The write goes in only where every layout it relies on is known: a binary missing any of
+    // them (no DWARF entry, no table row, no itab found) gets no write probe.
+    assert_eq!(
+        inspected.traceparent_write_point(),
+        Some(write),
+        "Go {v}: the traceparent write"
+    );
+    let unknowns: [fn(&mut GoOffsets); 6] = [
+        |o| o.request_header = ABSENT,
+        |o| o.map_layout = ABSENT,
+        |o| o.bufio_writer_itab = ABSENT,
+        |o| o.bufio_writer_err = ABSENT,
+        |o| o.bufio_writer_buf = ABSENT,
+        |o| o.bufio_writer_n = ABSENT,
+    ];
+    for (i, unknown) in unknowns.iter().enumerate() {
+        let mut unverified = inspected.clone();
+        unknown(&mut unverified.offsets);
+        assert_eq!(
+            unverified.traceparent_write_point(),
+            None,
+            "Go {v}: layout {i} unknown, yet a traceparent write"
+        );
+    }
     // So must the runtime's interface table, which stripped binaries leave as the only source.
     // It may know more: the scan needs DWARF to name a type (context.withoutCancelCtx has no
     // type entry in Go 1.21's DWARF when only its itab is used).

@@ -5,7 +5,9 @@
 //! tested on every CI run, this test boots Debian 12's Linux 6.1 (no lockdown) under qemu, with an
 //! initramfs holding the agent, two copies of the Go fixture server and busybox, and checks what
 //! service B received and the spans both sides made: the client span's context over HTTP, HTTPS
-//! and from a goroutine, the application's own header alone, nothing when the buffer is short. No root is needed: qemu emulates the machine.
+//! and from a goroutine, the application's own header alone, nothing when the buffer is short, a
+//! reverse proxy's copied header replaced; then, sampling at one half, each trace kept or dropped
+//! whole across both services. No root is needed: qemu emulates the machine.
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use support::agent::{skip, AGENT};
 use support::go_fixtures::{build_go_server, require_go, tools_dir, Variant};
 
 /// The whole boot, agent start (attaching under emulation is slow) and requests.
-const VM_TIMEOUT: Duration = Duration::from_secs(900);
+const VM_TIMEOUT: Duration = Duration::from_secs(1500);
 
 /// One call A makes to B: B's URL, and what A's `/call` is asked to do.
 struct Case {
@@ -24,6 +26,12 @@ struct Case {
     extra: &'static str,
     expect: Expect,
 }
+
+/// The caller's context in the request sent to A's `/proxy` (case 6).
+const CALLER: &str = "00-33333333333333333333333333333333-4444444444444444-01";
+
+/// Requests in the sampling run, each A's `/call` to B; the ratio is one half.
+const SAMPLED_CALLS: usize = 40;
 
 /// What B must receive.
 enum Expect {
@@ -34,6 +42,10 @@ enum Expect {
     /// Nothing: the request line and the first headers leave the writer's buffer less room than
     /// the line needs. B's span starts a trace of its own.
     Nothing,
+    /// A's `/proxy` (httputil.ReverseProxy) forwards a request carrying `CALLER`: the copied
+    /// value is replaced by the proxy's client span, B's parent; A's server span is the caller's
+    /// child.
+    Proxied,
 }
 
 const OWN: &str = "00-11111111111111111111111111111111-2222222222222222-01";
@@ -71,6 +83,11 @@ fn cases() -> Vec<Case> {
             url: http(&format!("case=5&pad={}", "x".repeat(PAD_FOR_NO_ROOM))),
             extra: "",
             expect: Expect::Nothing,
+        },
+        Case {
+            url: http("case=6"),
+            extra: "",
+            expect: Expect::Proxied,
         },
     ]
 }
@@ -125,12 +142,21 @@ fn init_script() -> String {
             Expect::Own(value) => format!("&traceparent={}", query_escape(value)),
             _ => String::new(),
         };
+        let request = match case.expect {
+            Expect::Proxied => {
+                format!("--header 'traceparent: {CALLER}' \"http://127.0.0.1:$PA/proxy?to={url}\"")
+            }
+            _ => format!("\"http://127.0.0.1:$PA/call?url={url}{}{own}\"", case.extra),
+        };
         calls.push_str(&format!(
-            "echo '== case {}'\nwget -q -O - \"http://127.0.0.1:$PA/call?url={url}{}{own}\"\n",
-            i + 1,
-            case.extra
+            "echo '== case {}'\nwget -q -O - {request}\n",
+            i + 1
         ));
     }
+    let (sampled_url, sampled_end) = (
+        query_escape("http://127.0.0.1:$PB/headers?sampling="),
+        query_escape("&end=1"),
+    );
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -148,29 +174,48 @@ echo "== lockdown: $(cat /sys/kernel/security/lockdown 2>&1)"
 cd /tmp
 OTEL_SERVICE_NAME=svc-b /svc-b > /tmp/b.log 2>&1 &
 OTEL_SERVICE_NAME=svc-a /svc-a > /tmp/a.log 2>&1 &
-HTTP_AUTOINSTRUMENT_PROPAGATION=on /agent --exe '/svc-*' > /tmp/spans.out 2> /tmp/agent.err &
-AGENT=$!
+# start_agent OUT ERR: the agent, tracing both services, its spans to OUT and its log to ERR.
+start_agent() {{
+  HTTP_AUTOINSTRUMENT_PROPAGATION=on /agent --exe '/svc-*' > $1 2> $2 &
+  AGENT=$!
+  i=0
+  while n=$(grep -c 'tracing pid' $2 2>/dev/null); [ "${{n:-0}}" -lt 2 ] && [ $i -lt 600 ] && kill -0 $AGENT; do
+    sleep 1; i=$((i+1))
+  done
+  echo "== agent ready after ${{i}}s"
+}}
+stop_agent() {{
+  sleep 2
+  kill -INT $AGENT
+  i=0
+  while kill -0 $AGENT 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+}}
 i=0
-traced() {{ n=$(grep -c 'tracing pid' /tmp/agent.err 2>/dev/null); [ "${{n:-0}}" -ge 2 ]; }}
-while ! traced && [ $i -lt 600 ] && kill -0 $AGENT; do
-  sleep 1; i=$((i+1))
-done
 listening() {{ grep -q LISTENING /tmp/a.log 2>/dev/null && grep -q LISTENING /tmp/b.log 2>/dev/null; }}
 while ! listening && [ $i -lt 600 ]; do
   sleep 1; i=$((i+1))
 done
-echo "== agent ready after ${{i}}s"
 PA=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/a.log)
 PB=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/b.log)
 PBS=$(sed -n 's/.*https=\([0-9]*\).*/\1/p' /tmp/b.log)
-{calls}sleep 2
-kill -INT $AGENT
-i=0
-while kill -0 $AGENT 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+start_agent /tmp/spans.out /tmp/agent.err
+{calls}stop_agent
 echo "== spans"
 cat /tmp/spans.out
 echo "== agent log"
 cat /tmp/agent.err
+export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.5
+start_agent /tmp/sampled.out /tmp/sampled.err
+n=1
+while [ $n -le {SAMPLED_CALLS} ]; do
+  wget -q -O /dev/null "http://127.0.0.1:$PA/call?url={sampled_url}$n{sampled_end}"
+  n=$((n+1))
+done
+stop_agent
+echo "== sampled spans"
+cat /tmp/sampled.out
+echo "== sampled agent log"
+cat /tmp/sampled.err
 echo "== end"
 poweroff -f
 "#
@@ -327,6 +372,31 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
                 assert_eq!(field(b, "trace"), Some(&own[3..35]), "case {n}: {b}");
                 assert_eq!(field(b, "parent"), Some(&own[36..52]), "case {n}: {b}");
             }
+            Expect::Proxied => {
+                assert_eq!(
+                    received,
+                    vec![format!("00-{trace}-{span}-01")],
+                    "case {n}: the copied header replaced by the proxy's client span, once"
+                );
+                assert_eq!(
+                    trace,
+                    &CALLER[3..35],
+                    "case {n}: the caller's trace: {client}"
+                );
+                let proxy = spans
+                    .lines()
+                    .find(|l| {
+                        field(l, "service") == Some("svc-a")
+                            && field(l, "kind") == Some("server")
+                            && field(l, "url.path") == Some("/proxy")
+                    })
+                    .unwrap_or_else(|| panic!("case {n}: no span of the proxy in\n{spans}"));
+                assert_eq!(field(proxy, "trace"), Some(trace), "case {n}: {proxy}");
+                assert_eq!(field(proxy, "parent"), Some(&CALLER[36..52]), "{proxy}");
+                assert_eq!(field(client, "parent"), field(proxy, "span"), "{client}");
+                assert_eq!(field(b, "trace"), Some(trace), "case {n}: {b}");
+                assert_eq!(field(b, "parent"), Some(span), "case {n}: {b}");
+            }
             Expect::Nothing => {
                 assert!(
                     received.is_empty(),
@@ -342,5 +412,68 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
         .find(|l| l.contains("final stats:"))
         .unwrap_or_else(|| panic!("no final stats in\n{spans}"));
     assert!(stats.contains("events_lost=0"), "{stats}");
+    assert!(stats.contains("traceparent_replaced=1"), "{stats}");
     eprintln!("{stats}");
+    check_sampling_across_services(section(&output, "sampled spans"));
+}
+
+/// With `parentbased_traceidratio` at one half, A decides for each request and B follows the
+/// flag A's client span sent: A's server and client spans and B's span are kept or dropped
+/// together, one trace.
+fn check_sampling_across_services(spans: &str) {
+    let mut kept = 0;
+    for n in 1..=SAMPLED_CALLS {
+        let of = |service: &str, kind: &str, marker: &str| {
+            spans.lines().find(|l| {
+                field(l, "service") == Some(service)
+                    && field(l, "kind") == Some(kind)
+                    && l.contains(marker)
+            })
+        };
+        let escaped = format!("sampling%3D{n}%26end");
+        let plain = format!("sampling={n}&end");
+        let found = (
+            of("svc-a", "server", &escaped),
+            of("svc-a", "client", &plain),
+            of("svc-b", "server", &plain),
+        );
+        match found {
+            (None, None, None) => {}
+            (Some(a), Some(client), Some(b)) => {
+                kept += 1;
+                let trace = field(a, "trace");
+                assert_eq!(field(client, "trace"), trace, "request {n}: {client}");
+                assert_eq!(field(client, "parent"), field(a, "span"), "request {n}");
+                assert_eq!(field(b, "trace"), trace, "request {n}: {b}");
+                assert_eq!(field(b, "parent"), field(client, "span"), "request {n}");
+            }
+            partial => panic!("request {n}: a trace kept in part: {partial:?}\n{spans}"),
+        }
+    }
+    eprintln!("sampling at 0.5 across A and B: {kept} of {SAMPLED_CALLS} traces kept whole");
+    // Propagation costs each call, sampled or not, one probe hit: the header write (HTTP/1.1
+    // here). The call's own start and return are counted with it (a start hits twice when Go
+    // grows the goroutine's stack on entry, as on these fresh connections' goroutines).
+    let stats = spans
+        .lines()
+        .find(|l| l.contains("final stats:"))
+        .unwrap_or_else(|| panic!("no final stats in\n{spans}"));
+    let stat = |name: &str| -> u64 {
+        field(stats, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+    };
+    let calls = SAMPLED_CALLS as u64;
+    assert_eq!(stat("header_write_hits"), calls, "{stats}");
+    assert_eq!(stat("traceparent_written"), calls, "{stats}");
+    eprintln!(
+        "probe hits per call: {:.2} (start and return) + {:.2} (header write)",
+        stat("client_call_hits") as f64 / calls as f64,
+        stat("header_write_hits") as f64 / calls as f64
+    );
+    // Binomial(40, 0.5) falls outside 5..=35 with a probability below 1e-6.
+    assert!(
+        (5..=35).contains(&kept),
+        "{kept} of {SAMPLED_CALLS} traces kept at ratio 0.5"
+    );
 }

@@ -9,8 +9,8 @@ mod trace;
 
 pub use trace::{
     format_traceparent, format_traceparent_line, is_sampled, parent, parse_traceparent,
-    ratio_bound, sampler, TraceContext, Traceparent, FLAG_SAMPLED, TRACEPARENT_COPY,
-    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN,
+    ratio_bound, sampler, write_hex, TraceContext, Traceparent, FLAG_SAMPLED, TRACEPARENT_COPY,
+    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
 };
 
 /// Offset value meaning "this field does not exist in this binary" (e.g. `Request.Pattern`
@@ -275,11 +275,27 @@ pub fn words_through(fields: &[u64]) -> u64 {
 }
 
 impl GoOffsets {
+    /// Whether every layout the `traceparent` write reads or writes in a client request is known
+    /// for this binary (from its DWARF or the measured table): the header map it searches for
+    /// the application's own value, and the connection's `bufio.Writer` (its itab and the fields
+    /// it writes). Without all of them nothing is written into the process.
+    pub fn request_writer_known(&self) -> bool {
+        [
+            self.request_header,
+            self.map_layout,
+            self.bufio_writer_itab,
+            self.bufio_writer_err,
+            self.bufio_writer_buf,
+            self.bufio_writer_n,
+        ]
+        .iter()
+        .all(|&offset| offset != ABSENT)
+    }
+
     /// Sets the `*_window_words` from the field offsets. A helper call to copy costs about the
     /// same for 8 bytes as for 256, so the probe copies each struct's fields with one read; but
     /// every line copied is a line of the traced process's heap that may not be in cache, so not
-    /// past the last field it needs (copying `response` and a map header that far instead of 256
-    /// bytes each made the request-end probe 2-10% faster, measured side by side on two services).
+    /// past the last field it needs (figures in the commit that sized the windows).
     pub fn set_window_words(&mut self) {
         let string = |offset: u64| if offset == ABSENT { ABSENT } else { offset + 8 };
         self.request_window_words = words_through(&[
@@ -352,12 +368,14 @@ pub mod counter {
     pub const CLIENT_RETURN_HITS: u32 = 10;
     /// Hits of the probe that writes `traceparent` into an HTTP/1.x request's headers, and what
     /// it did: written, or not because the application set its own, or not because the
-    /// writer's buffer had no room for the line.
+    /// writer's buffer had no room for the line, or the value a proxy copied from its incoming
+    /// request replaced in place by the call's.
     pub const HEADER_WRITE_HITS: u32 = 11;
     pub const PROPAGATED: u32 = 12;
     pub const PROPAGATION_APP_HEADER: u32 = 13;
     pub const PROPAGATION_NO_ROOM: u32 = 14;
-    pub const COUNT: u32 = 15;
+    pub const PROPAGATION_REPLACED: u32 = 15;
+    pub const COUNT: u32 = 16;
 }
 
 /// A goroutine of a process: whose request a probe is looking at. `g` pointers are reused by the
@@ -473,8 +491,8 @@ pub fn set_of(address: u64, pid: u32, sets: u32) -> u32 {
 ///
 /// Small on purpose (512 slots of two cache lines), so the lines and pages it spans stay in the
 /// caches and the TLB of a busy service: a table of one slot per set, 16 times as large, made the
-/// entry probe wait for memory on nearly every request (measured side by side with
-/// `scripts/bench.sh --compare`; figures in the commit that sized it).
+/// entry probe wait for memory on nearly every request (`scripts/bench.sh --compare`; figures in
+/// the commit that sized it).
 pub const IN_FLIGHT_SETS: u32 = 128;
 pub const IN_FLIGHT_WAYS: u32 = 4;
 pub const IN_FLIGHT_SLOTS: u32 = IN_FLIGHT_SETS * IN_FLIGHT_WAYS;

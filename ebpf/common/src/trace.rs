@@ -164,8 +164,9 @@ fn write_value(context: &TraceContext, out: &mut [u8]) {
     write_hex(&[context.flags & FLAG_SAMPLED], &mut out[53..55]);
 }
 
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
 #[inline(always)]
-fn write_hex(bytes: &[u8], out: &mut [u8]) {
+pub fn write_hex(bytes: &[u8], out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, &b) in bytes.iter().enumerate() {
         out[2 * i] = HEX[(b >> 4) as usize];

@@ -13,14 +13,15 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use http_autoinstrument_common::{
-    client_flags, counter, format_traceparent_line, parent, ClientCall, ContextKey, GoroutineKey,
-    HttpClientEvent, TraceContext, ABSENT, TRACEPARENT_LINE_LEN,
+    client_flags, counter, format_traceparent_line, parent, write_hex, ClientCall, ContextKey,
+    GoroutineKey, HttpClientEvent, TraceContext, TRACEPARENT_COPY, TRACEPARENT_LEN,
+    TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
 };
 
 use crate::go::{field, read_u64, read_words, Window};
 use crate::{
     binary_of, bump, current_pid, goroutine_key, in_flight, search_headers, trace, wakeup_flags,
-    EVENTS, PROPAGATE, REQUEST_WINDOW, WINDOWS, WRITER_WINDOW,
+    EVENTS, PROPAGATE, REQUEST_WINDOW, TRACEPARENT_TEXT, WINDOWS, WRITER_WINDOW,
 };
 
 /// Calls between their start and their return, by goroutine.
@@ -78,7 +79,14 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
         // the one value it has in hand where it writes.
         call.headers = read_u64(request, offsets.request_header).unwrap_or(0);
         if call.headers != 0 {
-            let _ = OUTGOING.insert(&ContextKey::new(pid, call.headers), &call.trace, 0);
+            let outgoing = Outgoing {
+                trace: call.trace,
+                incoming_parent: match &parent {
+                    Some(p) if p.parent == parent::REMOTE => p.parent_span_id,
+                    _ => [0; 8],
+                },
+            };
+            let _ = OUTGOING.insert(&ContextKey::new(pid, call.headers), &outgoing, 0);
         }
     }
     let _ = CLIENT_CALLS.insert(&key, &call, 0);
@@ -88,15 +96,28 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
 /// Calls in flight whose context is to go into their request, by the request's `Header` map.
 /// Kept until the call returns: a request the transport retries is written again.
 #[map]
-static OUTGOING: LruHashMap<ContextKey, TraceContext> = LruHashMap::with_max_entries(8192, 0);
+static OUTGOING: LruHashMap<ContextKey, Outgoing> = LruHashMap::with_max_entries(8192, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Outgoing {
+    trace: TraceContext,
+    /// The caller's span id from the `traceparent` the call's server request came in with; zeros
+    /// when it came with none. An outgoing `traceparent` naming it was copied from the incoming
+    /// request (a proxy does that), not made by the application.
+    incoming_parent: [u8; 8],
+}
 
 /// Adds `Traceparent: 00-<trace>-<call's span>-<flags>` to an HTTP/1.x request as net/http
 /// writes it: on `(*Request).write`'s call of `Header.writeSubset` with the request's own
 /// headers, the request line, `Host` and `User-Agent` are in the connection's `bufio.Writer`
 /// and the line goes right after them, in the buffer's free space, with `n` moved past it.
-/// Nothing is written when the application set its own `traceparent` (an SDK's: it stays the
-/// only one), when the writer is not a `*bufio.Writer` or has failed, when the buffer has no
-/// room for the whole line, or when the binary's layouts were not verified (`ABSENT`).
+/// A `traceparent` the request already has stays the only one: the application's own (an SDK's)
+/// is left alone; one a proxy copied from the request it serves (the same trace and caller) is
+/// overwritten in place by the call's, the same length, so the proxy's spans sit on the trace's
+/// path. Nothing is written when the writer is not a `*bufio.Writer` or has failed, when the
+/// buffer has no room for the whole line, or when the binary's layouts were not verified
+/// (`ABSENT`).
 #[uprobe]
 pub fn client_header_write(ctx: ProbeContext) -> u32 {
     bump(counter::HEADER_WRITE_HITS);
@@ -113,16 +134,20 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let offsets = binary.offsets;
-    if offsets.bufio_writer_itab == ABSENT
-        || offsets.bufio_writer_n == ABSENT
+    if !offsets.request_writer_known()
         || writer_itab != offsets.bufio_writer_itab.wrapping_add(binary.bias)
     {
         return 0;
     }
     match search_headers(headers, offsets) {
         Some(found) if found.traceparents == 0 => {}
-        Some(_) => {
-            bump(counter::PROPAGATION_APP_HEADER);
+        Some(found) => {
+            if found.traceparents == 1 && replace_copied(context, found.traceparent) {
+                bump(counter::PROPAGATED);
+                bump(counter::PROPAGATION_REPLACED);
+            } else {
+                bump(counter::PROPAGATION_APP_HEADER);
+            }
             return 0;
         }
         None => return 0,
@@ -147,7 +172,7 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let line = unsafe { &mut *line };
-    format_traceparent_line(context, line);
+    format_traceparent_line(&context.trace, line);
     let written = n + TRACEPARENT_LINE_LEN as u64;
     let ok = unsafe {
         bpf_probe_write_user(
@@ -165,6 +190,66 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
         bump(counter::PROPAGATED);
     }
     0
+}
+
+/// Overwrites the `traceparent` value at `value` (pointer, length) with the call's context when
+/// it is the one the call's server request came in with; true when it did.
+#[inline(always)]
+fn replace_copied(context: &Outgoing, value: (u64, u64)) -> bool {
+    let (ptr, len) = value;
+    if len != TRACEPARENT_LEN as u64 || context.incoming_parent == [0; 8] {
+        return false;
+    }
+    let (Some(text), Some(line)) = (
+        TRACEPARENT_TEXT.get_ptr_mut(0),
+        TRACEPARENT_LINE.get_ptr_mut(0),
+    ) else {
+        return false;
+    };
+    let (text, line) = unsafe { (&mut *text, &mut *line) };
+    let read = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            text.as_mut_ptr() as *mut _,
+            TRACEPARENT_LEN as u32,
+            ptr as *const _,
+        )
+    };
+    if read != 0 {
+        return false;
+    }
+    // The incoming value as the caller wrote it, `00-<trace>-<caller's span>-`, compared with
+    // what the request holds word by word: no parse, and no branch per byte for the verifier.
+    // The line is the call's, its span id swapped for the caller's while comparing.
+    let prefix = TRACEPARENT_LINE_PREFIX.len();
+    let span_hex = prefix + SPAN_ID_AT..prefix + SPAN_ID_AT + 16;
+    format_traceparent_line(&context.trace, line);
+    write_hex(&context.incoming_parent, &mut line[span_hex.clone()]);
+    if !same_value_but_flags(text, line) {
+        return false;
+    }
+    write_hex(&context.trace.span_id, &mut line[span_hex]);
+    let value = unsafe { line.as_ptr().add(prefix) };
+    unsafe { bpf_probe_write_user(ptr as *mut _, value as *const _, TRACEPARENT_LEN as u32) == 0 }
+}
+
+/// Where a `traceparent` value's parent (span) id starts: after `00-`, 32 hex digits and `-`.
+const SPAN_ID_AT: usize = 36;
+
+/// Whether the value in `text` and the one in `line` (after its `Traceparent: `) agree on their
+/// first 53 bytes: everything but the flags.
+#[inline(always)]
+fn same_value_but_flags(text: &[u8; TRACEPARENT_COPY], line: &[u8; TRACEPARENT_LINE_LEN]) -> bool {
+    let word = |bytes: &[u8], at: usize| unsafe {
+        core::ptr::read_unaligned(bytes.as_ptr().add(at) as *const u64)
+    };
+    let prefix = TRACEPARENT_LINE_PREFIX.len();
+    let mut diff = 0;
+    for k in 0..6 {
+        diff |= word(text, 8 * k) ^ word(line, prefix + 8 * k);
+    }
+    // Bytes 48..53 of the value: the last word's first five.
+    diff |= (word(text, 48) ^ word(line, prefix + 48)) & 0xff_ffff_ffff;
+    diff == 0
 }
 
 /// The header line being written, per CPU.

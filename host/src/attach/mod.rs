@@ -22,7 +22,7 @@ use aya::programs::uprobe::{
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
-    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot, ABSENT,
+    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot,
     EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS, MAX_BINARIES,
 };
 
@@ -101,6 +101,7 @@ pub struct KernelCounters {
     pub traceparents_written: u64,
     pub traceparents_left_to_application: u64,
     pub traceparents_without_room: u64,
+    pub traceparents_replaced: u64,
 }
 
 /// Which processes an attachment fires in.
@@ -190,9 +191,10 @@ fn raise_memlock_limit() {
     }
 }
 
-/// Size of the events ring buffer: ~2,800 events, over 250 ms of 10,000 requests/s, and room
-/// for 2,300 more after the wakeup at 512 waiting events. Its pages count twice in the agent's resident memory (the
-/// kernel maps the data area twice), so it is kept to what that needs.
+/// Size of the events ring buffer: what a busy service sends between two of the agent's polls,
+/// with room for what arrives while the agent wakes and drains (`MAX_WAKEUP_EVENTS`). Its
+/// pages count twice in the agent's resident memory (the kernel maps the data area twice), so it
+/// is kept to what that needs.
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
 
 /// The most waiting events that may be asked to wake the agent (`capture.wakeup_events`): half
@@ -369,17 +371,8 @@ impl Probes {
             let returns = round_trip.return_offsets.iter();
             points.extend(returns.map(|&r| (programs.client_return, round_trip, r)));
         }
-        let offsets = &binary.offsets;
-        let writer_verified = [
-            offsets.bufio_writer_itab,
-            offsets.bufio_writer_err,
-            offsets.bufio_writer_buf,
-            offsets.bufio_writer_n,
-        ]
-        .iter()
-        .all(|&o| o != ABSENT);
-        if let (Propagation::On, Some(write), true) =
-            (&self.propagation, &binary.header_write, writer_verified)
+        if let (Propagation::On, Some(write)) =
+            (&self.propagation, binary.traceparent_write_point())
         {
             points.push((HEADER_WRITE_PROGRAM, write, write.entry_offset));
         }
@@ -511,6 +504,7 @@ impl Probes {
             traceparents_written: sum(counter::PROPAGATED),
             traceparents_left_to_application: sum(counter::PROPAGATION_APP_HEADER),
             traceparents_without_room: sum(counter::PROPAGATION_NO_ROOM),
+            traceparents_replaced: sum(counter::PROPAGATION_REPLACED),
         }
     }
 

@@ -584,6 +584,14 @@ impl GoBinary {
             .chain(returns.iter().map(|&r| (&self.serve_http, r)))
     }
 
+    /// Where the probe that writes `traceparent` into client requests goes: `header_write`, only
+    /// when every layout that write relies on is known for this binary.
+    pub fn traceparent_write_point(&self) -> Option<&Function> {
+        self.header_write
+            .as_ref()
+            .filter(|_| self.offsets.request_writer_known())
+    }
+
     /// File offsets of the request-end probe.
     pub fn request_end_offsets(&self) -> Vec<u64> {
         (self.request_end_points())

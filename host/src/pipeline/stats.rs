@@ -35,7 +35,8 @@ impl AgentStats {
             "processes_attached={} attach_failures={} probe_entry_hits={} probe_return_hits={} \
              events_submitted={} events_lost={} events_read={} events_malformed={} \
              returns_without_entry={} panics={} spans_not_sampled={} client_call_hits={} \
-             spans_built={}",
+             spans_built={} header_write_hits={} traceparent_written={} \
+             traceparent_replaced={}",
             self.processes_attached.load(Relaxed),
             self.attach_failures.load(Relaxed),
             k.entry_hits,
@@ -49,6 +50,9 @@ impl AgentStats {
             k.not_sampled,
             k.client_entry_hits + k.client_return_hits,
             self.spans_built.load(Relaxed),
+            k.header_write_hits,
+            k.traceparents_written,
+            k.traceparents_replaced,
         )
     }
 }

@@ -239,6 +239,13 @@ impl Collector for AgentCollector {
                 ),
                 (
                     Scalar::Counter,
+                    "traceparent_replaced",
+                    "Client requests whose traceparent, copied by a proxy from the request it \
+                     serves, was replaced in place by the client span's",
+                    kernel.traceparents_replaced,
+                ),
+                (
+                    Scalar::Counter,
                     "kernel_unconfigured_hits",
                     "Probe hits in a process the agent is attaching to or detaching from",
                     kernel.unconfigured_hits,
