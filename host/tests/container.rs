@@ -281,7 +281,7 @@ fn curl(args: &[String]) {
 
 /// The built example plugin `name` (scripts/build-plugins.sh); required under CI.
 fn built_plugin(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
+    let dir = std::env::var_os("HTTP_AUTOINSTRUMENT_PLUGINS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/plugins"));
     let path = dir.join(format!("{name}.wasm"));

@@ -769,7 +769,7 @@ fn traces_a_service_that_opens_the_selected_port_after_it_started() {
 
 /// The built example plugin `name` (scripts/build-plugins.sh); required under CI.
 fn built_plugin(name: &str) -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
+    let dir = std::env::var_os("HTTP_AUTOINSTRUMENT_PLUGINS_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")

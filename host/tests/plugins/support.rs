@@ -12,7 +12,7 @@ pub mod skip;
 /// The built plugin `name` (e.g. "filter" -> target/plugins/filter.wasm), or `None` (with a
 /// note) when it is not built. Under CI=true a missing plugin fails the test.
 pub fn built(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
+    let dir = std::env::var_os("HTTP_AUTOINSTRUMENT_PLUGINS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
     let path = dir.join(format!("{name}.wasm"));
@@ -20,7 +20,7 @@ pub fn built(name: &str) -> Option<PathBuf> {
         return Some(path);
     }
     let message = format!(
-        "plugin {} is not built: run scripts/build-plugins.sh (or set HAI_PLUGINS_DIR)",
+        "plugin {} is not built: run scripts/build-plugins.sh (or set HTTP_AUTOINSTRUMENT_PLUGINS_DIR)",
         path.display()
     );
     skip::skip(&message);
