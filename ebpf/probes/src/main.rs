@@ -283,7 +283,7 @@ fn search_headers(map: u64, offsets: &GoOffsets) -> Option<&'static header::Foun
 /// return without entry.
 #[uprobe]
 pub fn request_end(ctx: ProbeContext) -> u32 {
-    bump(counter::RETURN_HITS);
+    bump(counter::REQUEST_END_HITS);
     let pid = current_pid();
     let Some(binary) = binary_of(&ctx) else {
         bump(counter::UNCONFIGURED_HITS);
@@ -291,7 +291,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
     };
     let key = goroutine_key(&ctx, pid);
     let Some(slot) = in_flight::find(&key) else {
-        bump(counter::RETURNS_WITHOUT_ENTRY);
+        bump(counter::ENDS_WITHOUT_ENTRY);
         return 0;
     };
     let in_flight = unsafe { *slot };
@@ -408,7 +408,7 @@ pub fn count_entry(_ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn count_request_end(_ctx: ProbeContext) -> u32 {
-    bump(counter::RETURN_HITS);
+    bump(counter::REQUEST_END_HITS);
     0
 }
 

@@ -497,10 +497,10 @@ impl Probes {
         };
         KernelCounters {
             entry_hits: sum(counter::ENTRY_HITS),
-            return_hits: sum(counter::RETURN_HITS),
+            return_hits: sum(counter::REQUEST_END_HITS),
             events_submitted: sum(counter::EVENTS_SUBMITTED),
             events_lost: sum(counter::EVENTS_LOST),
-            returns_without_entry: sum(counter::RETURNS_WITHOUT_ENTRY),
+            returns_without_entry: sum(counter::ENDS_WITHOUT_ENTRY),
             unconfigured_hits: sum(counter::UNCONFIGURED_HITS),
             panics: sum(counter::PANICS),
             ends_after_panic_reported: sum(counter::ENDS_AFTER_PANIC_REPORTED),
