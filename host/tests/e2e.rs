@@ -339,10 +339,14 @@ fn scripted_requests_become_spans(go: &str, variant: Variant, grpc: bool) {
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
             .unwrap_or_else(|| panic!("no {key} in {stats}"))
     };
-    assert_eq!(hits("probe_return_hits"), script.len() as u64, "{stats}");
-    assert_eq!(hits("returns_without_entry"), 0, "{stats}");
+    assert_eq!(
+        hits("probe_request_end_hits"),
+        script.len() as u64,
+        "{stats}"
+    );
+    assert_eq!(hits("ends_without_entry"), 0, "{stats}");
     let per_request =
-        (hits("probe_entry_hits") + hits("probe_return_hits")) as f64 / script.len() as f64;
+        (hits("probe_entry_hits") + hits("probe_request_end_hits")) as f64 / script.len() as f64;
     eprintln!("go{go}: {per_request} probe hits per request; {stats}");
     assert!(
         per_request <= 2.0,
