@@ -666,6 +666,32 @@ fn selects_targets_by_listening_port() {
     agent.stop();
 }
 
+/// A glob that cannot match (its `*` stops at `/`, as in a shell) is not silent: once the first
+/// scans have found nothing, the agent says so, naming the Go service it could trace and the
+/// glob that would.
+#[test]
+fn a_selector_that_matches_nothing_says_so_once() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let (dir, binary) = private_copy(&build_go_server(&newest, Variant::Default), "svc");
+    let server = GoServer::start(&binary);
+    let mut agent = Agent::start(&["--exe".into(), "*svc".into()], &[]);
+    let path = dir.path().join("svc");
+    agent.wait_for_log(
+        &[
+            "no process matches --exe '*svc'",
+            &format!("--exe '**/*svc' matches {}", path.display()),
+        ],
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let log = agent.log_text();
+    agent.stop();
+    assert_eq!(log.matches("no process matches").count(), 1, "{log}");
+    assert!(!log.contains(&format!("pid={}", server.pid)), "{log}");
+}
+
 /// A position-independent executable is traced where the process loaded it, also when its path
 /// has a space and the file was replaced on disk since it started (a deploy before the restart:
 /// /proc/PID/exe then ends in " (deleted)").

@@ -104,9 +104,15 @@ pub struct Text<'a> {
 
 impl<'a> Text<'a> {
     fn of<const N: usize>(s: &'a BoundedStr<N>) -> Self {
+        let truncated = s.is_truncated();
+        let bytes = if truncated {
+            target::without_cut_character(s.copied())
+        } else {
+            s.copied()
+        };
         Text {
-            value: target::text(s.copied()),
-            truncated: s.is_truncated(),
+            value: target::text(bytes),
+            truncated,
         }
     }
 

@@ -8,7 +8,7 @@
 //! container's entrypoint), and that exec is then seen at the next scan. A process that execs
 //! another program later in life is seen within `RECHECK`.
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Process, ProcessId, ScanDiff};
@@ -85,6 +85,13 @@ impl ProcessWatcher {
     /// two scans only matters for a traced one, whose probes and offsets belong to the old one.
     pub fn scan(&mut self, check_identity: impl Fn(u32) -> bool) -> ScanDiff {
         self.scan_from(&ProcFs, Instant::now(), check_identity)
+    }
+
+    /// The processes of the last scan and what each runs.
+    pub fn processes(&self) -> impl Iterator<Item = (u32, &Path)> {
+        self.known
+            .iter()
+            .map(|(pid, k)| (*pid, k.executable.as_path()))
     }
 
     /// Whether the last scan found `pid` running a program.
