@@ -209,8 +209,8 @@ fn config_command(command: ConfigCommand) -> Result<()> {
 
 /// The pipeline allocates per span and attribute; mimalloc is much faster than glibc's malloc
 /// at that (see Cargo.toml). Built to commit arena memory only as it is used
-/// (`.cargo/config.toml`): with the default eager commit the agent kept ~50 MiB of
-/// plugin-compilation memory resident.
+/// (`.cargo/config.toml`): with the default eager commit the agent kept the memory of plugin
+/// compilation resident.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

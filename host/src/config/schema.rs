@@ -159,8 +159,7 @@ pub struct CaptureConfig {
     /// How often the ring buffer is read when no wakeup came.
     pub poll_interval_ms: NonZeroU64,
     /// Waiting events that wake the agent at once. A wakeup costs the traced service a trap of
-    /// its own (~10 us on this project's VMs), so it comes once per batch; below it the agent
-    /// finds the events on its next poll.
+    /// its own, so it comes once per batch; below it the agent finds the events on its next poll.
     pub wakeup_events: NonZeroU64,
     /// Log the counters this often; 0: only at exit.
     pub stats_interval_secs: u64,
