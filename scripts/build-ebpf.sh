@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the aya-ebpf programs in ebpf/probes into one BPF object.
-# Uses rustup nightly with rust-src when present, else Debian's rustc-web (see scripts/setup.sh).
-# Output: $OUT (default: target/bpf/http-autoinstrument-probes).
+# Builds the aya-ebpf programs in ebpf/probes into one BPF object, as host/build.rs does with
+# aya-build, for a build that takes it prebuilt (HTTP_AUTOINSTRUMENT_PROBES: the Dockerfile) and
+# to check the toolchain at set-up. Uses rustup nightly with rust-src when present, else Debian's
+# rustc-web (see scripts/setup.sh). Output: $OUT (default: target/bpf/http-autoinstrument-probes).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/target/bpf/http-autoinstrument-probes}"
@@ -21,9 +22,11 @@ else
   exit 1
 fi
 command -v bpf-linker >/dev/null 2>&1 || { echo "error: bpf-linker not found: run scripts/setup.sh" >&2; exit 1; }
-export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
-export CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS="-C debuginfo=2 -C link-arg=--btf"
-"${cargo[@]}" build --release --target bpfel-unknown-none -Zbuild-std=core --target-dir "$TARGET_DIR"
+# What aya-build passes (host/build.rs), and the probes' own release settings.
+export CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS="--cfg=bpf_target_arch=\"$(uname -m)\" -C debuginfo=2 -C link-arg=--btf"
+export CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_PANIC=abort
+"${cargo[@]}" build --release --target bpfel-unknown-none -Zbuild-std=core --target-dir "$TARGET_DIR" \
+  --package http-autoinstrument-probes --bins
 mkdir -p "$(dirname "$OUT")"
 cp "$TARGET_DIR/bpfel-unknown-none/release/http-autoinstrument-probes" "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 echo "built $OUT"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the example plugins (plugins/) as WebAssembly components into $PLUGINS_OUT
 # (default: target/plugins), e.g. target/plugins/filter.wasm. The agent's plugin tests and
-# benchmark read them from there (HAI_PLUGINS_DIR overrides where they look).
+# benchmark read them from there (HTTP_AUTOINSTRUMENT_PLUGINS_DIR overrides where they look).
 #
 # Rust plugins build with rustup's wasm targets when they are installed and with Debian's
 # rustc-web (+ -Zbuild-std) otherwise; scripts/setup.sh installs what this needs.

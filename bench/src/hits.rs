@@ -44,7 +44,7 @@ pub struct ProbeHits {
     pub protocol: &'static str,
     pub requests: u64,
     pub entry_hits: u64,
-    pub return_hits: u64,
+    pub request_end_hits: u64,
     pub client_start_hits: u64,
     pub client_return_hits: u64,
     pub events: u64,
@@ -53,7 +53,7 @@ pub struct ProbeHits {
 
 impl ProbeHits {
     pub fn server_hits_per_request(&self) -> f64 {
-        (self.entry_hits + self.return_hits) as f64 / self.requests as f64
+        (self.entry_hits + self.request_end_hits) as f64 / self.requests as f64
     }
 
     pub fn client_hits_per_request(&self) -> f64 {
@@ -72,7 +72,7 @@ fn counters(port: u16) -> Result<[u64; 6]> {
     };
     Ok([
         read("probe_hits_total{probe=\"entry\"}")?,
-        read("probe_hits_total{probe=\"return\"}")?,
+        read("probe_hits_total{probe=\"request_end\"}")?,
         read("probe_hits_total{probe=\"client_start\"}")?,
         read("probe_hits_total{probe=\"client_return\"}")?,
         read("kernel_events_submitted_total")?,
@@ -196,7 +196,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
             protocol: case.protocol,
             requests,
             entry_hits: after[0] - before[0],
-            return_hits: after[1] - before[1],
+            request_end_hits: after[1] - before[1],
             client_start_hits: after[2] - before[2],
             client_return_hits: after[3] - before[3],
             events: after[4] - before[4],

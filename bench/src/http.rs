@@ -131,9 +131,9 @@ HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\
 
     #[test]
     fn finds_a_metric_by_name_and_labels() {
-        let page = "# HELP x\nhai_probe_hits_total{probe=\"entry\"} 12\nhai_probe_hits_total{probe=\"return\"} 11\n";
+        let page = "# HELP x\nhai_probe_hits_total{probe=\"entry\"} 12\nhai_probe_hits_total{probe=\"request_end\"} 11\n";
         assert_eq!(
-            metric(page, "hai_probe_hits_total{probe=\"return\"}"),
+            metric(page, "hai_probe_hits_total{probe=\"request_end\"}"),
             Some(11.0)
         );
         assert_eq!(metric(page, "hai_missing"), None);

@@ -226,7 +226,7 @@ fn finish(
                 Ok(format!(
                     "probe hits {} + {}",
                     get("probe_entry_hits"),
-                    get("probe_return_hits")
+                    get("probe_request_end_hits")
                 ))
             } else {
                 // (No event lost was checked above.)

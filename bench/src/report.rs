@@ -547,7 +547,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
          request with net/http's client in the protocol of the row (`proto=h2` and an https URL \
          for HTTP/2), on the handler's goroutine with a context derived from the request's; each \
          such request is a server span and a client span.\n\n\
-         | requests | protocol | requests | entry hits | return hits | server hits per request | client start hits | client return hits | client hits per call | events | spans |\n|---|---|---|---|---|---|---|---|---|---|---|",
+         | requests | protocol | requests | entry hits | request-end hits | server hits per request | client start hits | client return hits | client hits per call | events | spans |\n|---|---|---|---|---|---|---|---|---|---|---|",
         s.hit_requests
     );
     for h in &r.probe_hits {
@@ -558,7 +558,7 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             h.protocol,
             h.requests,
             h.entry_hits,
-            h.return_hits,
+            h.request_end_hits,
             h.server_hits_per_request(),
             h.client_start_hits,
             h.client_return_hits,
@@ -1039,7 +1039,7 @@ mod tests {
             protocol: "HTTP/1.1",
             requests: 100,
             entry_hits: 100,
-            return_hits: server - 100,
+            request_end_hits: server - 100,
             client_start_hits: client / 2,
             client_return_hits: client - client / 2,
             events: 100,

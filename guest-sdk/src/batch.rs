@@ -90,10 +90,8 @@ impl Batch {
     /// A batch as `process` received it from the agent, which packs `text` from Rust strings:
     /// UTF-8 by construction and every range a whole string, as `wit/plugin.wit` promises. Not
     /// checked again in release builds, the same trust wit-bindgen gives a `string` the host
-    /// lowered (its `string_lift`). Checking the text cost every plugin ~26 µs per 512 spans, an
-    /// eighth of what a plugin that edits nothing costs per batch (`alone-test-faults` in
-    /// bench/benches/plugins.rs); checking each range's character boundaries, ~300 of the ~16,000
-    /// instructions per span the three example plugins took.
+    /// lowered (its `string_lift`). Checking the text again would cost every plugin a sizeable
+    /// share of a batch that edits nothing (`alone-test-faults` in bench/benches/plugins.rs).
     pub(crate) fn from_host(raw: SpanBatch) -> Self {
         debug_assert!(
             std::str::from_utf8(&raw.text).is_ok(),

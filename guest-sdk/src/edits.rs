@@ -157,7 +157,7 @@ impl Edits {
     }
 
     // These helpers run per edit: inlined, they cost no call (a call in Wasm also pays the
-    // host's time-limit check on entry). decode + 3 plugins 13,062 -> 12,853 instructions/span.
+    // host's time-limit check on entry).
     #[inline(always)]
     fn push_text(&mut self, s: &str) -> [u8; 8] {
         let mut r = [0u8; 8];

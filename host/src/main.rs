@@ -2,15 +2,13 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use http_autoinstrument::attach::ProbeMode;
-use http_autoinstrument::config::{
-    self, AgentConfig, ExportProtocol, LogConfig, LogFormat, Overrides,
-};
-use http_autoinstrument::pipeline::{self, AgentOptions};
+use http_autoinstrument::config::{self, AgentConfig, LogConfig, LogFormat, Overrides};
+use http_autoinstrument::export::Protocol;
+use http_autoinstrument::pipeline;
 use http_autoinstrument::plugins::cli::PluginCommand;
 
 /// OpenTelemetry traces for Go HTTP/HTTPS services, with no code change.
@@ -105,22 +103,14 @@ struct RunArgs {
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
     /// OTLP protocol: grpc or http/protobuf.
-    #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
-    otlp_protocol: Option<ExportProtocol>,
+    #[arg(long, value_name = "PROTOCOL", value_enum)]
+    otlp_protocol: Option<Protocol>,
     /// `k8s.node.name` added to every traced process's resource.
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
     /// Print the effective configuration (YAML, header values hidden) and exit.
     #[arg(long)]
     print_config: bool,
-}
-
-fn parse_protocol(value: &str) -> Result<ExportProtocol, String> {
-    match value {
-        "grpc" => Ok(ExportProtocol::Grpc),
-        "http/protobuf" => Ok(ExportProtocol::HttpProtobuf),
-        _ => Err("expected grpc or http/protobuf".into()),
-    }
 }
 
 impl RunArgs {
@@ -191,26 +181,7 @@ fn run(args: RunArgs) -> Result<()> {
         return Ok(());
     }
     init_logging(&config.log);
-    let capture = &config.capture;
-    let options = AgentOptions {
-        selector: config.selector()?,
-        probe_mode: args.probe_mode,
-        scan_interval: Duration::from_millis(capture.scan_interval_ms.get().max(10)),
-        poll_interval: Duration::from_millis(capture.poll_interval_ms.get()),
-        wakeup_events: capture.wakeup_events.get(),
-        stats_interval: (capture.stats_interval_secs > 0)
-            .then(|| Duration::from_secs(capture.stats_interval_secs)),
-        export: config.export_config()?,
-        export_limits: config.export_limits(),
-        plugins: config.plugins.clone(),
-        metrics_address: config.telemetry.metrics_address,
-        node_name: config.resource.k8s_node_name.clone(),
-        sampler: config.sampler(),
-        redact_query_parameters: config.traces.redact_query_parameters.clone(),
-        propagate: config.traces.propagation == http_autoinstrument::config::Propagation::On,
-    };
-    // Still one thread: the environment may change safely.
-    http_autoinstrument::export::hide_compression_from_exporter(&options.export);
+    let options = config.agent_options(args.probe_mode)?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -238,8 +209,8 @@ fn config_command(command: ConfigCommand) -> Result<()> {
 
 /// The pipeline allocates per span and attribute; mimalloc is much faster than glibc's malloc
 /// at that (see Cargo.toml). Built to commit arena memory only as it is used
-/// (`.cargo/config.toml`): with the default eager commit the agent kept ~50 MiB of
-/// plugin-compilation memory resident.
+/// (`.cargo/config.toml`): with the default eager commit the agent kept the memory of plugin
+/// compilation resident.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -19,6 +19,7 @@ use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use support::go_fixtures::{build_go_server, newest, GoServer, Variant};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
+use support::plugins::built_plugin;
 
 const SPAN_TIMEOUT: Duration = Duration::from_secs(20);
 const MANIFESTS: &str = "deployments/kubernetes/manifests";
@@ -277,22 +278,6 @@ fn curl(args: &[String]) {
         "curl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The built example plugin `name` (scripts/build-plugins.sh); required under CI.
-fn built_plugin(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/plugins"));
-    let path = dir.join(format!("{name}.wasm"));
-    if path.is_file() {
-        return Some(path);
-    }
-    skip(&format!(
-        "{} is not built (scripts/build-plugins.sh)",
-        path.display()
-    ));
-    None
 }
 
 /// One request per protocol the agent traces, and what its span says.

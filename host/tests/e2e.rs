@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use support::agent::{
-    curl, http_get, in_ci, metric, metrics_address, otlp_env, private_copy, require_root, skip,
-    Agent, AGENT, SPAN_TIMEOUT,
+    curl, go_fixtures_versions, http_get, metric, metrics_address, newest_go, otlp_env,
+    private_copy, require_root, root_and_newest_go, skip, Agent, AGENT, SPAN_TIMEOUT,
 };
-use support::go_fixtures::{build_go_server, newest, require_go, GoServer, Variant};
+use support::go_fixtures::{build_go_server, require_go, GoServer, Variant};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
+use support::plugins::built_plugin;
 
 /// One scripted request: curl arguments and what the span must say.
 struct Scripted {
@@ -339,31 +340,19 @@ fn scripted_requests_become_spans(go: &str, variant: Variant, grpc: bool) {
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
             .unwrap_or_else(|| panic!("no {key} in {stats}"))
     };
-    assert_eq!(hits("probe_return_hits"), script.len() as u64, "{stats}");
-    assert_eq!(hits("returns_without_entry"), 0, "{stats}");
+    assert_eq!(
+        hits("probe_request_end_hits"),
+        script.len() as u64,
+        "{stats}"
+    );
+    assert_eq!(hits("ends_without_entry"), 0, "{stats}");
     let per_request =
-        (hits("probe_entry_hits") + hits("probe_return_hits")) as f64 / script.len() as f64;
+        (hits("probe_entry_hits") + hits("probe_request_end_hits")) as f64 / script.len() as f64;
     eprintln!("go{go}: {per_request} probe hits per request; {stats}");
     assert!(
         per_request <= 2.0,
         "{per_request} probe hits per request: {stats}"
     );
-}
-
-fn newest_go() -> Option<String> {
-    newest().map(|g| g.version)
-}
-
-/// The newest installed Go version, when this test can run (root; a toolchain, required in CI).
-fn root_and_newest_go() -> Option<String> {
-    if !require_root() {
-        return None;
-    }
-    let newest = newest_go();
-    if newest.is_none() {
-        skip("no Go toolchain installed: run scripts/setup.sh");
-    }
-    newest
 }
 
 fn is_error(span: &ReceivedSpan) -> bool {
@@ -662,6 +651,32 @@ fn selects_targets_by_listening_port() {
     agent.stop();
 }
 
+/// A glob that cannot match (its `*` stops at `/`, as in a shell) is not silent: once the first
+/// scans have found nothing, the agent says so, naming the Go service it could trace and the
+/// glob that would.
+#[test]
+fn a_selector_that_matches_nothing_says_so_once() {
+    let Some(newest) = root_and_newest_go() else {
+        return;
+    };
+    let (dir, binary) = private_copy(&build_go_server(&newest, Variant::Default), "svc");
+    let server = GoServer::start(&binary);
+    let mut agent = Agent::start(&["--exe".into(), "*svc".into()], &[]);
+    let path = dir.path().join("svc");
+    agent.wait_for_log(
+        &[
+            "no process matches --exe '*svc'",
+            &format!("--exe '**/*svc' matches {}", path.display()),
+        ],
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let log = agent.log_text();
+    agent.stop();
+    assert_eq!(log.matches("no process matches").count(), 1, "{log}");
+    assert!(!log.contains(&format!("pid={}", server.pid)), "{log}");
+}
+
 /// A position-independent executable is traced where the process loaded it, also when its path
 /// has a space and the file was replaced on disk since it started (a deploy before the restart:
 /// /proc/PID/exe then ends in " (deleted)").
@@ -765,24 +780,6 @@ fn traces_a_service_that_opens_the_selected_port_after_it_started() {
         Some(i64::from(server.pid))
     );
     agent.stop();
-}
-
-/// The built example plugin `name` (scripts/build-plugins.sh); required under CI.
-fn built_plugin(name: &str) -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    if path.is_file() {
-        return Some(path);
-    }
-    skip(&format!(
-        "{} is not built: run scripts/build-plugins.sh",
-        path.display()
-    ));
-    None
 }
 
 /// /metrics, /healthz and /readyz after real traffic through a plugin: counters match what was
@@ -970,25 +967,6 @@ fn every_release_and_build_is_traced() {
         variants.len()
     );
     agent.stop();
-}
-
-/// The installed Go releases as (version, minor); under CI, one of every supported series.
-fn go_fixtures_versions() -> Vec<(String, u32)> {
-    let versions: Vec<(String, u32)> = support::go_fixtures::go_versions()
-        .into_iter()
-        .map(|t| {
-            let minor = t.numbers().1;
-            (t.version, minor)
-        })
-        .collect();
-    let minors: HashSet<u32> = versions.iter().map(|(_, m)| *m).collect();
-    let missing: Vec<u32> = (21..=27).filter(|m| !minors.contains(m)).collect();
-    if !missing.is_empty() {
-        let message = format!("Go 1.{missing:?} not installed: run scripts/setup.sh");
-        assert!(!in_ci(), "{message}");
-        eprintln!("note: {message}");
-    }
-    versions
 }
 
 /// A restarted service is traced from its first request: the probes stay attached to its

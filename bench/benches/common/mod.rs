@@ -9,9 +9,9 @@ use criterion::Criterion;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The example plugins as `scripts/build-plugins.sh` built them (`HAI_PLUGINS_DIR` overrides).
+/// The example plugins as `scripts/build-plugins.sh` built them (`HTTP_AUTOINSTRUMENT_PLUGINS_DIR` overrides).
 pub fn built_plugins() -> PathBuf {
-    std::env::var_os("HAI_PLUGINS_DIR")
+    std::env::var_os("HTTP_AUTOINSTRUMENT_PLUGINS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
 }

@@ -344,7 +344,7 @@ pub mod counter {
     /// Entry probe hits, in any process the probe is attached to.
     pub const ENTRY_HITS: u32 = 0;
     /// Request-end probe hits.
-    pub const RETURN_HITS: u32 = 1;
+    pub const REQUEST_END_HITS: u32 = 1;
     /// Events written to the ring buffer.
     pub const EVENTS_SUBMITTED: u32 = 2;
     /// Events lost because the ring buffer was full.
@@ -352,7 +352,7 @@ pub mod counter {
     /// Request ends with no recorded entry (entry evicted from the in-flight map, attached
     /// mid-call, a request-end function entered twice by Go's stack growth, or called without a
     /// handler, as for a 417 Expectation Failed).
-    pub const RETURNS_WITHOUT_ENTRY: u32 = 4;
+    pub const ENDS_WITHOUT_ENTRY: u32 = 4;
     /// Hits of a probe whose executable's slot is not configured (never expected: the agent fills
     /// the slot before it attaches and frees it only after the last attachment is gone).
     pub const UNCONFIGURED_HITS: u32 = 5;

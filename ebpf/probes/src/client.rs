@@ -263,7 +263,7 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
     let pid = current_pid();
     let key = goroutine_key(&ctx, pid);
     let Some(call) = (unsafe { CLIENT_CALLS.get(&key) }).copied() else {
-        bump(counter::RETURNS_WITHOUT_ENTRY);
+        bump(counter::ENDS_WITHOUT_ENTRY);
         return 0;
     };
     let _ = CLIENT_CALLS.remove(&key);

@@ -9,8 +9,16 @@
 //! response writer (still alive at that point) into one fixed-size event in the ring buffer. A probe on `runtime.gopanic` only fires when a program panics, so it costs normal
 //! requests nothing: it keeps a copy of the event of a handler that panics, which the agent emits
 //! if the request never ends.
-#![no_std]
-#![no_main]
+// Built for BPF; on the host (clippy, `cargo check --workspace`) it is an ordinary program so
+// that its code is checked there too.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+// Written for the verifier, not for clippy: keys go to maps by reference and remainders are
+// spelled out, which keeps the generated BPF as it was checked.
+#![allow(
+    clippy::needless_borrows_for_generic_args,
+    clippy::manual_is_multiple_of
+)]
 
 mod client;
 mod go;
@@ -283,7 +291,7 @@ fn search_headers(map: u64, offsets: &GoOffsets) -> Option<&'static header::Foun
 /// return without entry.
 #[uprobe]
 pub fn request_end(ctx: ProbeContext) -> u32 {
-    bump(counter::RETURN_HITS);
+    bump(counter::REQUEST_END_HITS);
     let pid = current_pid();
     let Some(binary) = binary_of(&ctx) else {
         bump(counter::UNCONFIGURED_HITS);
@@ -291,7 +299,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
     };
     let key = goroutine_key(&ctx, pid);
     let Some(slot) = in_flight::find(&key) else {
-        bump(counter::RETURNS_WITHOUT_ENTRY);
+        bump(counter::ENDS_WITHOUT_ENTRY);
         return 0;
     };
     let in_flight = unsafe { *slot };
@@ -408,7 +416,7 @@ pub fn count_entry(_ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn count_request_end(_ctx: ProbeContext) -> u32 {
-    bump(counter::RETURN_HITS);
+    bump(counter::REQUEST_END_HITS);
     0
 }
 
@@ -558,11 +566,14 @@ fn fill_event(
     event.flags = event_flags;
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
 
 #[link_section = "license"]
 #[no_mangle]

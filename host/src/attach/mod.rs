@@ -87,10 +87,10 @@ pub struct SamplerSettings {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
     pub entry_hits: u64,
-    pub return_hits: u64,
+    pub request_end_hits: u64,
     pub events_submitted: u64,
     pub events_lost: u64,
-    pub returns_without_entry: u64,
+    pub ends_without_entry: u64,
     pub unconfigured_hits: u64,
     pub panics: u64,
     pub ends_after_panic_reported: u64,
@@ -490,10 +490,10 @@ impl Probes {
         };
         KernelCounters {
             entry_hits: sum(counter::ENTRY_HITS),
-            return_hits: sum(counter::RETURN_HITS),
+            request_end_hits: sum(counter::REQUEST_END_HITS),
             events_submitted: sum(counter::EVENTS_SUBMITTED),
             events_lost: sum(counter::EVENTS_LOST),
-            returns_without_entry: sum(counter::RETURNS_WITHOUT_ENTRY),
+            ends_without_entry: sum(counter::ENDS_WITHOUT_ENTRY),
             unconfigured_hits: sum(counter::UNCONFIGURED_HITS),
             panics: sum(counter::PANICS),
             ends_after_panic_reported: sum(counter::ENDS_AFTER_PANIC_REPORTED),

@@ -2,15 +2,12 @@
 //! variables, applied over the file. Reads a map, not the process, so tests are hermetic.
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
+use std::num::{NonZeroU16, NonZeroU32};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::schema::{
-    AgentConfig, ExportCompression, ExportProtocol, LogFormat, Propagation, Sampler,
-};
+use super::schema::{AgentConfig, LogFormat, Propagation, Sampler};
 use super::{values, ConfigError};
-use crate::export::{self, ExportConfig};
 
 pub const CONFIG_FILE: &str = "HTTP_AUTOINSTRUMENT_CONFIG";
 pub const EXE: &str = "HTTP_AUTOINSTRUMENT_EXE";
@@ -111,54 +108,7 @@ pub fn apply(config: &mut AgentConfig, vars: &HashMap<String, String>) -> Result
         config.traces.propagation =
             Propagation::parse(v).ok_or_else(|| invalid(var, v, "expected on or off".into()))?;
     }
-    apply_otel(config, vars)
-}
-
-/// The standard OTLP exporter variables, each overriding its key of the `export` section. They
-/// are first checked together by the export module, so errors name the variable as before.
-fn apply_otel(config: &mut AgentConfig, vars: &HashMap<String, String>) -> Result<(), ConfigError> {
-    let otel: HashMap<String, String> = vars
-        .iter()
-        .filter(|(k, v)| k.starts_with("OTEL_") && !v.trim().is_empty())
-        .map(|(k, v)| (k.clone(), v.trim().to_owned()))
-        .collect();
-    ExportConfig::from_env_map(&otel).map_err(ConfigError::Export)?;
-    let get = |names: &[&'static str]| {
-        names
-            .iter()
-            .find_map(|n| otel.get(*n).map(|v| (*n, v.as_str())))
-    };
-    let section = &mut config.export;
-    if let Some((_, v)) = get(&[export::ENDPOINT]) {
-        section.endpoint = Some(v.to_owned());
-    }
-    if let Some((_, v)) = get(&[export::TRACES_ENDPOINT, export::TRACES_ENDPOINT_ALIAS]) {
-        section.traces_endpoint = Some(v.to_owned());
-    }
-    if let Some((_, v)) = get(&[export::TRACES_PROTOCOL, export::PROTOCOL]) {
-        section.protocol = Some(if v == "grpc" {
-            ExportProtocol::Grpc
-        } else {
-            ExportProtocol::HttpProtobuf
-        });
-    }
-    if let Some((var, v)) = get(&[export::TRACES_HEADERS, export::HEADERS]) {
-        section.headers = export::parse_headers(var, v)
-            .map_err(ConfigError::Export)?
-            .into_iter()
-            .collect();
-    }
-    if let Some((var, v)) = get(&[export::TRACES_TIMEOUT, export::TIMEOUT]) {
-        section.timeout_ms = Some(parse::<NonZeroU64>(var, v, "milliseconds, e.g. 10000")?);
-    }
-    if let Some((_, v)) = get(&[export::TRACES_COMPRESSION, export::COMPRESSION]) {
-        section.compression = Some(if v == "gzip" {
-            ExportCompression::Gzip
-        } else {
-            ExportCompression::None
-        });
-    }
-    Ok(())
+    config.export.apply_env(vars).map_err(ConfigError::Export)
 }
 
 fn list(value: &str) -> impl Iterator<Item = &str> {

@@ -19,13 +19,14 @@ use std::time::Duration;
 pub use env::{process_env, AGENT_VARIABLES, CONFIG_FILE as CONFIG_FILE_VAR};
 pub use overrides::Overrides;
 pub use schema::{
-    AgentConfig, CaptureConfig, ExportCompression, ExportProtocol, ExportSection, LogConfig,
-    LogFormat, Propagation, ResourceConfig, Sampler, TargetsConfig, TelemetryConfig, TracesConfig,
+    AgentConfig, CaptureConfig, ExportSection, LogConfig, LogFormat, Propagation, ResourceConfig,
+    Sampler, TargetsConfig, TelemetryConfig, TracesConfig,
 };
 
-use crate::attach::MAX_WAKEUP_EVENTS;
+use crate::attach::{ProbeMode, MAX_WAKEUP_EVENTS};
 use crate::discover::Selector;
 use crate::export::{self, ExportConfig, ExportLimits};
+use crate::pipeline::AgentOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,6 +55,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Export(export::ConfigError),
+    #[error(transparent)]
+    Selector(crate::discover::SelectorError),
     #[error("{key} = {value:?}: {message}")]
     Invalid {
         key: &'static str,
@@ -61,6 +64,9 @@ pub enum ConfigError {
         message: String,
     },
 }
+
+/// Scans closer together than this would spend the agent's time reading /proc.
+pub const MIN_SCAN_INTERVAL_MS: u64 = 10;
 
 fn position(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
@@ -88,17 +94,17 @@ pub fn resolve(
 }
 
 /// Reads and checks one configuration file on its own (`config check`). What depends on the
-/// machine it runs on (the plugins directory) is left to the agent's start.
+/// machine it runs on (processes, the plugins directory) is left to the agent's start.
 pub fn check_file(path: &Path) -> Result<AgentConfig, ConfigError> {
     let config = file::load(path)?;
-    config.export_config()?;
+    config.check_settings()?;
     Ok(config)
 }
 
 /// [`check_file`] for text read elsewhere (e.g. a ConfigMap); `origin` names it in errors.
 pub fn check_text(origin: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
     let config = file::parse(origin, text)?;
-    config.export_config()?;
+    config.check_settings()?;
     Ok(config)
 }
 
@@ -112,9 +118,15 @@ pub fn file_path(flag: Option<&Path>, vars: &HashMap<String, String>) -> Option<
 }
 
 impl AgentConfig {
-    /// What can only be checked once every layer is applied.
+    /// What can only be checked once every layer is applied: the settings together, then what
+    /// they name on this machine.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.export_config()?;
+        self.check_settings()?;
+        self.check_on_this_machine()
+    }
+
+    /// Settings that cannot work together, whatever the machine.
+    fn check_settings(&self) -> Result<(), ConfigError> {
         let wakeup = self.capture.wakeup_events.get();
         if wakeup > MAX_WAKEUP_EVENTS {
             return Err(ConfigError::Invalid {
@@ -126,6 +138,48 @@ impl AgentConfig {
                      agent wakes up (the default is 512)"
                 ),
             });
+        }
+        let scan = self.capture.scan_interval_ms.get();
+        if scan < MIN_SCAN_INTERVAL_MS {
+            return Err(ConfigError::Invalid {
+                key: "capture.scan_interval_ms",
+                value: scan.to_string(),
+                message: format!(
+                    "at least {MIN_SCAN_INTERVAL_MS}: each scan reads every process's /proc \
+                     entries, and a new executable is found within one scan anyway (the \
+                     default is 250)"
+                ),
+            });
+        }
+        let (queue, batch) = (self.export.queue_capacity, self.export.max_batch_size);
+        if queue < batch {
+            return Err(ConfigError::Invalid {
+                key: "export.queue_capacity",
+                value: queue.to_string(),
+                message: format!(
+                    "smaller than export.max_batch_size ({batch}): a batch could never fill, \
+                     and spans would be dropped while the queue holds less than one batch; \
+                     raise export.queue_capacity to at least {batch} or lower \
+                     export.max_batch_size"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The processes and directories the settings name.
+    fn check_on_this_machine(&self) -> Result<(), ConfigError> {
+        for pid in &self.targets.pid {
+            if !Path::new("/proc").join(pid.to_string()).exists() {
+                return Err(ConfigError::Invalid {
+                    key: "targets.pid",
+                    value: pid.to_string(),
+                    message: "no such process: give the id of a running process (`pgrep -f \
+                              NAME`), or select the service by --exe or --port, which also \
+                              follow its restarts"
+                        .into(),
+                });
+            }
         }
         if let Some(dir) = &self.plugins.dir {
             if !dir.is_dir() {
@@ -169,51 +223,39 @@ impl AgentConfig {
         Selector::new(&self.targets.exe, &ports, &pids)
     }
 
-    /// The `export` section through the export module's own rules (the same as the `OTEL_*`
-    /// variables', which is what the section stands for).
-    pub fn export_config(&self) -> Result<ExportConfig, ConfigError> {
-        let section = &self.export;
-        let mut vars = HashMap::new();
-        let mut set = |name: &str, value: Option<String>| {
-            if let Some(value) = value {
-                vars.insert(name.to_owned(), value);
-            }
+    /// What the agent runs with. Removes the OTLP compression variables from the process
+    /// environment when they mean none (see [`export::hide_compression_from_exporter`]): call
+    /// it before any other thread starts.
+    pub fn agent_options(&self, probe_mode: ProbeMode) -> Result<AgentOptions, ConfigError> {
+        let capture = &self.capture;
+        let options = AgentOptions {
+            selector: self.selector().map_err(ConfigError::Selector)?,
+            probe_mode,
+            scan_interval: Duration::from_millis(capture.scan_interval_ms.get()),
+            poll_interval: Duration::from_millis(capture.poll_interval_ms.get()),
+            wakeup_events: capture.wakeup_events.get(),
+            stats_interval: (capture.stats_interval_secs > 0)
+                .then(|| Duration::from_secs(capture.stats_interval_secs)),
+            export: self.export_config(),
+            export_limits: self.export_limits(),
+            plugins: self.plugins.clone(),
+            metrics_address: self.telemetry.metrics_address,
+            node_name: self.resource.k8s_node_name.clone(),
+            sampler: self.sampler(),
+            redact_query_parameters: self.traces.redact_query_parameters.clone(),
+            propagate: self.traces.propagation == Propagation::On,
         };
-        set(export::ENDPOINT, section.endpoint.clone());
-        set(export::TRACES_ENDPOINT, section.traces_endpoint.clone());
-        set(
-            export::PROTOCOL,
-            section.protocol.map(|p| p.as_str().to_owned()),
-        );
-        set(
-            export::HEADERS,
-            (!section.headers.is_empty()).then(|| {
-                section
-                    .headers
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", values::percent_encode(v)))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }),
-        );
-        set(
-            export::TIMEOUT,
-            section.timeout_ms.map(|ms| ms.get().to_string()),
-        );
-        set(
-            export::COMPRESSION,
-            section.compression.map(|c| c.as_str().to_owned()),
-        );
-        ExportConfig::from_env_map(&vars).map_err(ConfigError::Export)
+        export::hide_compression_from_exporter(&options.export);
+        Ok(options)
+    }
+
+    /// Where spans go (the `export` section, its variables and flags already applied).
+    pub fn export_config(&self) -> ExportConfig {
+        self.export.build()
     }
 
     pub fn export_limits(&self) -> ExportLimits {
-        ExportLimits {
-            queue_capacity: self.export.queue_capacity.get(),
-            max_batch_size: self.export.max_batch_size.get(),
-            max_batch_delay: Duration::from_millis(self.export.max_batch_delay_ms),
-            ..ExportLimits::default()
-        }
+        self.export.limits()
     }
 
     /// The configuration as YAML, in the file's form (header values redacted).

@@ -3,8 +3,9 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 
-use super::schema::{AgentConfig, ExportProtocol, LogFormat};
+use super::schema::{AgentConfig, LogFormat};
 use super::{values, ConfigError};
+use crate::export::{self, Protocol};
 
 /// Values given on the command line; `None` / empty: not given, the lower layers decide.
 #[derive(Clone, Debug, Default)]
@@ -19,7 +20,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// Replaces every endpoint setting: the base endpoint, and no traces-specific one.
     pub otlp_endpoint: Option<String>,
-    pub otlp_protocol: Option<ExportProtocol>,
+    pub otlp_protocol: Option<Protocol>,
     pub scan_interval_ms: Option<NonZeroU64>,
     pub poll_interval_ms: Option<NonZeroU64>,
     pub wakeup_events: Option<NonZeroU64>,
@@ -58,8 +59,9 @@ impl Overrides {
             config.log.format = format;
         }
         if let Some(url) = &self.otlp_endpoint {
-            values::check_endpoint(url).map_err(|m| flag("--otlp-endpoint", url, m))?;
+            export::check_endpoint(url).map_err(|m| flag("--otlp-endpoint", url, m))?;
             config.export.endpoint = Some(url.clone());
+            config.export.endpoint_from = "--otlp-endpoint";
             config.export.traces_endpoint = None;
         }
         if let Some(protocol) = self.otlp_protocol {

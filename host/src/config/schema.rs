@@ -3,13 +3,13 @@
 //! Every value is checked while it is deserialized, so a bad value is reported with the file's
 //! line and column. Environment variables and flags fill the same structure (see `env.rs` and
 //! `overrides.rs`), so one form describes the effective configuration whatever its source.
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::values;
+pub use crate::export::ExportSection;
 use crate::plugins::PluginsConfig;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -114,82 +114,6 @@ pub struct TargetsConfig {
     pub pid: Vec<NonZeroU32>,
 }
 
-/// Where spans go. The `OTEL_EXPORTER_OTLP_*` variables override these keys one by one.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExportSection {
-    /// Base OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`); none and no `traces_endpoint`: stdout.
-    #[serde(deserialize_with = "endpoint")]
-    pub endpoint: Option<String>,
-    /// Traces endpoint used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
-    #[serde(deserialize_with = "endpoint")]
-    pub traces_endpoint: Option<String>,
-    pub protocol: Option<ExportProtocol>,
-    /// Sent with every export. Printed redacted: values are often credentials.
-    #[serde(
-        deserialize_with = "headers",
-        serialize_with = "values::serialize_redacted"
-    )]
-    pub headers: BTreeMap<String, String>,
-    pub timeout_ms: Option<NonZeroU64>,
-    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none` (the default).
-    pub compression: Option<ExportCompression>,
-    /// Spans held at most while the collector is slow or down; more are dropped and counted.
-    pub queue_capacity: NonZeroUsize,
-    pub max_batch_size: NonZeroUsize,
-    pub max_batch_delay_ms: u64,
-}
-
-impl Default for ExportSection {
-    fn default() -> Self {
-        let limits = crate::export::ExportLimits::default();
-        ExportSection {
-            endpoint: None,
-            traces_endpoint: None,
-            protocol: None,
-            headers: BTreeMap::new(),
-            timeout_ms: None,
-            compression: None,
-            queue_capacity: NonZeroUsize::new(limits.queue_capacity).unwrap_or(NonZeroUsize::MIN),
-            max_batch_size: NonZeroUsize::new(limits.max_batch_size).unwrap_or(NonZeroUsize::MIN),
-            max_batch_delay_ms: limits.max_batch_delay.as_millis() as u64,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub enum ExportProtocol {
-    #[serde(rename = "grpc")]
-    Grpc,
-    #[serde(rename = "http/protobuf")]
-    HttpProtobuf,
-}
-
-impl ExportProtocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportProtocol::Grpc => "grpc",
-            ExportProtocol::HttpProtobuf => "http/protobuf",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ExportCompression {
-    None,
-    Gzip,
-}
-
-impl ExportCompression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportCompression::None => "none",
-            ExportCompression::Gzip => "gzip",
-        }
-    }
-}
-
 /// The agent's own HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -235,8 +159,7 @@ pub struct CaptureConfig {
     /// How often the ring buffer is read when no wakeup came.
     pub poll_interval_ms: NonZeroU64,
     /// Waiting events that wake the agent at once. A wakeup costs the traced service a trap of
-    /// its own (~10 us on this project's VMs), so it comes once per batch; below it the agent
-    /// finds the events on its next poll.
+    /// its own, so it comes once per batch; below it the agent finds the events on its next poll.
     pub wakeup_events: NonZeroU64,
     /// Log the counters this often; 0: only at exit.
     pub stats_interval_secs: u64,
@@ -268,22 +191,6 @@ fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         values::check_glob(glob).map_err(serde::de::Error::custom)?;
     }
     Ok(globs)
-}
-
-fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let url = Option::<String>::deserialize(d)?;
-    if let Some(url) = &url {
-        values::check_endpoint(url).map_err(serde::de::Error::custom)?;
-    }
-    Ok(url)
-}
-
-fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let headers = BTreeMap::<String, String>::deserialize(d)?;
-    for (name, value) in &headers {
-        values::check_header(name, value).map_err(serde::de::Error::custom)?;
-    }
-    Ok(headers)
 }
 
 fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

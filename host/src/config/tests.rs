@@ -12,6 +12,18 @@ fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// The configuration of `flags` alone: no file, no variables.
+fn flags_only(flags: Overrides) -> Result<AgentConfig, ConfigError> {
+    resolve(None, &HashMap::new(), &flags)
+}
+
+/// Why the agent would not start with the file `text` and the variables `env`.
+fn start_error(text: &str, env: &[(&str, &str)]) -> String {
+    resolve_text(text, env, &Overrides::default())
+        .unwrap_err()
+        .to_string()
+}
+
 fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
     file::parse(Path::new("agent.yaml"), text)
 }
@@ -58,7 +70,7 @@ fn the_file_sets_every_section() {
     );
     assert_eq!(c.capture.scan_interval_ms.get(), 500);
     assert_eq!(c.capture.poll_interval_ms.get(), 50, "default kept");
-    match c.export_config().unwrap() {
+    match c.export_config() {
         ExportConfig::Otlp(otlp) => {
             assert_eq!(otlp.endpoint, "http://file-collector:4318");
             assert_eq!(otlp.protocol, export::Protocol::Grpc);
@@ -102,7 +114,7 @@ fn environment_overrides_the_file_and_flags_override_both() {
     assert_eq!(c.targets.port, [NonZeroU16::new(7070).unwrap()]);
     assert_eq!(c.log.level, "error");
     assert_eq!(c.capture.scan_interval_ms.get(), 100);
-    match c.export_config().unwrap() {
+    match c.export_config() {
         ExportConfig::Otlp(otlp) => assert_eq!(otlp.endpoint, "http://flag-collector:4317"),
         other => panic!("{other:?}"),
     }
@@ -115,7 +127,7 @@ fn the_traces_endpoint_variable_wins_over_the_files_base_endpoint() {
         "http://t:4318/v1/traces",
     )];
     let c = resolve_text(FILE, &env, &Overrides::default()).unwrap();
-    match c.export_config().unwrap() {
+    match c.export_config() {
         ExportConfig::Otlp(otlp) => assert_eq!(otlp.endpoint, "http://t:4318/v1/traces"),
         other => panic!("{other:?}"),
     }
@@ -125,7 +137,7 @@ fn the_traces_endpoint_variable_wins_over_the_files_base_endpoint() {
 fn no_file_and_no_variables_is_the_default_agent() {
     let c = resolve(None, &HashMap::new(), &Overrides::default()).unwrap();
     assert_eq!(c, AgentConfig::default());
-    assert_eq!(c.export_config().unwrap(), ExportConfig::Stdout);
+    assert_eq!(c.export_config(), ExportConfig::Stdout);
     assert!(c.selector().unwrap().selects_all());
 }
 
@@ -400,4 +412,96 @@ fn the_file_path_comes_from_the_flag_then_the_variable() {
     );
     assert_eq!(file_path(None, &env).unwrap(), Path::new("/etc/a.yaml"));
     assert_eq!(file_path(None, &HashMap::new()), None);
+}
+
+#[test]
+fn a_queue_smaller_than_a_batch_is_refused_naming_both_settings_and_the_fix() {
+    let e = start_error(
+        "export:\n  queue_capacity: 10\n  max_batch_size: 512\n",
+        &[],
+    );
+    assert!(e.starts_with("export.queue_capacity = \"10\""), "{e}");
+    assert!(e.contains("export.max_batch_size (512)"), "{e}");
+    assert!(
+        e.contains("raise export.queue_capacity to at least 512"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.yaml");
+    std::fs::write(&file, "export:\n  queue_capacity: 10\n").unwrap();
+    let e = check_file(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("export.max_batch_size (512)"),
+        "config check too: {e}"
+    );
+    let equal = "export:\n  queue_capacity: 512\n  max_batch_size: 512\n";
+    assert!(resolve_text(equal, &[], &Overrides::default()).is_ok());
+}
+
+#[test]
+fn a_pid_that_does_not_exist_is_refused_at_start() {
+    let with_pid = |pid: u32| {
+        flags_only(Overrides {
+            pid: vec![std::num::NonZeroU32::new(pid).unwrap()],
+            ..Overrides::default()
+        })
+    };
+    // Beyond any pid_max (at most 2^22): never a process.
+    let e = with_pid(4_000_000_000).unwrap_err().to_string();
+    assert!(
+        e.starts_with("targets.pid = \"4000000000\": no such process"),
+        "{e}"
+    );
+    assert!(e.contains("--exe or --port"), "{e}");
+    assert!(with_pid(std::process::id()).is_ok());
+}
+
+#[test]
+fn a_scan_interval_below_the_minimum_is_refused() {
+    let with_scan = |ms: u64| {
+        flags_only(Overrides {
+            scan_interval_ms: NonZeroU64::new(ms),
+            ..Overrides::default()
+        })
+    };
+    let e = with_scan(MIN_SCAN_INTERVAL_MS - 1).unwrap_err().to_string();
+    assert!(
+        e.starts_with("capture.scan_interval_ms = \"9\": at least 10"),
+        "{e}"
+    );
+    assert!(with_scan(MIN_SCAN_INTERVAL_MS).is_ok());
+}
+
+#[test]
+fn the_endpoint_names_where_it_was_set() {
+    let endpoint_from = |c: &AgentConfig| match c.export_config() {
+        ExportConfig::Otlp(otlp) => otlp.endpoint_var,
+        other => panic!("{other:?}"),
+    };
+    let c = resolve_text(FILE, &[], &Overrides::default()).unwrap();
+    assert_eq!(endpoint_from(&c), "export.endpoint");
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317")];
+    let c = resolve_text(FILE, &env, &Overrides::default()).unwrap();
+    assert_eq!(endpoint_from(&c), "OTEL_EXPORTER_OTLP_ENDPOINT");
+    let flags = Overrides {
+        otlp_endpoint: Some("http://flag:4317".into()),
+        ..Overrides::default()
+    };
+    let c = resolve_text(FILE, &env, &flags).unwrap();
+    assert_eq!(endpoint_from(&c), "--otlp-endpoint");
+}
+
+#[test]
+fn the_protocol_variable_is_parsed_once_into_the_files_type() {
+    let env = [("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")];
+    let c = resolve_text(FILE, &env, &Overrides::default()).unwrap();
+    assert_eq!(c.export.protocol, Some(export::Protocol::HttpProtobuf));
+    let env = [("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")];
+    let c = resolve_text(FILE, &env, &Overrides::default()).unwrap();
+    assert_eq!(c.export.compression, Some(export::Compression::Gzip));
+    let e = start_error(FILE, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+    assert!(
+        e.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\""),
+        "{e}"
+    );
 }

@@ -27,8 +27,8 @@ pub enum DecodeError {
 /// The event of a record: in place, or a copy of bytes that are not aligned for it.
 ///
 /// Not a `Cow`: its owned case would hold the whole event, so every `Cow` (and the `Result`
-/// around it) would be 1,456 bytes, copied whole wherever it is moved, whichever case it holds
-/// (unwrapping it took 164 of the ~3,000 instructions of building a span).
+/// around it) would be as large as a whole event, copied wherever it is moved, whichever case it
+/// holds.
 pub enum Event<'a, T = HttpServerEvent> {
     InPlace(&'a T),
     Copied(Box<T>),
@@ -82,8 +82,8 @@ fn in_place<T: Copy>(record: &[u8]) -> Event<'_, T> {
     Event::Copied(Box::new(unsafe { std::ptr::read_unaligned(ptr) }))
 }
 
-/// The event of a ring-buffer record, read in place: a record is 1,456 bytes of which a request
-/// uses a few hundred, and copying it whole cost span building ~8% (35 ns per span).
+/// The event of a ring-buffer record, read in place: a request uses a few hundred bytes of a
+/// record, and copying it whole was a measurable share of span building.
 pub fn decode_event(record: &[u8]) -> Result<Event<'_>, DecodeError> {
     let expected = std::mem::size_of::<HttpServerEvent>();
     if record.len() != expected {
@@ -104,9 +104,15 @@ pub struct Text<'a> {
 
 impl<'a> Text<'a> {
     fn of<const N: usize>(s: &'a BoundedStr<N>) -> Self {
+        let truncated = s.is_truncated();
+        let bytes = if truncated {
+            target::without_cut_character(s.copied())
+        } else {
+            s.copied()
+        };
         Text {
-            value: target::text(s.copied()),
-            truncated: s.is_truncated(),
+            value: target::text(bytes),
+            truncated,
         }
     }
 

@@ -11,6 +11,11 @@ pub fn split<'a>(
     truncated: bool,
     method: &str,
 ) -> (Cow<'a, str>, Cow<'a, str>, Part) {
+    let target = if truncated {
+        without_cut_character(target)
+    } else {
+        target
+    };
     let question = target.iter().position(|&b| b == b'?');
     let (path, query) = match question {
         Some(i) => (&target[..i], &target[i + 1..]),
@@ -21,7 +26,35 @@ pub fn split<'a>(
         (true, None) => Part::Path,
         (true, Some(_)) => Part::Query,
     };
-    (decode_path(path_of(path, method)), text(query), cut)
+    (
+        decode_path(path_of(path, method), cut == Part::Path),
+        text(query),
+        cut,
+    )
+}
+
+/// `bytes` without the UTF-8 character a cut at a byte count may have left unfinished at its
+/// end, so that a truncated value ends with whole characters (not U+FFFD) before its `…`.
+pub fn without_cut_character(bytes: &[u8]) -> &[u8] {
+    // A character takes at most 4 bytes: an unfinished one starts in the last 3.
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0xC0 == 0x80 {
+            continue; // a continuation byte: its character started earlier
+        }
+        let length = match byte {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            0xC0.. => 2,
+            _ => 1,
+        };
+        return if length > back {
+            &bytes[..bytes.len() - back]
+        } else {
+            bytes
+        };
+    }
+    bytes
 }
 
 /// Which part of the target was cut short.
@@ -59,8 +92,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Percent-decodes a path (`%2F` too, as `url.URL.Path` does); `+` stays `+`. An escape cut
-/// short by truncation stays as it is.
-fn decode_path(raw: &[u8]) -> Cow<'_, str> {
+/// short by truncation stays as it is; in a `cut` path, so does a character whose escapes were
+/// cut short.
+fn decode_path(raw: &[u8], cut: bool) -> Cow<'_, str> {
     if !raw.contains(&b'%') {
         return text(raw);
     }
@@ -79,6 +113,14 @@ fn decode_path(raw: &[u8]) -> Cow<'_, str> {
                 out.push(raw[i]);
                 i += 1;
             }
+        }
+    }
+    if cut {
+        let whole = without_cut_character(&out).len();
+        let unfinished = out.split_off(whole);
+        // Written back as the escapes they came from.
+        for byte in unfinished {
+            out.extend_from_slice(format!("%{byte:02X}").as_bytes());
         }
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
@@ -116,6 +158,32 @@ mod tests {
         assert!(matches!(text(b"q=1&page=2"), Cow::Borrowed("q=1&page=2")));
         assert!(matches!(text("q=café".as_bytes()), Cow::Borrowed("q=café")));
         assert_eq!(text(b"q=\xff1"), Cow::<str>::Owned("q=\u{FFFD}1".into()));
+    }
+
+    #[test]
+    fn a_cut_inside_a_character_keeps_only_whole_characters() {
+        // "é" is C3 A9, "€" E2 82 AC, "😀" F0 9F 98 80: cut after their first bytes.
+        for (target, path) in [
+            (&b"/caf\xc3"[..], "/caf"),
+            (b"/\xe2\x82", "/"),
+            (b"/a\xf0\x9f\x98", "/a"),
+            (b"/caf\xc3\xa9", "/café"),
+        ] {
+            let (p, q, cut) = split(target, true, "GET");
+            assert_eq!((p.as_ref(), q.as_ref(), cut), (path, "", Part::Path));
+        }
+        let (_, q, cut) = split(b"/s?q=caf\xc3", true, "GET");
+        assert_eq!((q.as_ref(), cut), ("q=caf", Part::Query));
+        // Escaped: a character whose escapes were cut stays escaped, not U+FFFD.
+        let (p, _, _) = split(b"/caf%C3", true, "GET");
+        assert_eq!(p, "/caf%C3");
+        let (p, _, _) = split(b"/caf%C3%A9", true, "GET");
+        assert_eq!(p, "/café");
+        // Not cut: an invalid byte is what the client sent.
+        let (p, _, _) = split(b"/caf\xc3", false, "GET");
+        assert_eq!(p, "/caf\u{FFFD}");
+        assert_eq!(without_cut_character(b""), b"");
+        assert_eq!(without_cut_character(b"\xa9"), b"\xa9");
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //!
 //! A scan lists /proc, which costs little, and reads a process's executable (a readlink) only
 //! where it may have changed: a process that is new, young or traced, and the others every
-//! `RECHECK`. Reading every process's executable on every scan took 2.6-2.8% of a core on an idle
-//! node of ~1,070 processes, four scans a second. A process is young for `YOUNG` after it is first
-//! seen: a fork usually execs its program soon after (a shell's child, `runc init` becoming a
+//! `RECHECK`: reading every process's executable on every scan cost an idle node with many
+//! processes a noticeable share of a core. A process is young for `YOUNG` after it is first seen:
+//! a fork usually execs its program soon after (a shell's child, `runc init` becoming a
 //! container's entrypoint), and that exec is then seen at the next scan. A process that execs
 //! another program later in life is seen within `RECHECK`.
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Process, ProcessId, ScanDiff};
@@ -85,6 +85,13 @@ impl ProcessWatcher {
     /// two scans only matters for a traced one, whose probes and offsets belong to the old one.
     pub fn scan(&mut self, check_identity: impl Fn(u32) -> bool) -> ScanDiff {
         self.scan_from(&ProcFs, Instant::now(), check_identity)
+    }
+
+    /// The processes of the last scan and what each runs.
+    pub fn processes(&self) -> impl Iterator<Item = (u32, &Path)> {
+        self.known
+            .iter()
+            .map(|(pid, k)| (*pid, k.executable.as_path()))
     }
 
     /// Whether the last scan found `pid` running a program.

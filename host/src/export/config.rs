@@ -1,12 +1,17 @@
-//! Where spans go, read from the standard OTLP exporter variables.
+//! Where spans go: the configuration file's `export` section ([`ExportSection`]), which the
+//! standard OTLP exporter variables override key by key, built once into [`ExportConfig`].
 //!
-//! Parsing takes a map rather than reading the process environment so tests are hermetic;
-//! [`ExportConfig::from_process_env`] is the thin wrapper the agent uses.
-//! Spec: <https://opentelemetry.io/docs/specs/otel/protocol/exporter/>.
+//! The variables are read from a map rather than from the process environment so tests are
+//! hermetic. Spec: <https://opentelemetry.io/docs/specs/otel/protocol/exporter/>.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ExportLimits;
 
 pub const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// Accepted as an alias of [`TRACES_ENDPOINT`] (some deployments set this shorter name).
@@ -24,10 +29,14 @@ pub const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 /// The spec's default export timeout (10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The OTLP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The OTLP transport, as the file, the variables and `--otlp-protocol` spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 pub enum Protocol {
+    #[serde(rename = "grpc")]
+    #[value(name = "grpc")]
     Grpc,
+    #[serde(rename = "http/protobuf")]
+    #[value(name = "http/protobuf")]
     HttpProtobuf,
 }
 
@@ -57,7 +66,8 @@ impl fmt::Display for Protocol {
 
 /// How export requests are compressed (`OTEL_EXPORTER_OTLP_COMPRESSION`: the spec's `gzip`
 /// or `none`, the default).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
     Gzip,
@@ -76,13 +86,6 @@ impl Compression {
             }),
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-        }
-    }
 }
 
 /// Everything the OTLP exporter needs, already validated.
@@ -90,7 +93,8 @@ impl Compression {
 pub struct OtlpConfig {
     /// Full URL: for http/protobuf it includes the `/v1/traces` path.
     pub endpoint: String,
-    /// The variable the endpoint came from, for the startup log and error messages.
+    /// Where the endpoint came from (a variable, a flag or a file key), for the startup log
+    /// and error messages.
     pub endpoint_var: &'static str,
     pub protocol: Protocol,
     /// Lower-cased names (gRPC metadata requires it, HTTP does not care), decoded values.
@@ -145,116 +149,236 @@ pub enum ConfigError {
     Compression { var: &'static str, value: String },
 }
 
-impl ExportConfig {
-    /// Reads the `OTEL_*` variables of this process.
-    pub fn from_process_env() -> Result<ExportConfig, ConfigError> {
-        let vars: HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("OTEL_"))
-            .collect();
-        ExportConfig::from_env_map(&vars)
+/// Where spans go, as the configuration file's `export` section spells it. The
+/// `OTEL_EXPORTER_OTLP_*` variables override its keys one by one ([`ExportSection::apply_env`]);
+/// every value is checked as it is read, so [`ExportSection::build`] cannot fail.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSection {
+    /// Base OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`); none and no `traces_endpoint`: stdout.
+    #[serde(deserialize_with = "endpoint")]
+    pub endpoint: Option<String>,
+    /// Traces endpoint used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    #[serde(deserialize_with = "endpoint")]
+    pub traces_endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    /// Sent with every export. Printed redacted: values are often credentials.
+    #[serde(deserialize_with = "headers", serialize_with = "serialize_redacted")]
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: Option<NonZeroU64>,
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none` (the default).
+    pub compression: Option<Compression>,
+    /// Spans held at most while the collector is slow or down; more are dropped and counted.
+    pub queue_capacity: NonZeroUsize,
+    pub max_batch_size: NonZeroUsize,
+    pub max_batch_delay_ms: u64,
+    /// Where `endpoint` and `traces_endpoint` were set, named in the startup log and errors.
+    #[serde(skip)]
+    pub endpoint_from: &'static str,
+    #[serde(skip)]
+    pub traces_endpoint_from: &'static str,
+}
+
+impl Default for ExportSection {
+    fn default() -> Self {
+        let limits = ExportLimits::default();
+        ExportSection {
+            endpoint: None,
+            traces_endpoint: None,
+            protocol: None,
+            headers: BTreeMap::new(),
+            timeout_ms: None,
+            compression: None,
+            queue_capacity: NonZeroUsize::new(limits.queue_capacity).unwrap_or(NonZeroUsize::MIN),
+            max_batch_size: NonZeroUsize::new(limits.max_batch_size).unwrap_or(NonZeroUsize::MIN),
+            max_batch_delay_ms: limits.max_batch_delay.as_millis() as u64,
+            endpoint_from: "export.endpoint",
+            traces_endpoint_from: "export.traces_endpoint",
+        }
+    }
+}
+
+impl ExportSection {
+    /// Applies the `OTEL_EXPORTER_OTLP_*` variables set (non-empty) in `vars`. As the spec says,
+    /// a traces-specific variable wins over the generic one; errors name the variable.
+    pub fn apply_env(&mut self, vars: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let get = |names: &[&'static str]| {
+            names.iter().find_map(|&name| {
+                vars.get(name)
+                    .map(|v| v.trim())
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (name, v))
+            })
+        };
+        if let Some((var, value)) = get(&[TRACES_PROTOCOL, PROTOCOL]) {
+            self.protocol = Some(Protocol::parse(var, value)?);
+        }
+        if let Some((var, value)) = get(&[TRACES_ENDPOINT, TRACES_ENDPOINT_ALIAS]) {
+            validate_endpoint(var, value)?;
+            self.traces_endpoint = Some(value.to_owned());
+            self.traces_endpoint_from = var;
+        }
+        if let Some((var, value)) = get(&[ENDPOINT]) {
+            validate_endpoint(var, value)?;
+            self.endpoint = Some(value.to_owned());
+            self.endpoint_from = var;
+        }
+        if let Some((var, value)) = get(&[TRACES_HEADERS, HEADERS]) {
+            self.headers = parse_headers(var, value)?.into_iter().collect();
+        }
+        if let Some((var, value)) = get(&[TRACES_TIMEOUT, TIMEOUT]) {
+            let ms = value
+                .parse::<NonZeroU64>()
+                .map_err(|_| ConfigError::Timeout {
+                    var,
+                    value: value.to_owned(),
+                })?;
+            self.timeout_ms = Some(ms);
+        }
+        if let Some((var, value)) = get(&[TRACES_COMPRESSION, COMPRESSION]) {
+            self.compression = Some(Compression::parse(var, value)?);
+        }
+        Ok(())
     }
 
-    /// Resolves the configuration from `vars` (variable name -> value).
-    ///
-    /// Precedence follows the spec: the traces-specific variable wins over the generic one, and
-    /// an empty value counts as unset.
-    pub fn from_env_map(vars: &HashMap<String, String>) -> Result<ExportConfig, ConfigError> {
-        let get = |name: &'static str| {
-            vars.get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(|v| (name, v))
-        };
-
-        let protocol = match get(TRACES_PROTOCOL).or_else(|| get(PROTOCOL)) {
-            Some((var, value)) => Protocol::parse(var, value)?,
-            None => Protocol::HttpProtobuf,
-        };
-
-        let (endpoint_var, endpoint) =
-            match get(TRACES_ENDPOINT).or_else(|| get(TRACES_ENDPOINT_ALIAS)) {
-                // A signal-specific endpoint is used exactly as given.
-                Some((var, value)) => {
-                    validate_endpoint(var, value)?;
-                    (var, value.to_owned())
-                }
-                None => match get(ENDPOINT) {
-                    // The generic endpoint is a base URL: http/protobuf appends the signal path, gRPC
-                    // has no path (the service name is the path).
-                    Some((var, value)) => {
-                        validate_endpoint(var, value)?;
-                        match protocol {
-                            Protocol::HttpProtobuf => {
-                                (var, format!("{}/v1/traces", value.trim_end_matches('/')))
-                            }
-                            Protocol::Grpc => (var, value.to_owned()),
-                        }
-                    }
-                    None => return Ok(ExportConfig::Stdout),
+    /// What the exporter takes. A traces endpoint is used as is; a base endpoint gets the
+    /// signal's path for http/protobuf (gRPC has none: the service name is the path).
+    pub fn build(&self) -> ExportConfig {
+        let protocol = self.protocol.unwrap_or(Protocol::HttpProtobuf);
+        let (endpoint_var, endpoint) = match (&self.traces_endpoint, &self.endpoint) {
+            (Some(traces), _) => (self.traces_endpoint_from, traces.clone()),
+            (None, Some(base)) => (
+                self.endpoint_from,
+                match protocol {
+                    Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+                    Protocol::Grpc => base.clone(),
                 },
-            };
-
-        let headers = match get(TRACES_HEADERS).or_else(|| get(HEADERS)) {
-            Some((var, value)) => parse_headers(var, value)?,
-            None => Vec::new(),
+            ),
+            (None, None) => return ExportConfig::Stdout,
         };
-
-        let timeout = match get(TRACES_TIMEOUT).or_else(|| get(TIMEOUT)) {
-            Some((var, value)) => match value.parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => {
-                    return Err(ConfigError::Timeout {
-                        var,
-                        value: value.to_owned(),
-                    })
-                }
-            },
-            None => DEFAULT_TIMEOUT,
-        };
-
-        let compression = match get(TRACES_COMPRESSION).or_else(|| get(COMPRESSION)) {
-            Some((var, value)) => Compression::parse(var, value)?,
-            None => Compression::None,
-        };
-
-        Ok(ExportConfig::Otlp(OtlpConfig {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for (name, value) in &self.headers {
+            // gRPC metadata wants lower-case names; a later duplicate replaces the earlier one.
+            let name = name.to_ascii_lowercase();
+            headers.retain(|(k, _)| *k != name);
+            headers.push((name, value.clone()));
+        }
+        ExportConfig::Otlp(OtlpConfig {
             endpoint,
             endpoint_var,
             protocol,
             headers,
-            timeout,
-            compression,
-        }))
+            timeout: self
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.get())),
+            compression: self.compression.unwrap_or(Compression::None),
+        })
+    }
+
+    pub fn limits(&self) -> ExportLimits {
+        ExportLimits {
+            queue_capacity: self.queue_capacity.get(),
+            max_batch_size: self.max_batch_size.get(),
+            max_batch_delay: Duration::from_millis(self.max_batch_delay_ms),
+            ..ExportLimits::default()
+        }
     }
 }
 
-fn validate_endpoint(var: &'static str, value: &str) -> Result<(), ConfigError> {
-    let error = |reason: &str| ConfigError::Endpoint {
-        var,
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    };
+impl ExportConfig {
+    /// The configuration the `OTEL_*` variables in `vars` alone give (no file, no flags).
+    pub fn from_env_map(vars: &HashMap<String, String>) -> Result<ExportConfig, ConfigError> {
+        let mut section = ExportSection::default();
+        section.apply_env(vars)?;
+        Ok(section.build())
+    }
+}
+
+/// What makes `value` unusable as an OTLP endpoint, if anything.
+fn endpoint_problem(value: &str) -> Option<String> {
     // Checked first: without a scheme `http::Uri` only says "invalid format".
     if !value.contains("://") {
-        return Err(error("the URL has no scheme (add http://)"));
+        return Some("the URL has no scheme (add http://)".into());
     }
-    let uri: http::Uri = value
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| error(&e.to_string()))?;
+    let uri: http::Uri = match value.parse() {
+        Ok(uri) => uri,
+        Err(e) => return Some(format!("{e}")),
+    };
     match uri.scheme_str() {
         Some("http") => {}
         // Neither transport is built with TLS (it would add rustls/ring to the agent); failing
         // here beats failing on every export later.
-        Some("https") => return Err(error(
-            "https is not supported by this build (no TLS); send to a local collector over http://",
-        )),
-        Some(other) => return Err(error(&format!("scheme {other:?} is not http"))),
-        None => return Err(error("the URL has no scheme (add http://)")),
+        Some("https") => return Some(
+            "https is not supported by this build (no TLS); send to a local collector over http://"
+                .into(),
+        ),
+        Some(other) => return Some(format!("scheme {other:?} is not http")),
+        None => return Some("the URL has no scheme (add http://)".into()),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(error("the URL has no host"));
+        return Some("the URL has no host".into());
+    }
+    None
+}
+
+/// The endpoint rules for a file key or a flag: the message names the expected form.
+pub fn check_endpoint(url: &str) -> Result<(), String> {
+    match endpoint_problem(url) {
+        None => Ok(()),
+        Some(reason) => Err(format!(
+            "{url:?} is not a usable OTLP endpoint: {reason}; expected a URL such as \
+             http://otel-collector:4318 (http/protobuf) or http://otel-collector:4317 (grpc)"
+        )),
+    }
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!(
+            "header name {name:?} is not a valid HTTP header name: expected letters, digits and '-'"
+        ));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(format!(
+            "the value of header {name:?} is not a valid HTTP header value: expected visible ASCII text"
+        ));
     }
     Ok(())
+}
+
+fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = Option::<String>::deserialize(d)?;
+    if let Some(url) = &url {
+        check_endpoint(url).map_err(serde::de::Error::custom)?;
+    }
+    Ok(url)
+}
+
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let headers = BTreeMap::<String, String>::deserialize(d)?;
+    for (name, value) in &headers {
+        check_header(name, value).map_err(serde::de::Error::custom)?;
+    }
+    Ok(headers)
+}
+
+/// Header values are usually credentials: the effective configuration shows only the names.
+fn serialize_redacted<S: Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.keys().map(|k| (k, "<redacted>")))
+}
+
+fn validate_endpoint(var: &'static str, value: &str) -> Result<(), ConfigError> {
+    match endpoint_problem(value) {
+        None => Ok(()),
+        Some(reason) => Err(ConfigError::Endpoint {
+            var,
+            value: value.to_owned(),
+            reason,
+        }),
+    }
 }
 
 /// Parses `k=v,k2=v2` (W3C baggage style: values are percent-encoded).

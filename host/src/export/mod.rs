@@ -6,7 +6,7 @@
 //!     or -> one line per span on stdout when no endpoint is configured
 //! ```
 //!
-//! - `config`: the standard `OTEL_EXPORTER_OTLP_*` variables.
+//! - `config`: the `export` section and the standard `OTEL_EXPORTER_OTLP_*` variables.
 //! - `queue`: the non-blocking hand-off and the counters.
 //! - `worker`: batching and shutdown.
 //! - `otlp`, `convert`, `retry`: sending through opentelemetry-otlp.
@@ -35,8 +35,10 @@ use tokio::task::JoinHandle;
 
 use crate::span::Span;
 
-pub(crate) use config::parse_headers;
-pub use config::{Compression, ConfigError, ExportConfig, OtlpConfig, Protocol, DEFAULT_TIMEOUT};
+pub use config::{
+    check_endpoint, Compression, ConfigError, ExportConfig, ExportSection, OtlpConfig, Protocol,
+    DEFAULT_TIMEOUT,
+};
 pub use config::{
     COMPRESSION, ENDPOINT, HEADERS, PROTOCOL, TIMEOUT, TRACES_COMPRESSION, TRACES_ENDPOINT,
     TRACES_ENDPOINT_ALIAS, TRACES_HEADERS, TRACES_PROTOCOL, TRACES_TIMEOUT,

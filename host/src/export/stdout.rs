@@ -1,7 +1,7 @@
 //! Stdout mode (no OTLP endpoint configured): one readable line per span.
 //!
 //! `2026-11-25T10:00:00.123Z GET /users/{id} 200 1.234ms service=foo pid=123 kind=server
-//! trace=<32 hex> span=<16 hex> [parent=<16 hex>] [status=ok|status=error error="..."] k=v ...`
+//! trace=<32 hex> span=<16 hex> [parent=<16 hex>] [status=ok|status=error [error="..."]] k=v ...`
 //!
 //! The HTTP status column shows `-` when the span has no `http.response.status_code`.
 
@@ -55,8 +55,11 @@ pub fn format_span_line(span: &Span) -> String {
         SpanStatus::Unset => {}
         SpanStatus::Ok => line.push_str(" status=ok"),
         SpanStatus::Error { description } => {
-            line.push_str(" status=error error=");
-            push_str_value(&mut line, description);
+            line.push_str(" status=error");
+            if !description.is_empty() {
+                line.push_str(" error=");
+                push_str_value(&mut line, description);
+            }
         }
     }
     for attribute in &span.attributes {
@@ -261,6 +264,18 @@ mod tests {
              trace=abababababababababababababababab span=0123456789abcdef parent=ffffffffffffffff \
              status=error error=\"connection reset\""
         );
+    }
+
+    #[test]
+    fn an_error_without_a_message_prints_no_error_field() {
+        let mut s = span();
+        s.status = SpanStatus::Error {
+            description: String::new(),
+        };
+        let line = format_span_line(&s);
+        assert!(line.contains(" status=error "), "{line}");
+        assert!(!line.contains("error=\"\""), "{line}");
+        assert!(!line.contains(" error="), "{line}");
     }
 
     #[test]

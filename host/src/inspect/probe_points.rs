@@ -9,8 +9,8 @@
 //! [r14+0x10]` then `jbe` to the stack-growth path), and the kernel emulates conditional jumps. So
 //! the entry probe goes on that jump: nothing before it changes a register the probe reads, every
 //! call passes it exactly once (the stack-growth path restarts the function from its first byte,
-//! as it would for a probe there), and it costs a traced service about 10 us less per request on
-//! this project's machines (docs/benchmarks.md).
+//! as it would for a probe there), and it costs a traced service less per request
+//! (docs/benchmarks.md).
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 

@@ -2,12 +2,8 @@
 //!
 //! A uprobe on a RET costs the traced service two traps: the breakpoint, then a single step of the
 //! original instruction out of line, because the kernel does not emulate `ret`. On this project's
-//! machines the single step was most of what the probes cost a service: with count-only probes
-//! over HTTP, moving the request-end probe from ServeHTTP's RET to the emulated jump below took
-//! the service from 40,800 to 52,600 requests/s on one core (17.2 us per request without probes,
-//! 24.5 us with them on the RET, 19.0 us with them here); the benchmark report, beside an
-//! uninstrumented copy of the service, has 12.3 us added per request with the RET and 2.5 us here
-//! (HTTP, rows (b′) and (b), 2026-12-01).
+//! machines the single step was most of what the probes cost a service (docs/benchmarks.md
+//! compares both placements: rows (b′) and (b)).
 //!
 //! So the request-end probe goes on the entry of the functions net/http calls once a handler has
 //! returned, on the conditional jump of their stack check, which the kernel emulates

@@ -1,5 +1,5 @@
-//! The traced processes the span stage needs to know about: their resources, by pid. This is the
-//! one place a traced process's resource is made.
+//! The traced processes the span stage needs to know about: their resources, by pid (made by
+//! `span::read_process_resource`).
 //!
 //! A process is usually known before its first event (the tracker registers it when a scan finds
 //! it), but a replica or a restart of an executable whose probes are already attached can serve
@@ -13,18 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::discover::container_identity;
-use crate::span::{parse_environ, process_resource, Attribute, ProcessFacts, Resource};
+pub use crate::span::HostFacts;
+use crate::span::{read_process_resource, Resource};
 
 const EXITED_GRACE: Duration = Duration::from_secs(10);
-
-/// What every resource of this agent shares.
-#[derive(Clone, Debug, Default)]
-pub struct HostFacts {
-    pub host_name: String,
-    /// `k8s.node.name`, when configured.
-    pub node_name: Option<String>,
-}
 
 /// What the agent knows of a traced executable, by the slot its probes report.
 #[derive(Clone, Debug)]
@@ -72,21 +64,7 @@ impl ProcessTable {
     }
 
     fn read_resource(&self, pid: u32, executable: &Path, go_version: &str) -> Resource {
-        let environ = std::fs::read(format!("/proc/{pid}/environ"))
-            .map(|raw| parse_environ(&raw))
-            .unwrap_or_default();
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        let identity = container_identity(&cgroup);
-        process_resource(&ProcessFacts {
-            pid,
-            executable,
-            go_version,
-            host_name: &self.host.host_name,
-            environ: &environ,
-            container_id: identity.container_id.as_deref(),
-            pod_uid: identity.pod_uid.as_deref(),
-            node_name: self.host.node_name.as_deref(),
-        })
+        read_process_resource(pid, Some(executable), go_version, &self.host)
     }
 
     pub fn mark_exited(&self, pid: u32) {
@@ -123,12 +101,7 @@ impl ProcessTable {
             t.executables.get(&slot).cloned()
         };
         let Some(executable) = executable else {
-            return Arc::new(Resource {
-                attributes: vec![
-                    Attribute::new("service.name", "unknown_service"),
-                    Attribute::new("process.pid", i64::from(pid)),
-                ],
-            });
+            return Arc::new(read_process_resource(pid, None, "", &self.host));
         };
         // Seen first through its events. /proc tells the path as the process sees it (inside its
         // container); once it has exited, the path the agent opened it by is all there is.

@@ -32,20 +32,20 @@ impl AgentStats {
     pub fn summary(&self) -> String {
         let k = *self.kernel.lock().unwrap();
         format!(
-            "processes_attached={} attach_failures={} probe_entry_hits={} probe_return_hits={} \
+            "processes_attached={} attach_failures={} probe_entry_hits={} probe_request_end_hits={} \
              events_submitted={} events_lost={} events_read={} events_malformed={} \
-             returns_without_entry={} panics={} spans_not_sampled={} client_call_hits={} \
+             ends_without_entry={} panics={} spans_not_sampled={} client_call_hits={} \
              spans_built={} header_write_hits={} traceparent_written={} \
              traceparent_replaced={}",
             self.processes_attached.load(Relaxed),
             self.attach_failures.load(Relaxed),
             k.entry_hits,
-            k.return_hits,
+            k.request_end_hits,
             k.events_submitted,
             k.events_lost,
             self.events_read.load(Relaxed),
             self.events_malformed.load(Relaxed),
-            k.returns_without_entry,
+            k.ends_without_entry,
             k.panics,
             k.not_sampled,
             k.client_entry_hits + k.client_return_hits,

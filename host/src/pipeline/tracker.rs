@@ -81,6 +81,15 @@ const FIRST_PORT_RECHECK: Duration = Duration::from_millis(200);
 /// start-up may be noticed.
 const MAX_PORT_RECHECK: Duration = Duration::from_secs(5);
 
+/// How long a selector may match nothing before the agent says so (once), with the Go services
+/// it could trace: a user who got the glob wrong would otherwise see nothing at all.
+const SELECTOR_GRACE: Duration = Duration::from_secs(3);
+/// The Go services named in that message at most.
+const MAX_LISTED_CANDIDATES: usize = 10;
+
+/// Executables read at most to find them (each is read whole, once).
+const MAX_INSPECTED_FOR_HINT: usize = 200;
+
 /// Executables whose inspection is remembered at most.
 const MAX_CACHED_BINARIES: usize = 4096;
 
@@ -99,6 +108,8 @@ pub struct Tracker {
     processes: ProcessTable,
     stats: Arc<AgentStats>,
     panicked_events: mpsc::Sender<HttpServerEvent>,
+    /// When the tracker started, until the selector has matched or the user was told it did not.
+    unmatched_since: Option<Instant>,
 }
 
 /// Errors that only mean "not a target": not worth a warning when every process is scanned.
@@ -130,6 +141,7 @@ impl Tracker {
             processes,
             stats,
             panicked_events,
+            unmatched_since: Some(Instant::now()),
         }
     }
 
@@ -138,6 +150,7 @@ impl Tracker {
         while !stop.load(Relaxed) {
             let started = Instant::now();
             self.scan();
+            self.tell_if_nothing_matches();
             self.release_idle_executables();
             self.forward_abandoned_panics();
             self.publish_counters();
@@ -149,6 +162,40 @@ impl Tracker {
         for (_, executable) in self.executables.drain() {
             release_executable(&mut self.probes, executable);
         }
+    }
+
+    /// Once, when the selector has matched no process for [`SELECTOR_GRACE`]: a warning naming
+    /// the Go services it could trace and how to select them.
+    fn tell_if_nothing_matches(&mut self) {
+        let Some(since) = self.unmatched_since else {
+            return;
+        };
+        if self.selector.selects_all() || !self.traced.is_empty() {
+            self.unmatched_since = None;
+            return;
+        }
+        if since.elapsed() < SELECTOR_GRACE {
+            return;
+        }
+        self.unmatched_since = None;
+        let mut seen = std::collections::HashSet::new();
+        let processes: Vec<(u32, PathBuf)> = (self.watcher.processes())
+            .map(|(pid, path)| (pid, path.to_owned()))
+            .collect();
+        let mut candidates = Vec::new();
+        for (pid, path) in processes {
+            if candidates.len() == MAX_LISTED_CANDIDATES || seen.len() == MAX_INSPECTED_FOR_HINT {
+                break;
+            }
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            if matches!(self.binary_of(pid), Some((_, _, Ok(_)))) {
+                candidates.push(path);
+            }
+        }
+        candidates.sort();
+        tracing::warn!("{}", self.selector.unmatched_hint(&candidates));
     }
 
     fn publish_counters(&self) {

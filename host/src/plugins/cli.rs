@@ -10,9 +10,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::chain::{DropCause, Outcome, PluginChain};
+use super::check::ComponentReport;
 use super::config::{settings_path, PluginSettings, PluginsConfig};
 use super::engine::{content_hash, PluginEngine};
-use super::inspect::ComponentReport;
 use super::instance::{LoadRequest, PluginVersion};
 use super::jsonl::{parse_span, span_record};
 use super::stats::{PluginStats, StatsSnapshot};
@@ -170,7 +170,7 @@ impl fmt::Display for CheckReport {
             f,
             "{}: a span-processor plugin for {} ({} bytes)",
             self.file.display(),
-            super::inspect::WORLD_EXPORT,
+            super::check::WORLD_EXPORT,
             self.size
         )?;
         write!(f, "{}", self.component)?;
@@ -210,7 +210,7 @@ pub fn check_with_settings(path: &Path, settings: Option<&Path>) -> Result<Check
     let component = engine
         .compile(&wasm)
         .with_context(|| format!("{} is not a valid plugin", path.display()))?;
-    let report = super::inspect::inspect_component(engine.engine(), &component)
+    let report = super::check::check_component(engine.engine(), &component)
         .with_context(|| format!("{} is not a valid plugin", path.display()))?;
     let name = path
         .file_name()

@@ -38,7 +38,7 @@ impl PluginEngine {
         config.epoch_interruption(true);
         config.parallel_compilation(false);
         // For profiling plugins with `perf`: names the JIT code in /tmp/perf-PID.map.
-        if std::env::var_os("HAI_PLUGINS_PERFMAP").is_some() {
+        if std::env::var_os("HTTP_AUTOINSTRUMENT_PLUGINS_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)

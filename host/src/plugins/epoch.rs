@@ -1,8 +1,8 @@
 //! The clock of plugin time budgets: a thread that advances the engine's epoch (wasmtime's
 //! epoch interruption) every `EPOCH_TICK`, but only while plugin code runs.
 //!
-//! Ticking all the time woke the agent 500 times a second with nothing to do: 2.4% of a core on
-//! an idle node with plugins loaded, where the rest of the agent took 0.5%. Whoever enters plugin
+//! Ticking all the time woke the agent many times a second with nothing to do, costing an idle
+//! node with plugins loaded more than the rest of the agent. Whoever enters plugin
 //! code holds a [`Running`] guard; with no guard held the thread parks. A budget is counted from
 //! the first tick after the guard is taken, so parking never shortens one.
 

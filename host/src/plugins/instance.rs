@@ -9,13 +9,13 @@ use wasmtime::Store;
 use crate::span::Span;
 
 use super::bindings::{SpanProcessor, SpanProcessorPre};
+use super::check::{check_component, ComponentReport};
 use super::codec::SharedBatch;
 use super::config::{Grants, OnError, PluginSettings, PluginsConfig};
 use super::edits::{self, EditLimits};
 use super::engine::{ContentHash, PluginEngine};
 use super::epoch::budget_ticks;
 use super::failure::{classify, FailureKind};
-use super::inspect::{inspect_component, ComponentReport};
 use super::state::PluginState;
 use super::stats::PluginStats;
 
@@ -86,7 +86,7 @@ impl PluginVersion {
         req: LoadRequest<'_>,
     ) -> Result<Self> {
         let component = engine.compile(req.wasm)?;
-        let report = inspect_component(engine.engine(), &component)?;
+        let report = check_component(engine.engine(), &component)?;
         let pre = engine
             .linker()
             .instantiate_pre(&component)

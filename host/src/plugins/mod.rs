@@ -12,6 +12,7 @@
 
 mod bindings;
 mod chain;
+mod check;
 pub mod cli;
 mod closed;
 mod codec;
@@ -22,7 +23,6 @@ mod epoch;
 mod failure;
 #[cfg(test)]
 mod golden;
-mod inspect;
 mod instance;
 pub mod jsonl;
 mod record;
@@ -32,9 +32,9 @@ mod state;
 mod stats;
 
 pub use chain::{DropCause, DropReport, Outcome, PluginChain, PluginWatcher};
+pub use check::{check_component, ComponentReport, ImportGrant, WORLD_EXPORT};
 pub use config::{Grants, OnError, PluginSettings, PluginsConfig};
 pub use failure::FailureKind;
-pub use inspect::{inspect_component, ComponentReport, ImportGrant, WORLD_EXPORT};
 pub use record::SpanRecorder;
 pub use reload::ReloadReport;
 pub use stats::StatsSnapshot;

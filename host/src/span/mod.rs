@@ -12,6 +12,6 @@ pub(crate) use model::push_attribute;
 pub use model::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
 pub use redact::{QueryRedaction, SENSITIVE_QUERY_PARAMETERS};
 pub use resource::{
-    host_name, parse_environ, parse_resource_attributes, process_resource, ProcessFacts,
-    AGENT_NAME, AGENT_VERSION,
+    host_name, parse_environ, parse_resource_attributes, process_resource, read_process_resource,
+    HostFacts, ProcessFacts, AGENT_NAME, AGENT_VERSION,
 };

@@ -74,8 +74,8 @@ impl Attribute {
 
 /// Appends the attribute `make` builds, written straight into `list`. `push` builds it on the
 /// stack first and copies it over with 16-byte loads that straddle the 8-byte stores just made,
-/// which the CPU cannot forward from its store buffer: one stall per attribute, measured at ~4%
-/// of the pipeline's time in span building. Making room before building avoids the copy.
+/// which the CPU cannot forward from its store buffer: one stall per attribute. Making room
+/// before building avoids the copy.
 #[inline(always)]
 pub(crate) fn push_attribute(list: &mut Vec<Attribute>, make: impl FnOnce() -> Attribute) {
     list.reserve(1);

@@ -2,19 +2,55 @@
 //!
 //! `service.name` comes from the target's own `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`
 //! (read from /proc/PID/environ) so a service configured for an OTel SDK keeps its name; otherwise
-//! it is the executable's name, as Beyla and the OTel SDKs do.
+//! it is the executable's name, as Beyla and the OTel SDKs do. [`read_process_resource`] is
+//! the one place a traced process's resource is made.
 use std::path::Path;
 
 use super::{Attribute, AttributeValue, Resource};
+use crate::discover::container_identity;
 
 pub const AGENT_NAME: &str = "http-autoinstrument";
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What every resource of this agent shares.
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    pub host_name: String,
+    /// `k8s.node.name`, when configured.
+    pub node_name: Option<String>,
+}
+
+/// The resource of `pid`, from its environment and cgroup in /proc (empty once it has exited)
+/// and what the agent knows of its executable: `None` when nothing is known of it.
+pub fn read_process_resource(
+    pid: u32,
+    executable: Option<&Path>,
+    go_version: &str,
+    host: &HostFacts,
+) -> Resource {
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|raw| parse_environ(&raw))
+        .unwrap_or_default();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let identity = container_identity(&cgroup);
+    process_resource(&ProcessFacts {
+        pid,
+        executable,
+        go_version,
+        host_name: &host.host_name,
+        environ: &environ,
+        container_id: identity.container_id.as_deref(),
+        pod_uid: identity.pod_uid.as_deref(),
+        node_name: host.node_name.as_deref(),
+    })
+}
+
 /// What the agent knows about a traced process.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ProcessFacts<'a> {
     pub pid: u32,
-    pub executable: &'a Path,
+    /// `None`: an event came from a process whose executable the agent does not know.
+    pub executable: Option<&'a Path>,
     pub go_version: &'a str,
     pub host_name: &'a str,
     /// The process's environment (`KEY=value` entries).
@@ -68,21 +104,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-impl Default for ProcessFacts<'_> {
-    fn default() -> Self {
-        ProcessFacts {
-            pid: 0,
-            executable: Path::new(""),
-            go_version: "",
-            host_name: "",
-            environ: &[],
-            container_id: None,
-            pod_uid: None,
-            node_name: None,
-        }
-    }
-}
-
 pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
     let env = |key: &str| {
         facts
@@ -97,9 +118,8 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
         .unwrap_or_default();
     let executable_name = facts
         .executable
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| format!("pid-{}", facts.pid));
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned());
     let service_name = env("OTEL_SERVICE_NAME")
         .map(str::to_owned)
         .or_else(|| {
@@ -108,7 +128,9 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
                 .find(|(k, _)| k == "service.name")
                 .map(|(_, v)| v.clone())
         })
-        .unwrap_or_else(|| executable_name.clone());
+        .or_else(|| executable_name.clone())
+        // The OTel SDKs' name for a service that has none.
+        .unwrap_or_else(|| "unknown_service".to_owned());
 
     let mut attributes = vec![Attribute::new("service.name", service_name)];
     for (k, v) in &from_env {
@@ -116,25 +138,29 @@ pub fn process_resource(facts: &ProcessFacts<'_>) -> Resource {
             attributes.push(Attribute::new(k.clone(), v.clone()));
         }
     }
-    let ours: [(&str, AttributeValue); 11] = [
-        ("process.pid", i64::from(facts.pid).into()),
-        (
-            "process.executable.path",
-            facts.executable.to_string_lossy().into_owned().into(),
-        ),
-        ("process.executable.name", executable_name.into()),
-        ("process.runtime.name", "go".into()),
-        (
-            "process.runtime.version",
-            facts.go_version.to_owned().into(),
-        ),
+    let mut ours: Vec<(&str, AttributeValue)> = vec![("process.pid", i64::from(facts.pid).into())];
+    if let (Some(path), Some(name)) = (facts.executable, executable_name) {
+        ours.extend([
+            (
+                "process.executable.path",
+                path.to_string_lossy().into_owned().into(),
+            ),
+            ("process.executable.name", name.into()),
+            ("process.runtime.name", "go".into()),
+            (
+                "process.runtime.version",
+                facts.go_version.to_owned().into(),
+            ),
+        ]);
+    }
+    ours.extend([
         ("host.name", facts.host_name.to_owned().into()),
         ("telemetry.sdk.name", AGENT_NAME.into()),
         ("telemetry.sdk.language", "go".into()),
         ("telemetry.sdk.version", AGENT_VERSION.into()),
         ("telemetry.distro.name", AGENT_NAME.into()),
         ("telemetry.distro.version", AGENT_VERSION.into()),
-    ];
+    ]);
     for (k, v) in ours {
         // What the agent observes wins over what the environment claims.
         attributes.retain(|a| a.key != k);
@@ -179,7 +205,7 @@ mod tests {
     fn facts<'a>(environ: &'a [(String, String)]) -> ProcessFacts<'a> {
         ProcessFacts {
             pid: 7,
-            executable: Path::new("/srv/bin/checkout"),
+            executable: Some(Path::new("/srv/bin/checkout")),
             go_version: "go1.24.11",
             host_name: "node-1",
             environ,
@@ -243,6 +269,18 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_process_of_an_unknown_executable_is_an_unknown_service() {
+        let r = process_resource(&ProcessFacts {
+            executable: None,
+            ..facts(&[])
+        });
+        assert_eq!(r.service_name(), "unknown_service");
+        assert_eq!(r.get("process.pid"), Some(&AttributeValue::Int(7)));
+        assert_eq!(r.get("process.executable.path"), None);
+        assert_eq!(r.get("host.name"), Some(&"node-1".into()));
     }
 
     #[test]

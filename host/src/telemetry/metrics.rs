@@ -94,7 +94,7 @@ fn probe_hits(
     )?;
     for (probe, value) in [
         ("entry", kernel.entry_hits),
-        ("return", kernel.return_hits),
+        ("request_end", kernel.request_end_hits),
         ("client_start", kernel.client_entry_hits),
         ("client_return", kernel.client_return_hits),
         ("header_write", kernel.header_write_hits),
@@ -195,9 +195,9 @@ impl Collector for AgentCollector {
                 ),
                 (
                     Scalar::Counter,
-                    "kernel_returns_without_entry",
-                    "ServeHTTP returns seen without their entry",
-                    kernel.returns_without_entry,
+                    "kernel_ends_without_entry",
+                    "Request ends and client returns seen without their start",
+                    kernel.ends_without_entry,
                 ),
                 (
                     Scalar::Counter,

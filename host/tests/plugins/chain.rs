@@ -90,15 +90,15 @@ fn enrich_reads_only_granted_environment_variables() {
     let Some(enrich) = built("enrich") else {
         return;
     };
-    std::env::set_var("HAI_TEST_POD_NAME", "web-7f9c");
-    std::env::set_var("HAI_TEST_NOT_GRANTED", "secret");
+    std::env::set_var("HTTP_AUTOINSTRUMENT_TEST_POD_NAME", "web-7f9c");
+    std::env::set_var("HTTP_AUTOINSTRUMENT_TEST_NOT_GRANTED", "secret");
     let dir = PluginDir::new();
     dir.install(
         &enrich,
         "10-enrich.wasm",
         Some(
-            "[grants]\nenv = [\"HAI_TEST_POD_NAME\"]\n[settings]\nattributes = { \"deployment.environment\" = \"prod\" }\n\
-             from_env = { \"k8s.pod.name\" = \"HAI_TEST_POD_NAME\", \"leak\" = \"HAI_TEST_NOT_GRANTED\" }\n",
+            "[grants]\nenv = [\"HTTP_AUTOINSTRUMENT_TEST_POD_NAME\"]\n[settings]\nattributes = { \"deployment.environment\" = \"prod\" }\n\
+             from_env = { \"k8s.pod.name\" = \"HTTP_AUTOINSTRUMENT_TEST_POD_NAME\", \"leak\" = \"HTTP_AUTOINSTRUMENT_TEST_NOT_GRANTED\" }\n",
         ),
     );
     let chain = dir.chain();

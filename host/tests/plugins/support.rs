@@ -6,26 +6,12 @@ use std::sync::Arc;
 use http_autoinstrument::plugins::{PluginChain, PluginsConfig};
 use http_autoinstrument::span::{Attribute, AttributeValue, Resource, Span, SpanKind, SpanStatus};
 
+#[path = "../support/plugins.rs"]
+mod plugin_files;
 #[path = "../support/skip.rs"]
 pub mod skip;
 
-/// The built plugin `name` (e.g. "filter" -> target/plugins/filter.wasm), or `None` (with a
-/// note) when it is not built. Under CI=true a missing plugin fails the test.
-pub fn built(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HAI_PLUGINS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
-    let path = dir.join(format!("{name}.wasm"));
-    if path.is_file() {
-        return Some(path);
-    }
-    let message = format!(
-        "plugin {} is not built: run scripts/build-plugins.sh (or set HAI_PLUGINS_DIR)",
-        path.display()
-    );
-    skip::skip(&message);
-    None
-}
+pub use plugin_files::built_plugin as built;
 
 /// Fetches several built plugins; `None` if any is missing.
 pub fn built_all<const N: usize>(names: [&str; N]) -> Option<[PathBuf; N]> {

@@ -2,6 +2,7 @@
 //! environment, and the requests and reads the tests make.
 #![allow(dead_code)] // each test binary uses a different part of this file
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,43 @@ pub fn require_root() -> bool {
     }
     skip("end-to-end tests need root (real eBPF): run them with sudo");
     false
+}
+
+/// The newest installed Go version.
+pub fn newest_go() -> Option<String> {
+    super::go_fixtures::newest().map(|g| g.version)
+}
+
+/// The newest installed Go version, when an end-to-end test can run (root; a toolchain,
+/// required in CI).
+pub fn root_and_newest_go() -> Option<String> {
+    if !require_root() {
+        return None;
+    }
+    let newest = newest_go();
+    if newest.is_none() {
+        skip("no Go toolchain installed: run scripts/setup.sh");
+    }
+    newest
+}
+
+/// The installed Go releases as (version, minor); under CI, one of every supported series.
+pub fn go_fixtures_versions() -> Vec<(String, u32)> {
+    let versions: Vec<(String, u32)> = super::go_fixtures::go_versions()
+        .into_iter()
+        .map(|t| {
+            let minor = t.numbers().1;
+            (t.version, minor)
+        })
+        .collect();
+    let minors: HashSet<u32> = versions.iter().map(|(_, m)| *m).collect();
+    let missing: Vec<u32> = (21..=27).filter(|m| !minors.contains(m)).collect();
+    if !missing.is_empty() {
+        let message = format!("Go 1.{missing:?} not installed: run scripts/setup.sh");
+        assert!(!in_ci(), "{message}");
+        eprintln!("note: {message}");
+    }
+    versions
 }
 
 /// The agent binary, running until dropped (SIGTERM, then wait).

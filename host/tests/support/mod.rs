@@ -2,4 +2,5 @@
 pub mod agent;
 pub mod go_fixtures;
 pub mod otlp_receiver;
+pub mod plugins;
 pub mod skip;

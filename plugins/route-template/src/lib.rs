@@ -38,7 +38,7 @@ impl RouteTemplate {
         self.route.clear();
         // The SDK's word-at-a-time search rather than `split` or a byte loop: a char pattern goes
         // through `memchr`, whose setup costs more than the few bytes of a path segment it
-        // searches (in Wasm: ~620 instructions per span more, of ~3,300), and a byte loop pays
+        // searches, and a byte loop pays
         // the time-limit check per byte.
         let end = position_of_any(path.as_bytes(), [b'?', b'#']).unwrap_or(path.len());
         let path = &path[..end];

@@ -49,7 +49,7 @@ impl fmt::Display for ComponentReport {
 }
 
 /// Checks that `component` is a span-processor plugin for this agent and lists its imports.
-pub fn inspect_component(engine: &Engine, component: &Component) -> Result<ComponentReport> {
+pub fn check_component(engine: &Engine, component: &Component) -> Result<ComponentReport> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
@@ -144,7 +144,7 @@ mod tests {
     fn wrong_world_and_core_modules_are_refused_with_the_fix() {
         let engine = Engine::default();
         let empty = Component::new(&engine, "(component)").unwrap();
-        let err = inspect_component(&engine, &empty).unwrap_err().to_string();
+        let err = check_component(&engine, &empty).unwrap_err().to_string();
         assert!(
             err.contains("does not export") && err.contains("span-processor"),
             "{err}"
@@ -154,7 +154,7 @@ mod tests {
             r#"(component (instance $i) (export "http-autoinstrument:plugin/processor@9.0.0" (instance $i)))"#,
         )
         .unwrap();
-        let err = inspect_component(&engine, &other_version)
+        let err = check_component(&engine, &other_version)
             .unwrap_err()
             .to_string();
         assert!(err.contains("@9.0.0") && err.contains("rebuild"), "{err}");
