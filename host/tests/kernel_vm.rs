@@ -3,8 +3,9 @@
 //! The kernel CI runs on may be in lockdown, which refuses `bpf_probe_write_user`: there the
 //! agent keeps propagation off (host/tests/traces.rs checks that). So that the writing itself is
 //! tested on every CI run, this test boots Debian 12's Linux 6.1 (no lockdown) under qemu, with an
-//! initramfs holding the agent, two copies of the Go fixture server and busybox, and checks what
-//! service B received and the spans both sides made: the client span's context over HTTP, HTTPS
+//! initramfs holding the agent, busybox and the Go fixture server as B and as three callers A (Go
+//! 1.21, 1.24 and the newest), and checks, for each caller, what B received and the spans both
+//! sides made: the client span's context over HTTP, HTTPS
 //! and from a goroutine, the application's own header alone, nothing when the buffer is short, a
 //! reverse proxy's copied header replaced; then, sampling at one half, each trace kept or dropped
 //! whole across both services. No root is needed: qemu emulates the machine.
@@ -53,11 +54,12 @@ const OWN: &str = "00-11111111111111111111111111111111-2222222222222222-01";
 /// Bytes net/http writes before the request's own headers, for `GET /headers?case=5&pad=` and
 /// `pad` bytes: 4 + 20 + pad + 11 (` HTTP/1.1`), `Host: 127.0.0.1:<5 digits>` 23 and
 /// `User-Agent: Go-http-client/1.1` 32. 3,976 leaves 30 bytes of the transport's 4,096-byte
-/// buffer, short of the 70-byte line (with a 4-digit port, 31).
+/// buffer (with a 4-digit port, 31), less the caller's `&from=<name>`: short of the 70-byte line.
 const PAD_FOR_NO_ROOM: usize = 3_976;
 
-fn cases() -> Vec<Case> {
-    let http = |query: &str| format!("http://127.0.0.1:$PB/headers?{query}");
+/// The calls each caller `from` (a service A, by name) makes to B.
+fn cases(from: &str) -> Vec<Case> {
+    let http = |query: &str| format!("http://127.0.0.1:$PB/headers?{query}&from={from}");
     vec![
         Case {
             url: http("case=1"),
@@ -65,7 +67,7 @@ fn cases() -> Vec<Case> {
             expect: Expect::ClientContext,
         },
         Case {
-            url: "https://127.0.0.1:$PBS/headers?case=2".into(),
+            url: format!("https://127.0.0.1:$PBS/headers?case=2&from={from}"),
             extra: "",
             expect: Expect::ClientContext,
         },
@@ -80,7 +82,10 @@ fn cases() -> Vec<Case> {
             expect: Expect::Own(OWN),
         },
         Case {
-            url: http(&format!("case=5&pad={}", "x".repeat(PAD_FOR_NO_ROOM))),
+            url: format!(
+                "http://127.0.0.1:$PB/headers?case=5&from={from}&pad={}",
+                "x".repeat(PAD_FOR_NO_ROOM)
+            ),
             extra: "",
             expect: Expect::Nothing,
         },
@@ -133,26 +138,49 @@ fn query_escape(text: &str) -> String {
         .replace('&', "%26")
 }
 
-fn init_script() -> String {
-    let mut calls = String::new();
-    for (i, case) in cases().iter().enumerate() {
-        // $PB and $PBS (B's ports) are left for the shell to expand.
-        let url = query_escape(&case.url);
-        let own = match case.expect {
-            Expect::Own(value) => format!("&traceparent={}", query_escape(value)),
-            _ => String::new(),
-        };
-        let request = match case.expect {
-            Expect::Proxied => {
-                format!("--header 'traceparent: {CALLER}' \"http://127.0.0.1:$PA/proxy?to={url}\"")
-            }
-            _ => format!("\"http://127.0.0.1:$PA/call?url={url}{}{own}\"", case.extra),
-        };
-        calls.push_str(&format!(
-            "echo '== case {}'\nwget -q -O - {request}\n",
-            i + 1
+/// The VM's `/init`: B and the callers (each a service A, named in `callers`, listening on
+/// `$PA_<index>`) start, the agent traces them, each caller makes the calls of `cases`; then the
+/// agent restarts with sampling at one half and the first caller calls B `SAMPLED_CALLS` times.
+fn init_script(callers: &[String]) -> String {
+    let mut start = String::new();
+    let mut ports = String::new();
+    let mut listening = String::from("grep -q LISTENING /tmp/svc-b.log 2>/dev/null");
+    for (c, caller) in callers.iter().enumerate() {
+        start.push_str(&format!(
+            "OTEL_SERVICE_NAME={caller} /{caller} > /tmp/{caller}.log 2>&1 &\n"
+        ));
+        ports.push_str(&format!(
+            "PA_{c}=$(sed -n 's/.*http=\\([0-9]*\\).*/\\1/p' /tmp/{caller}.log)\n"
+        ));
+        listening.push_str(&format!(
+            " && grep -q LISTENING /tmp/{caller}.log 2>/dev/null"
         ));
     }
+    let mut calls = String::new();
+    for (c, caller) in callers.iter().enumerate() {
+        for (i, case) in cases(caller).iter().enumerate() {
+            // $PB and $PBS (B's ports) are left for the shell to expand.
+            let url = query_escape(&case.url);
+            let own = match case.expect {
+                Expect::Own(value) => format!("&traceparent={}", query_escape(value)),
+                _ => String::new(),
+            };
+            let request = match case.expect {
+                Expect::Proxied => format!(
+                    "--header 'traceparent: {CALLER}' \"http://127.0.0.1:$PA_{c}/proxy?to={url}\""
+                ),
+                _ => format!(
+                    "\"http://127.0.0.1:$PA_{c}/call?url={url}{}{own}\"",
+                    case.extra
+                ),
+            };
+            calls.push_str(&format!(
+                "echo '== case {} {caller}'\nwget -q -O - {request}\n",
+                i + 1
+            ));
+        }
+    }
+    let services = callers.len() + 1;
     let (sampled_url, sampled_end) = (
         query_escape("http://127.0.0.1:$PB/headers?sampling="),
         query_escape("&end=1"),
@@ -172,14 +200,13 @@ ip link set lo up
 echo "127.0.0.1 localhost" > /etc/hosts
 echo "== lockdown: $(cat /sys/kernel/security/lockdown 2>&1)"
 cd /tmp
-OTEL_SERVICE_NAME=svc-b /svc-b > /tmp/b.log 2>&1 &
-OTEL_SERVICE_NAME=svc-a /svc-a > /tmp/a.log 2>&1 &
-# start_agent OUT ERR: the agent, tracing both services, its spans to OUT and its log to ERR.
+OTEL_SERVICE_NAME=svc-b /svc-b > /tmp/svc-b.log 2>&1 &
+{start}# start_agent OUT ERR: the agent, tracing both services, its spans to OUT and its log to ERR.
 start_agent() {{
   HTTP_AUTOINSTRUMENT_PROPAGATION=on /agent --exe '/svc-*' > $1 2> $2 &
   AGENT=$!
   i=0
-  while n=$(grep -c 'tracing pid' $2 2>/dev/null); [ "${{n:-0}}" -lt 2 ] && [ $i -lt 600 ] && kill -0 $AGENT; do
+  while n=$(grep -c 'tracing pid' $2 2>/dev/null); [ "${{n:-0}}" -lt {services} ] && [ $i -lt 600 ] && kill -0 $AGENT; do
     sleep 1; i=$((i+1))
   done
   echo "== agent ready after ${{i}}s"
@@ -191,13 +218,12 @@ stop_agent() {{
   while kill -0 $AGENT 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
 }}
 i=0
-listening() {{ grep -q LISTENING /tmp/a.log 2>/dev/null && grep -q LISTENING /tmp/b.log 2>/dev/null; }}
+listening() {{ {listening}; }}
 while ! listening && [ $i -lt 600 ]; do
   sleep 1; i=$((i+1))
 done
-PA=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/a.log)
-PB=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/b.log)
-PBS=$(sed -n 's/.*https=\([0-9]*\).*/\1/p' /tmp/b.log)
+{ports}PB=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/svc-b.log)
+PBS=$(sed -n 's/.*https=\([0-9]*\).*/\1/p' /tmp/svc-b.log)
 start_agent /tmp/spans.out /tmp/agent.err
 {calls}stop_agent
 echo "== spans"
@@ -208,7 +234,7 @@ export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.5
 start_agent /tmp/sampled.out /tmp/sampled.err
 n=1
 while [ $n -le {SAMPLED_CALLS} ]; do
-  wget -q -O /dev/null "http://127.0.0.1:$PA/call?url={sampled_url}$n{sampled_end}"
+  wget -q -O /dev/null "http://127.0.0.1:$PA_0/call?url={sampled_url}$n{sampled_end}"
   n=$((n+1))
 done
 stop_agent
@@ -222,8 +248,9 @@ poweroff -f
     )
 }
 
-/// Boots the VM and returns what its console printed.
-fn run_vm(kernel: &Path, busybox: &Path, server: &Path) -> String {
+/// Boots the VM with B (`b`) and the callers (name, binary), and returns what its console
+/// printed.
+fn run_vm(kernel: &Path, busybox: &Path, b: &Path, callers: &[(String, PathBuf)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     for sub in ["bin", "proc", "sys", "tmp", "dev", "etc"] {
@@ -240,10 +267,13 @@ fn run_vm(kernel: &Path, busybox: &Path, server: &Path) -> String {
         .unwrap();
     assert!(strip.success(), "strip {AGENT}");
     copy_with_libraries(&stripped, &root.join("agent"), &root);
-    copy_with_libraries(server, &root.join("svc-a"), &root);
-    copy_with_libraries(server, &root.join("svc-b"), &root);
+    copy_with_libraries(b, &root.join("svc-b"), &root);
+    for (name, binary) in callers {
+        copy_with_libraries(binary, &root.join(name), &root);
+    }
+    let names: Vec<String> = callers.iter().map(|(name, _)| name.clone()).collect();
     let init = root.join("init");
-    std::fs::write(&init, init_script()).unwrap();
+    std::fs::write(&init, init_script(&names)).unwrap();
     std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let initrd = dir.path().join("initrd.cpio");
     let cpio = Command::new("sh")
@@ -314,11 +344,23 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
     let Some((kernel, busybox)) = vm_tools() else {
         return;
     };
+    // The callers, whose probes write: Go 1.21, 1.24 and the newest; B reads.
+    let mut callers: Vec<(String, PathBuf)> = Vec::new();
+    for version in ["1.21", "1.24", "newest"] {
+        let Some(go) = require_go(version) else {
+            return;
+        };
+        let (major, minor, _) = go.numbers();
+        let name = format!("svc-a{major}{minor}");
+        if !callers.iter().any(|(n, _)| *n == name) {
+            callers.push((name, build_go_server(&go.version, Variant::Stripped)));
+        }
+    }
     let Some(go) = require_go("1.24") else {
         return;
     };
-    let server = build_go_server(&go.version, Variant::Stripped);
-    let output = run_vm(&kernel, &busybox, &server);
+    let b = build_go_server(&go.version, Variant::Stripped);
+    let output = run_vm(&kernel, &busybox, &b, &callers);
     assert!(
         output.contains("== lockdown: [none]"),
         "the VM's kernel must allow writes:\n{output}"
@@ -329,98 +371,97 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
         "propagation should be on in the VM:\n{log}"
     );
     let spans = section(&output, "spans");
-    for (i, case) in cases().iter().enumerate() {
-        let n = i + 1;
-        let received: Vec<&str> = section(&output, &format!("case {n}"))
-            .lines()
-            .filter_map(|l| l.strip_prefix("Traceparent: "))
-            .collect();
-        let client = spans
-            .lines()
-            .find(|l| {
-                field(l, "kind") == Some("client") && l.contains(&format!("/headers?case={n}"))
-            })
-            .unwrap_or_else(|| panic!("case {n}: no client span in\n{spans}"));
-        let b = spans
-            .lines()
-            .find(|l| {
-                field(l, "service") == Some("svc-b")
-                    && field(l, "kind") == Some("server")
-                    && l.contains(&format!("case={n}"))
-            })
-            .unwrap_or_else(|| panic!("case {n}: no span of B in\n{spans}"));
-        let (trace, span) = (
-            field(client, "trace").unwrap(),
-            field(client, "span").unwrap(),
-        );
-        match case.expect {
-            Expect::ClientContext => {
-                assert_eq!(
-                    received,
-                    vec![format!("00-{trace}-{span}-01")],
-                    "case {n}: B received the client span's context, once"
-                );
-                assert_eq!(field(b, "trace"), Some(trace), "case {n}: {b}");
-                assert_eq!(field(b, "parent"), Some(span), "case {n}: {b}");
-            }
-            Expect::Own(own) => {
-                assert_eq!(
-                    received,
-                    vec![own],
-                    "case {n}: the application's header alone"
-                );
-                assert_eq!(field(b, "trace"), Some(&own[3..35]), "case {n}: {b}");
-                assert_eq!(field(b, "parent"), Some(&own[36..52]), "case {n}: {b}");
-            }
-            Expect::Proxied => {
-                assert_eq!(
-                    received,
-                    vec![format!("00-{trace}-{span}-01")],
-                    "case {n}: the copied header replaced by the proxy's client span, once"
-                );
-                assert_eq!(
-                    trace,
-                    &CALLER[3..35],
-                    "case {n}: the caller's trace: {client}"
-                );
-                let proxy = spans
-                    .lines()
-                    .find(|l| {
-                        field(l, "service") == Some("svc-a")
-                            && field(l, "kind") == Some("server")
-                            && field(l, "url.path") == Some("/proxy")
-                    })
-                    .unwrap_or_else(|| panic!("case {n}: no span of the proxy in\n{spans}"));
-                assert_eq!(field(proxy, "trace"), Some(trace), "case {n}: {proxy}");
-                assert_eq!(field(proxy, "parent"), Some(&CALLER[36..52]), "{proxy}");
-                assert_eq!(field(client, "parent"), field(proxy, "span"), "{client}");
-                assert_eq!(field(b, "trace"), Some(trace), "case {n}: {b}");
-                assert_eq!(field(b, "parent"), Some(span), "case {n}: {b}");
-            }
-            Expect::Nothing => {
-                assert!(
-                    received.is_empty(),
-                    "case {n}: no room, no write: {received:?}"
-                );
-                assert_eq!(field(b, "parent"), None, "case {n}: B starts a trace: {b}");
-                assert_ne!(field(b, "trace"), Some(trace), "case {n}: {b}");
-            }
-        }
+    for (caller, _) in &callers {
+        check_calls(&output, spans, caller);
     }
     let stats = spans
         .lines()
         .find(|l| l.contains("final stats:"))
         .unwrap_or_else(|| panic!("no final stats in\n{spans}"));
     assert!(stats.contains("events_lost=0"), "{stats}");
-    assert!(stats.contains("traceparent_replaced=1"), "{stats}");
+    assert!(
+        stats.contains(&format!("traceparent_replaced={} ", callers.len())),
+        "one replaced per caller's proxy: {stats}"
+    );
     eprintln!("{stats}");
-    check_sampling_across_services(section(&output, "sampled spans"));
+    check_sampling_across_services(section(&output, "sampled spans"), &callers[0].0);
+}
+
+/// What B received from `caller` and the spans of each of its calls (`cases`).
+fn check_calls(output: &str, spans: &str, caller: &str) {
+    for (i, case) in cases(caller).iter().enumerate() {
+        let n = i + 1;
+        let marker = format!("case={n}");
+        let received: Vec<&str> = section(output, &format!("case {n} {caller}"))
+            .lines()
+            .filter_map(|l| l.strip_prefix("Traceparent: "))
+            .collect();
+        let of = |service: &str, kind: &str| {
+            spans.lines().find(|l| {
+                field(l, "service") == Some(service)
+                    && field(l, "kind") == Some(kind)
+                    && l.contains(&marker)
+                    && l.contains(&format!("from={caller}"))
+            })
+        };
+        let client = of(caller, "client")
+            .unwrap_or_else(|| panic!("{caller} case {n}: no client span in\n{spans}"));
+        let b = of("svc-b", "server")
+            .unwrap_or_else(|| panic!("{caller} case {n}: no span of B in\n{spans}"));
+        let (trace, span) = (
+            field(client, "trace").unwrap(),
+            field(client, "span").unwrap(),
+        );
+        let n = format!("{caller} case {n}");
+        match case.expect {
+            Expect::ClientContext => {
+                assert_eq!(
+                    received,
+                    vec![format!("00-{trace}-{span}-01")],
+                    "{n}: B received the client span's context, once"
+                );
+                assert_eq!(field(b, "trace"), Some(trace), "{n}: {b}");
+                assert_eq!(field(b, "parent"), Some(span), "{n}: {b}");
+            }
+            Expect::Own(own) => {
+                assert_eq!(received, vec![own], "{n}: the application's header alone");
+                assert_eq!(field(b, "trace"), Some(&own[3..35]), "{n}: {b}");
+                assert_eq!(field(b, "parent"), Some(&own[36..52]), "{n}: {b}");
+            }
+            Expect::Proxied => {
+                assert_eq!(
+                    received,
+                    vec![format!("00-{trace}-{span}-01")],
+                    "{n}: the copied header replaced by the proxy's client span, once"
+                );
+                assert_eq!(trace, &CALLER[3..35], "{n}: the caller's trace: {client}");
+                let proxy = spans
+                    .lines()
+                    .find(|l| {
+                        field(l, "service") == Some(caller)
+                            && field(l, "kind") == Some("server")
+                            && field(l, "url.path") == Some("/proxy")
+                    })
+                    .unwrap_or_else(|| panic!("{n}: no span of the proxy in\n{spans}"));
+                assert_eq!(field(proxy, "trace"), Some(trace), "{n}: {proxy}");
+                assert_eq!(field(proxy, "parent"), Some(&CALLER[36..52]), "{proxy}");
+                assert_eq!(field(client, "parent"), field(proxy, "span"), "{client}");
+                assert_eq!(field(b, "trace"), Some(trace), "{n}: {b}");
+                assert_eq!(field(b, "parent"), Some(span), "{n}: {b}");
+            }
+            Expect::Nothing => {
+                assert!(received.is_empty(), "{n}: no room, no write: {received:?}");
+                assert_eq!(field(b, "parent"), None, "{n}: B starts a trace: {b}");
+                assert_ne!(field(b, "trace"), Some(trace), "{n}: {b}");
+            }
+        }
+    }
 }
 
 /// With `parentbased_traceidratio` at one half, A decides for each request and B follows the
 /// flag A's client span sent: A's server and client spans and B's span are kept or dropped
 /// together, one trace.
-fn check_sampling_across_services(spans: &str) {
+fn check_sampling_across_services(spans: &str, caller: &str) {
     let mut kept = 0;
     for n in 1..=SAMPLED_CALLS {
         let of = |service: &str, kind: &str, marker: &str| {
@@ -433,8 +474,8 @@ fn check_sampling_across_services(spans: &str) {
         let escaped = format!("sampling%3D{n}%26end");
         let plain = format!("sampling={n}&end");
         let found = (
-            of("svc-a", "server", &escaped),
-            of("svc-a", "client", &plain),
+            of(caller, "server", &escaped),
+            of(caller, "client", &plain),
             of("svc-b", "server", &plain),
         );
         match found {
