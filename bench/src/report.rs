@@ -900,6 +900,7 @@ fn sdk_filters(md: &mut String, micro: &[crate::criterion::MicroBench]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace_cost::sample_run;
     use crate::wrk::WrkResult;
 
     fn run(round: usize, mode: Mode, cpu_us: f64, probe_ns: Option<f64>) -> OverheadRun {
@@ -999,30 +1000,14 @@ mod tests {
         assert_eq!(overhead_verdict(false, false), "**not met**");
     }
 
-    fn cost(round: usize, config: Config, ns: f64) -> TraceCostRun {
-        TraceCostRun {
-            scheme: Scheme::Http,
-            config,
-            round,
-            wrk: WrkResult {
-                requests_per_second: 20_000.0,
-                requests: 40_000,
-                p50_us: 1000.0,
-                p99_us: 2000.0,
-            },
-            ns_per_request: ns,
-            runs_per_request: 2.0,
-        }
-    }
-
     #[test]
     fn the_server_bpf_time_target_is_judged_on_the_median_with_a_traceparent() {
         let runs = [
-            cost(1, Config::ServerNoTraceparent, 1150.0),
-            cost(1, Config::ServerTraceparent, 1250.0),
-            cost(2, Config::ServerTraceparent, 1420.0),
-            cost(2, Config::ServerNoTraceparent, 1290.0),
-            cost(3, Config::ServerTraceparent, 1280.0),
+            sample_run(1, Config::ServerNoTraceparent, 1150.0),
+            sample_run(1, Config::ServerTraceparent, 1250.0),
+            sample_run(2, Config::ServerTraceparent, 1420.0),
+            sample_run(2, Config::ServerNoTraceparent, 1290.0),
+            sample_run(3, Config::ServerTraceparent, 1280.0),
         ];
         let t = server_bpf_time(&runs, Scheme::Http, 1300.0).unwrap();
         assert_eq!(t.with_traceparent.median, 1280.0);

@@ -254,35 +254,37 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
     Ok(runs)
 }
 
+/// A measured-looking run of `config` in `round`, `ns` per request, for tests of the summaries.
+#[cfg(test)]
+pub(crate) fn sample_run(round: usize, config: Config, ns: f64) -> TraceCostRun {
+    TraceCostRun {
+        scheme: Scheme::Http,
+        config,
+        round,
+        wrk: WrkResult {
+            requests_per_second: 10_000.0,
+            requests: 20_000,
+            p50_us: 100.0,
+            p99_us: 200.0,
+        },
+        ns_per_request: ns,
+        runs_per_request: 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(round: usize, config: Config, ns: f64) -> TraceCostRun {
-        TraceCostRun {
-            scheme: Scheme::Http,
-            config,
-            round,
-            wrk: WrkResult {
-                requests_per_second: 10_000.0,
-                requests: 20_000,
-                p50_us: 100.0,
-                p99_us: 200.0,
-            },
-            ns_per_request: ns,
-            runs_per_request: 2.0,
-        }
-    }
 
     #[test]
     fn differences_pair_configurations_of_the_same_round() {
         // Round 2 ran 20% slower for both: the difference moves less than either figure.
         let runs = [
-            run(1, Config::ClientFloor, 100.0),
-            run(1, Config::ClientAgent, 600.0),
-            run(2, Config::ClientAgent, 720.0),
-            run(2, Config::ClientFloor, 120.0),
-            run(3, Config::ClientAgent, 650.0),
+            sample_run(1, Config::ClientFloor, 100.0),
+            sample_run(1, Config::ClientAgent, 600.0),
+            sample_run(2, Config::ClientAgent, 720.0),
+            sample_run(2, Config::ClientFloor, 120.0),
+            sample_run(3, Config::ClientAgent, 650.0),
         ];
         let d = difference(
             &runs,

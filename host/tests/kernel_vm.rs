@@ -333,6 +333,23 @@ fn section<'a>(output: &'a str, name: &str) -> &'a str {
     &body[..body.find("\n== ").unwrap_or(body.len())]
 }
 
+/// The span line of `service`, of `kind`, that contains every one of `markers`.
+fn span_line<'a>(spans: &'a str, service: &str, kind: &str, markers: &[&str]) -> Option<&'a str> {
+    spans.lines().find(|l| {
+        field(l, "service") == Some(service)
+            && field(l, "kind") == Some(kind)
+            && markers.iter().all(|m| l.contains(m))
+    })
+}
+
+/// The agent's `final stats:` line, printed with its spans when it stops.
+fn final_stats(spans: &str) -> &str {
+    spans
+        .lines()
+        .find(|l| l.contains("final stats:"))
+        .unwrap_or_else(|| panic!("no final stats in\n{spans}"))
+}
+
 /// A span line of the stdout exporter: its `key=value` field.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -374,10 +391,7 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
     for (caller, _) in &callers {
         check_calls(&output, spans, caller);
     }
-    let stats = spans
-        .lines()
-        .find(|l| l.contains("final stats:"))
-        .unwrap_or_else(|| panic!("no final stats in\n{spans}"));
+    let stats = final_stats(spans);
     assert!(stats.contains("events_lost=0"), "{stats}");
     assert!(
         stats.contains(&format!("traceparent_replaced={} ", callers.len())),
@@ -396,14 +410,8 @@ fn check_calls(output: &str, spans: &str, caller: &str) {
             .lines()
             .filter_map(|l| l.strip_prefix("Traceparent: "))
             .collect();
-        let of = |service: &str, kind: &str| {
-            spans.lines().find(|l| {
-                field(l, "service") == Some(service)
-                    && field(l, "kind") == Some(kind)
-                    && l.contains(&marker)
-                    && l.contains(&format!("from={caller}"))
-            })
-        };
+        let from = format!("from={caller}");
+        let of = |service: &str, kind: &str| span_line(spans, service, kind, &[&marker, &from]);
         let client = of(caller, "client")
             .unwrap_or_else(|| panic!("{caller} case {n}: no client span in\n{spans}"));
         let b = of("svc-b", "server")
@@ -435,13 +443,7 @@ fn check_calls(output: &str, spans: &str, caller: &str) {
                     "{n}: the copied header replaced by the proxy's client span, once"
                 );
                 assert_eq!(trace, &CALLER[3..35], "{n}: the caller's trace: {client}");
-                let proxy = spans
-                    .lines()
-                    .find(|l| {
-                        field(l, "service") == Some(caller)
-                            && field(l, "kind") == Some("server")
-                            && field(l, "url.path") == Some("/proxy")
-                    })
+                let proxy = span_line(spans, caller, "server", &[" url.path=/proxy "])
                     .unwrap_or_else(|| panic!("{n}: no span of the proxy in\n{spans}"));
                 assert_eq!(field(proxy, "trace"), Some(trace), "{n}: {proxy}");
                 assert_eq!(field(proxy, "parent"), Some(&CALLER[36..52]), "{proxy}");
@@ -464,19 +466,12 @@ fn check_calls(output: &str, spans: &str, caller: &str) {
 fn check_sampling_across_services(spans: &str, caller: &str) {
     let mut kept = 0;
     for n in 1..=SAMPLED_CALLS {
-        let of = |service: &str, kind: &str, marker: &str| {
-            spans.lines().find(|l| {
-                field(l, "service") == Some(service)
-                    && field(l, "kind") == Some(kind)
-                    && l.contains(marker)
-            })
-        };
         let escaped = format!("sampling%3D{n}%26end");
         let plain = format!("sampling={n}&end");
         let found = (
-            of(caller, "server", &escaped),
-            of(caller, "client", &plain),
-            of("svc-b", "server", &plain),
+            span_line(spans, caller, "server", &[&escaped]),
+            span_line(spans, caller, "client", &[&plain]),
+            span_line(spans, "svc-b", "server", &[&plain]),
         );
         match found {
             (None, None, None) => {}
@@ -495,10 +490,7 @@ fn check_sampling_across_services(spans: &str, caller: &str) {
     // Propagation costs each call, sampled or not, one probe hit: the header write (HTTP/1.1
     // here). The call's own start and return are counted with it (a start hits twice when Go
     // grows the goroutine's stack on entry, as on these fresh connections' goroutines).
-    let stats = spans
-        .lines()
-        .find(|l| l.contains("final stats:"))
-        .unwrap_or_else(|| panic!("no final stats in\n{spans}"));
+    let stats = final_stats(spans);
     let stat = |name: &str| -> u64 {
         field(stats, name)
             .and_then(|v| v.parse().ok())

@@ -116,8 +116,8 @@ struct Outgoing {
 /// is left alone; one a proxy copied from the request it serves (the same trace and caller) is
 /// overwritten in place by the call's, the same length, so the proxy's spans sit on the trace's
 /// path. Nothing is written when the writer is not a `*bufio.Writer` or has failed, when the
-/// buffer has no room for the whole line, or when the binary's layouts were not verified
-/// (`ABSENT`).
+/// buffer has no room for the whole line, or when a layout the write relies on is not known for
+/// the binary (`GoOffsets::request_writer_known`).
 #[uprobe]
 pub fn client_header_write(ctx: ProbeContext) -> u32 {
     bump(counter::HEADER_WRITE_HITS);
