@@ -22,7 +22,8 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
 apt_packages=(rustc-web cargo-web rust-web-src wasi-libc libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev
   zlib1g-dev libzstd-dev wrk bpftrace valgrind binutils openssl curl ca-certificates python3-pip pkg-config
-  podman buildah runc debootstrap slirp4netns python3-yaml systemd qemu-system-x86 busybox-static)
+  podman buildah runc debootstrap slirp4netns python3-yaml systemd qemu-system-x86 busybox-static
+  golang-golang-x-net-dev golang-golang-x-text-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
