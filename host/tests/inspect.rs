@@ -8,7 +8,7 @@ mod skip;
 
 use std::path::Path;
 
-use go_fixtures::{build_go_server, go_versions, require_go, GoToolchain, Variant};
+use go_fixtures::{build_go_server, go_versions, require_go, require_x_net, GoToolchain, Variant};
 use http_autoinstrument::inspect::{
     dwarf_layouts, inspect_binary, inspect_bytes, itab_addresses_by_scan,
     itab_addresses_from_runtime_data, layouts, probed_functions_by_source, FunctionSource,
@@ -78,6 +78,8 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
             .map(|f| f.file_offset + f.entry_offset)
             .collect::<Vec<_>>()
     );
+    // No golang.org/x/net in the fixture: no probes on its Transport.
+    assert!(inspected.x_net_round_trip.is_none(), "Go {v}");
     let gopanic = inspected.gopanic.as_ref().expect("runtime.gopanic");
     assert!(gopanic.size > 0 && gopanic.file_offset > 0);
 
@@ -461,6 +463,71 @@ fn stripped_and_cgo_pie_builds_match_their_unstripped_builds() {
             );
         }
     }
+}
+
+/// golang.org/x/net/http2's `(*Transport).RoundTrip`, where x/net's client calls are probed: its
+/// entry probe on the stack check's `jbe`, its RETs, from the symbol table and, in the stripped
+/// build, from the function table, at the same offsets. net/http's roundTrip is probed too.
+fn x_net_transport_is_found(version: &str) {
+    let Some(toolchain) = require_go(version) else {
+        return;
+    };
+    if !require_x_net() {
+        return;
+    }
+    let v = &toolchain.version;
+    let mut found = Vec::new();
+    for variant in [Variant::XNet, Variant::XNetStripped] {
+        let path = build_go_server(v, variant);
+        let data = std::fs::read(&path).unwrap();
+        let binary = inspect_binary(&path).unwrap_or_else(|e| panic!("Go {v} {variant:?}: {e}"));
+        let source = match variant {
+            Variant::XNet => FunctionSource::Symbols,
+            _ => FunctionSource::Pclntab,
+        };
+        assert_eq!(binary.sources.functions, source, "Go {v} {variant:?}");
+        assert!(binary.round_trip.is_some(), "Go {v} {variant:?}: roundTrip");
+        let f = (binary.x_net_round_trip.clone())
+            .unwrap_or_else(|| panic!("Go {v} {variant:?}: x/net's RoundTrip not found"));
+        assert_eq!(f.name, "golang.org/x/net/http2.(*Transport).RoundTrip");
+        let at = (f.file_offset + f.entry_offset) as usize;
+        assert!(
+            f.entry_offset > 0 && (data[at] == 0x76 || data[at..at + 2] == [0x0f, 0x86]),
+            "Go {v} {variant:?}: entry probe at +{:#x} is not on a jbe",
+            f.entry_offset
+        );
+        assert!(!f.return_offsets.is_empty(), "Go {v} {variant:?}: no RET");
+        for &ret in &f.return_offsets {
+            assert!(ret < f.size, "Go {v} {variant:?}: RET at +{ret:#x}");
+            assert_eq!(
+                data[(f.file_offset + ret) as usize],
+                0xc3,
+                "Go {v} {variant:?}: RET at +{ret:#x} is not a 0xC3 byte in the file"
+            );
+        }
+        // A failed call's error.type is named from the binary's type data.
+        assert!(
+            binary.error_types.values().any(|t| t == "*net.OpError"),
+            "Go {v} {variant:?}"
+        );
+        found.push((f.entry_offset, f.return_offsets));
+    }
+    assert_eq!(found[0], found[1], "Go {v}: stripped and unstripped builds");
+}
+
+#[test]
+fn x_net_transport_go1_21() {
+    x_net_transport_is_found("1.21");
+}
+
+#[test]
+fn x_net_transport_go1_24() {
+    x_net_transport_is_found("1.24");
+}
+
+#[test]
+fn x_net_transport_newest() {
+    x_net_transport_is_found("newest");
 }
 
 /// Go's function table names and places the probed functions as the symbol table does. A

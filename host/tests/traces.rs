@@ -9,7 +9,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use support::agent::{curl, otlp_env, require_root, skip, Agent, SPAN_TIMEOUT};
-use support::go_fixtures::{build_go_server, require_go, GoServer, Variant};
+use support::go_fixtures::{build_go_server, require_go, require_x_net, GoServer, Variant};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 
 /// The caller's trace context the tests send to A.
@@ -515,4 +515,249 @@ fn propagation_where_the_kernel_allows_it() {
 #[test]
 fn propagation_switched_off() {
     propagation(Some("off"));
+}
+
+/// One call A makes with golang.org/x/net/http2's Transport (the x/net fixture's `/call`).
+struct XNetCall {
+    case: u32,
+    /// `h2c` and `h2`: x/net's Transport as the http.Client's; `configure`: net/http's Transport
+    /// set up with `http2.ConfigureTransport`, which calls into x/net's.
+    via: &'static str,
+    url: String,
+    /// What `url.full` must say: no user information, the default query redaction.
+    full: String,
+    fails: bool,
+    /// Made on a goroutine with `context.Background()`: a root.
+    detached: bool,
+}
+
+fn x_net_calls(b: &GoServer) -> Vec<XNetCall> {
+    let mut out = Vec::new();
+    let mut add = |case: u32, via, base: String, fails, detached| {
+        let rest = format!("/users/{case}?sig=s3cret&page=2");
+        let (scheme, host) = base.split_once("://").unwrap();
+        out.push(XNetCall {
+            case,
+            via,
+            // Credentials in the URL (Go sends them as Authorization) never reach the span.
+            url: format!("{scheme}://user:pa55@{host}{rest}"),
+            full: format!("{base}{}", rest.replace("s3cret", "REDACTED")),
+            fails,
+            detached,
+        });
+    };
+    let h2c = format!("http://127.0.0.1:{}", b.http_port);
+    let h2 = format!("https://127.0.0.1:{}", b.https_port);
+    // Two calls each: the first dials, the second reuses the connection (net/http's roundTrip
+    // reaches x/net's Transport by another path then).
+    for (first, via, base) in [
+        (300, "h2c", &h2c),
+        (310, "h2", &h2),
+        (320, "configure", &h2),
+    ] {
+        for case in first..first + 2 {
+            add(case, via, base.clone(), false, false);
+        }
+    }
+    add(330, "h2c", "http://127.0.0.1:1".into(), true, false);
+    add(331, "h2", "https://127.0.0.1:1".into(), true, false);
+    add(340, "h2c", h2c, false, true);
+    out
+}
+
+fn send_x_net(a: &GoServer, call: &XNetCall) {
+    let mut args = vec![
+        "-sS".to_string(),
+        "-G".into(),
+        format!("http://127.0.0.1:{}/call", a.http_port),
+    ];
+    for (k, v) in [
+        ("case", call.case.to_string()),
+        ("via", call.via.to_string()),
+        ("url", call.url.clone()),
+    ] {
+        args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
+    }
+    if call.detached {
+        args.extend(["--data-urlencode".into(), "mode=detached".into()]);
+    }
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    let expected = if call.fails {
+        "call failed"
+    } else {
+        "called: 200 HTTP/2.0"
+    };
+    assert!(body.starts_with(expected), "case {}: {body}", call.case);
+}
+
+fn check_x_net(spans: &[ReceivedSpan], call: &XNetCall, b: &GoServer) {
+    let ctx = format!("case {} ({} {})", call.case, call.via, call.url);
+    let server = service(spans, "svc-a")
+        .find(|s| {
+            s.kind == SpanKind::Server
+                && s.attr_str("url.query")
+                    .is_some_and(|q| q.starts_with(&format!("case={}&", call.case)))
+        })
+        .unwrap_or_else(|| panic!("{ctx}: no server span of A in {spans:#?}"));
+    let clients: Vec<&ReceivedSpan> = service(spans, "svc-a")
+        .filter(|s| {
+            s.kind == SpanKind::Client && s.attr_str("url.full") == Some(call.full.as_str())
+        })
+        .collect();
+    assert_eq!(
+        clients.len(),
+        1,
+        "{ctx}: exactly one client span: {clients:#?}"
+    );
+    let client = clients[0];
+    if call.detached {
+        assert_ne!(
+            client.trace_id, server.trace_id,
+            "{ctx}: outside the request"
+        );
+        assert!(client.parent_span_id.is_empty(), "{ctx}: a root");
+    } else {
+        assert_eq!(
+            client.trace_id, server.trace_id,
+            "{ctx}: the request's trace"
+        );
+        assert_eq!(
+            client.parent_span_id, server.span_id,
+            "{ctx}: child of A's server span"
+        );
+        assert!(client.start_unix_nanos >= server.start_unix_nanos, "{ctx}");
+        assert!(client.end_unix_nanos <= server.end_unix_nanos, "{ctx}");
+    }
+    assert_eq!(client.name, "GET", "{ctx}");
+    assert_eq!(client.attr_str("http.request.method"), Some("GET"), "{ctx}");
+    let host = call.full.split_once("://").unwrap().1;
+    let (address, port) = host.split('/').next().unwrap().split_once(':').unwrap();
+    assert_eq!(client.attr_str("server.address"), Some(address), "{ctx}");
+    assert_eq!(
+        client.attr_int("server.port"),
+        Some(port.parse().unwrap()),
+        "{ctx}"
+    );
+    if call.fails {
+        assert_eq!(client.status_code, StatusCode::Error, "{ctx}");
+        assert_eq!(client.attr_str("error.type"), Some("*net.OpError"), "{ctx}");
+        assert_eq!(client.attr_int("http.response.status_code"), None, "{ctx}");
+        assert_eq!(client.attr_str("network.protocol.version"), None, "{ctx}");
+        return;
+    }
+    assert_ne!(client.status_code, StatusCode::Error, "{ctx}");
+    assert_eq!(client.attr_str("error.type"), None, "{ctx}");
+    assert_eq!(
+        client.attr_int("http.response.status_code"),
+        Some(200),
+        "{ctx}"
+    );
+    assert_eq!(
+        client.attr_str("network.protocol.version"),
+        Some("2"),
+        "{ctx}"
+    );
+    let path = format!("/users/{}", call.case);
+    let b_span = service(spans, "svc-b")
+        .find(|s| s.attr_str("url.path") == Some(path.as_str()))
+        .unwrap_or_else(|| panic!("{ctx}: no server span of B"));
+    assert_eq!(
+        b_span.resource_int("process.pid"),
+        Some(i64::from(b.pid)),
+        "{ctx}"
+    );
+    assert_eq!(
+        b_span.attr_str("network.protocol.version"),
+        Some("2"),
+        "{ctx}"
+    );
+}
+
+/// A value of the agent's final stats line.
+fn stat(stats: &str, name: &str) -> u64 {
+    let prefix = format!("{name}=");
+    stats
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {stats}"))
+        .parse()
+        .unwrap()
+}
+
+/// A (built with `go`) calls B with golang.org/x/net/http2's Transport: as an http.Client's
+/// Transport over h2c and TLS, and under net/http's Transport set up with
+/// `http2.ConfigureTransport`. B is built with the newest Go, whose net/http serves h2c.
+fn a_calls_b_with_x_net(go: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(OtlpReceiver::start());
+    if !require_root() {
+        return;
+    }
+    let (Some(toolchain), Some(newest)) = (require_go(go), require_go("newest")) else {
+        return;
+    };
+    if !require_x_net() {
+        return;
+    }
+    assert!(
+        newest.at_least(1, 24),
+        "B must be built with Go >= 1.24 to serve h2c"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, version) in [("svc-a", &toolchain.version), ("svc-b", &newest.version)] {
+        let binary = build_go_server(version, Variant::XNetStripped);
+        std::fs::copy(&binary, dir.path().join(name)).unwrap();
+    }
+    let args = [
+        "--exe".to_string(),
+        format!("{}/svc-*", dir.path().display()),
+    ];
+    let mut agent = Agent::start(&args, &otlp_env(&receiver, true));
+    let start = |name| {
+        GoServer::start_with_env(&dir.path().join(name), &[], &[("OTEL_SERVICE_NAME", name)])
+    };
+    let (a, b) = (start("svc-a"), start("svc-b"));
+    agent.wait_until_tracing(a.pid);
+    agent.wait_until_tracing(b.pid);
+    let calls = x_net_calls(&b);
+    for call in &calls {
+        send_x_net(&a, call);
+    }
+    let expected: usize = calls.iter().map(|c| if c.fails { 2 } else { 3 }).sum();
+    rt.block_on(receiver.wait_for_spans(expected, SPAN_TIMEOUT));
+    std::thread::sleep(Duration::from_millis(1500));
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), expected, "{spans:#?}");
+    for call in &calls {
+        check_x_net(&spans, call, &b);
+    }
+    let stats = agent.stop();
+    eprintln!("go{go} with x/net: {stats}");
+    // Two hits per call (start and return), and two more where net/http's roundTrip hands a
+    // new connection's first request to x/net's Transport (the one `configure` call that dials).
+    let hits = stat(&stats, "client_call_hits");
+    let calls = calls.len() as u64;
+    assert_eq!(hits, 2 * calls + 2, "client probe hits for {calls} calls");
+    // x/net's return inside net/http's call is not taken for net/http's, which would then end
+    // without its start.
+    assert_eq!(stat(&stats, "ends_without_entry"), 0, "{stats}");
+}
+
+#[test]
+fn go_1_21_a_calls_b_with_x_net() {
+    a_calls_b_with_x_net("1.21");
+}
+
+#[test]
+fn go_1_24_a_calls_b_with_x_net() {
+    a_calls_b_with_x_net("1.24");
+}
+
+#[test]
+fn newest_go_a_calls_b_with_x_net() {
+    a_calls_b_with_x_net("newest");
 }

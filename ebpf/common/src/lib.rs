@@ -442,6 +442,18 @@ pub struct ClientCall {
     pub request: u64,
     pub headers: u64,
     pub trace: TraceContext,
+    /// Whose probes started the call: [`transport::NET_HTTP`] or [`transport::X_NET`].
+    pub transport: u64,
+}
+
+/// The client transports the probes sit in, as a client call records it.
+pub mod transport {
+    /// net/http's `(*Transport).roundTrip`.
+    pub const NET_HTTP: u64 = 0;
+    /// golang.org/x/net/http2's `(*Transport).RoundTrip`. net/http's roundTrip calls it for a
+    /// transport set up with `http2.ConfigureTransport`: that nested call is part of the outer
+    /// one, not a call of its own.
+    pub const X_NET: u64 = 1;
 }
 
 /// Executables the probes can serve at once: the slots of their table of [`BinaryConfig`]s.
@@ -467,10 +479,28 @@ pub const fn probe_cookie(binary: u32, address: u32) -> u64 {
     ((binary as u64) << 32) | address as u64
 }
 
+/// Marks the cookie of a client probe on golang.org/x/net/http2's Transport
+/// ([`transport::X_NET`]); slots stay far below this bit ([`MAX_BINARIES`]).
+pub const COOKIE_X_NET: u64 = 1 << 63;
+const _: () = assert!((MAX_BINARIES as u64) << 32 < COOKIE_X_NET);
+
+/// The client transport a probe's cookie names ([`transport`]).
+#[inline(always)]
+pub const fn cookie_transport(cookie: u64) -> u64 {
+    if cookie & COOKIE_X_NET != 0 {
+        transport::X_NET
+    } else {
+        transport::NET_HTTP
+    }
+}
+
 /// The slot and the link-time address of a probe's cookie (see [`probe_cookie`]).
 #[inline(always)]
 pub const fn cookie_parts(cookie: u64) -> (u32, u64) {
-    ((cookie >> 32) as u32, cookie & 0xffff_ffff)
+    (
+        ((cookie & !COOKIE_X_NET) >> 32) as u32,
+        cookie & 0xffff_ffff,
+    )
 }
 
 /// The set of heap address `address` of process `pid` in a table of `sets` sets (a power of two).
@@ -586,7 +616,7 @@ mod tests {
         assert_ne!(size_of::<HttpClientEvent>(), size_of::<HttpServerEvent>());
         assert_eq!(size_of::<GoOffsets>(), 68 * 8);
         assert_eq!(size_of::<ContextKey>(), 16);
-        assert_eq!(size_of::<ClientCall>(), 64);
+        assert_eq!(size_of::<ClientCall>(), 72);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 104);
         // Two cache lines per slot.
@@ -599,6 +629,10 @@ mod tests {
         let cookie = probe_cookie(1023, 0x63f064);
         assert_eq!(cookie_parts(cookie), (1023, 0x63f064));
         assert_eq!(cookie_parts(probe_cookie(0, u32::MAX)), (0, 0xffff_ffff));
+        let x_net = probe_cookie(1023, 0x63f064) | COOKIE_X_NET;
+        assert_eq!(cookie_parts(x_net), (1023, 0x63f064));
+        assert_eq!(cookie_transport(x_net), transport::X_NET);
+        assert_eq!(cookie_transport(cookie), transport::NET_HTTP);
     }
 
     fn key(g: u64) -> GoroutineKey {

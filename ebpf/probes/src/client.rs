@@ -3,19 +3,30 @@
 //! bundled HTTP/2, which it calls), one hit when it starts and one when it returns: the response's
 //! headers have arrived, or the call failed.
 //!
+//! The same programs sit on golang.org/x/net/http2's `(*Transport).RoundTrip`, whose arguments
+//! and results are roundTrip's (a `*Transport`, a `*Request`; `*Response`, `error`); their
+//! attach cookie says which transport they are on. Given to net/http with
+//! `http2.ConfigureTransport`, x/net's Transport runs inside net/http's roundTrip, on the same
+//! goroutine: that nested call is ignored, its start and its return alike, and net/http's
+//! return ends the one call.
+//!
 //! The start finds the call's parent: the server request whose context the call's request
 //! carries (`Request.ctx`, or a context derived from it), else the request the same goroutine
 //! is serving; it then gives the call its trace context. The return writes the call's event.
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, generated::bpf_probe_write_user},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_get_attach_cookie, bpf_probe_write_user},
+    },
     macros::{map, uprobe},
     maps::{LruHashMap, PerCpuArray},
     programs::ProbeContext,
+    EbpfContext,
 };
 use http_autoinstrument_common::{
-    client_flags, counter, format_traceparent_line, parent, write_hex, ClientCall, ContextKey,
-    GoroutineKey, HttpClientEvent, TraceContext, TRACEPARENT_COPY, TRACEPARENT_LEN,
-    TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
+    client_flags, cookie_transport, counter, format_traceparent_line, parent, transport, write_hex,
+    ClientCall, ContextKey, GoroutineKey, HttpClientEvent, TraceContext, TRACEPARENT_COPY,
+    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
 };
 
 use crate::go::{field, read_u64, read_words, Window};
@@ -23,6 +34,12 @@ use crate::{
     binary_of, bump, current_pid, goroutine_key, in_flight, search_headers, trace, wakeup_flags,
     EVENTS, PROPAGATE, REQUEST_WINDOW, TRACEPARENT_TEXT, WINDOWS, WRITER_WINDOW,
 };
+
+/// Which transport the probe that fired sits in (its cookie's `COOKIE_X_NET`).
+#[inline(always)]
+fn transport_of(ctx: &ProbeContext) -> u64 {
+    cookie_transport(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) })
+}
 
 /// Calls between their start and their return, by goroutine.
 #[map]
@@ -35,9 +52,13 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
     let key = goroutine_key(&ctx, pid);
     // roundTrip(t *Transport, req *Request): req in RBX.
     let request = unsafe { (*ctx.regs).rbx };
+    let transport = transport_of(&ctx);
     if let Some(call) = unsafe { CLIENT_CALLS.get(&key) } {
-        if call.request == request {
+        if call.request == request && call.transport == transport {
             return 0; // entered again by Go's stack growth
+        }
+        if transport == transport::X_NET && call.transport == transport::NET_HTTP {
+            return 0; // inside net/http's call: x/net's Transport serving it
         }
     }
     let Some(binary) = binary_of(&ctx) else {
@@ -64,6 +85,7 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
         request,
         headers: 0,
         trace: TraceContext::empty(),
+        transport,
     };
     trace::new_context(
         &mut call.trace,
@@ -266,6 +288,14 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
         bump(counter::ENDS_WITHOUT_ENTRY);
         return 0;
     };
+    let Some(binary) = binary_of(&ctx) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    if call.transport != binary.transport {
+        // x/net's Transport returning to net/http's roundTrip, whose own return ends the call.
+        return 0;
+    }
     let _ = CLIENT_CALLS.remove(&key);
     if call.headers != 0 {
         let _ = OUTGOING.remove(&ContextKey::new(pid, call.headers));
@@ -274,10 +304,6 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
         bump(counter::NOT_SAMPLED);
         return 0;
     }
-    let Some(binary) = binary_of(&ctx) else {
-        bump(counter::UNCONFIGURED_HITS);
-        return 0;
-    };
     // roundTrip returns (*Response, error): RAX, and the error's itab and data in RBX, RCX.
     let regs = unsafe { &*ctx.regs };
     let (response, error_itab) = (regs.rax, regs.rbx);

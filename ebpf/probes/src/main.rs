@@ -38,9 +38,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use http_autoinstrument_common::{
-    cookie_parts, counter, flags, parent, parse_traceparent, BinaryConfig, ContextKey, GoOffsets,
-    GoroutineKey, HttpServerEvent, InFlightRequest, ABSENT, EVENT_RECORD_BYTES, FLAG_SAMPLED,
-    MAX_BINARIES, TRACEPARENT_COPY,
+    cookie_parts, cookie_transport, counter, flags, parent, parse_traceparent, BinaryConfig,
+    ContextKey, GoOffsets, GoroutineKey, HttpServerEvent, InFlightRequest, ABSENT,
+    EVENT_RECORD_BYTES, FLAG_SAMPLED, MAX_BINARIES, TRACEPARENT_COPY,
 };
 
 use go::{read_bytes, read_u64, Window, WINDOW_WORDS};
@@ -58,11 +58,14 @@ struct Binary {
     offsets: &'static GoOffsets,
     slot: u32,
     bias: u64,
+    /// The client transport the probe sits in (`transport::X_NET` from its cookie).
+    transport: u64,
 }
 
 #[inline(always)]
 fn binary_of(ctx: &ProbeContext) -> Option<Binary> {
-    let (slot, address) = cookie_parts(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let (slot, address) = cookie_parts(cookie);
     let config = BINARIES.get(slot)?;
     if config.configured == 0 {
         return None;
@@ -73,6 +76,7 @@ fn binary_of(ctx: &ProbeContext) -> Option<Binary> {
         offsets: &config.offsets,
         slot,
         bias: ip.wrapping_sub(address),
+        transport: cookie_transport(cookie),
     })
 }
 

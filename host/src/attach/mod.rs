@@ -22,7 +22,7 @@ use aya::programs::uprobe::{
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
-    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot,
+    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot, COOKIE_X_NET,
     EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS, MAX_BINARIES,
 };
 
@@ -366,7 +366,7 @@ impl Probes {
             let ends = binary.request_end_points();
             points.extend(ends.map(|(f, at)| (programs.request_end, f, at)));
         }
-        if let Some(round_trip) = &binary.round_trip {
+        for round_trip in binary.round_trip.iter().chain(&binary.x_net_round_trip) {
             points.push((programs.client_start, round_trip, round_trip.entry_offset));
             let returns = round_trip.return_offsets.iter();
             points.extend(returns.map(|&r| (programs.client_return, round_trip, r)));
@@ -386,7 +386,14 @@ impl Probes {
             ),
         };
         let mut links = Vec::with_capacity(points.len());
+        // The client probes tell x/net's Transport from net/http's by their cookie.
+        let x_net = binary.x_net_round_trip.as_ref();
         for (program, function, at) in points {
+            let flag = if x_net.is_some_and(|f| std::ptr::eq(f, function)) {
+                COOKIE_X_NET
+            } else {
+                0
+            };
             let address = u32::try_from(function.address + at).map_err(|_| {
                 anyhow!(
                     "{} is at {:#x}, beyond the 4 GiB the probes handle",
@@ -399,7 +406,7 @@ impl Probes {
                     program,
                     UProbeAttachPoint {
                         location: UProbeAttachLocation::AbsoluteOffset(function.file_offset + at),
-                        cookie: Some(probe_cookie(slot, address)),
+                        cookie: Some(probe_cookie(slot, address) | flag),
                     },
                     target,
                     scope,

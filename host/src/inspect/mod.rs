@@ -50,6 +50,14 @@ pub const SERVE_HTTP_SYMBOL: &str = "net/http.serverHandler.ServeHTTP";
 pub const GOPANIC_SYMBOL: &str = "runtime.gopanic";
 /// Every request of net/http's client goes through it (HTTP/1.1, HTTPS, the bundled HTTP/2).
 pub const ROUND_TRIP_SYMBOL: &str = "net/http.(*Transport).roundTrip";
+/// What an `http.Client` (or any caller through `http.RoundTripper`) calls on
+/// golang.org/x/net/http2's own Transport. Not `RoundTripOpt`, which it calls: net/http's
+/// roundTrip reaches x/net's `RoundTripOpt` for every request of a transport set up with
+/// `http2.ConfigureTransport`, but `(*Transport).RoundTrip` only for the first request of each
+/// new connection (x/net's `noDialH2RoundTripper` has `RoundTrip` inlined), so such calls keep
+/// their two hits. Callers that have `RoundTrip` inlined into them (a call on the concrete
+/// type) or call `RoundTripOpt` themselves are not seen.
+pub const X_NET_ROUND_TRIP_SYMBOL: &str = "golang.org/x/net/http2.(*Transport).RoundTrip";
 /// An HTTP/1.x client request's writer, and the header writer it calls first with the request's
 /// own headers: the probe that adds `traceparent` sits on that call.
 pub const REQUEST_WRITE_SYMBOL: &str = "net/http.(*Request).write";
@@ -216,6 +224,9 @@ pub struct GoBinary {
     pub gopanic: Option<Function>,
     /// `(*Transport).roundTrip`, with its RETs: `None` in a program that makes no HTTP calls.
     pub round_trip: Option<Function>,
+    /// golang.org/x/net/http2's `(*Transport).RoundTrip`, with its RETs: `None` when the program
+    /// does not link it.
+    pub x_net_round_trip: Option<Function>,
     /// `(*Request).write`, its `entry_offset` set to its call of `Header.writeSubset` with the
     /// request's headers: where the probe adds `traceparent` (HTTP/1.x). `None` when not found.
     pub header_write: Option<Function>,
@@ -409,18 +420,24 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         Some(sym) => Some(probe_function(&elf, GOPANIC_SYMBOL, &sym).map_err(&malformed)?),
         None => None,
     };
-    let round_trip = match found.round_trip {
-        Some(sym) => {
-            let code = symbols::function_bytes(&elf, &sym).map_err(&malformed)?;
-            let return_offsets = probe_points::return_offsets(sym.address, code);
-            Some(Function {
-                return_offsets,
-                ..probe_function(&elf, ROUND_TRIP_SYMBOL, &sym).map_err(&malformed)?
-            })
-            .filter(|f| !f.return_offsets.is_empty())
+    let with_returns = |name: &str,
+                        sym: Option<symbols::FunctionSymbol>|
+     -> Result<Option<Function>, InspectError> {
+        match sym {
+            Some(sym) => {
+                let code = symbols::function_bytes(&elf, &sym).map_err(&malformed)?;
+                let return_offsets = probe_points::return_offsets(sym.address, code);
+                Ok(Some(Function {
+                    return_offsets,
+                    ..probe_function(&elf, name, &sym).map_err(&malformed)?
+                })
+                .filter(|f| !f.return_offsets.is_empty()))
+            }
+            None => Ok(None),
         }
-        None => None,
     };
+    let round_trip = with_returns(ROUND_TRIP_SYMBOL, found.round_trip)?;
+    let x_net_round_trip = with_returns(X_NET_ROUND_TRIP_SYMBOL, found.x_net_round_trip)?;
 
     let header_write = match (found.request_write, found.write_subset) {
         (Some(write), Some(write_subset)) => {
@@ -505,8 +522,9 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         },
     })?;
 
-    let error_types = match (&round_trip, runtime_data()) {
-        (Some(_), Some(runtime)) => runtime.error_types(),
+    let makes_calls = round_trip.is_some() || x_net_round_trip.is_some();
+    let error_types = match runtime_data() {
+        Some(runtime) if makes_calls => runtime.error_types(),
         _ => Default::default(),
     };
 
@@ -533,6 +551,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         request_end,
         gopanic,
         round_trip,
+        x_net_round_trip,
         header_write,
         error_types,
         offsets,

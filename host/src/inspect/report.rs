@@ -88,6 +88,9 @@ pub fn report(binary: &GoBinary) -> String {
         Some(f) => function(&mut out, "client call probes", f),
         None => out.push_str("client call probes: none (no net/http client in the program)\n"),
     }
+    if let Some(f) = &binary.x_net_round_trip {
+        function(&mut out, "client call probes", f);
+    }
     match &binary.header_write {
         Some(f) => {
             let _ = writeln!(

@@ -11,7 +11,7 @@ use super::request_end::{
 };
 use super::{
     Elf, GOPANIC_SYMBOL, REQUEST_WRITE_SYMBOL, ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL,
-    WRITE_SUBSET_SYMBOL,
+    WRITE_SUBSET_SYMBOL, X_NET_ROUND_TRIP_SYMBOL,
 };
 
 /// Where a function symbol says a function is.
@@ -35,6 +35,8 @@ pub struct FoundSymbols {
     pub hijack: Option<FunctionSymbol>,
     /// `(*Transport).roundTrip`: where client calls start and return.
     pub round_trip: Option<FunctionSymbol>,
+    /// golang.org/x/net/http2's `(*Transport).RoundTrip`: the same, for x/net's client.
+    pub x_net_round_trip: Option<FunctionSymbol>,
     /// `(*Request).write` and the `Header.writeSubset` it calls: where `traceparent` is added.
     pub request_write: Option<FunctionSymbol>,
     pub write_subset: Option<FunctionSymbol>,
@@ -70,6 +72,7 @@ impl FoundSymbols {
             (CONN_SERVE_SYMBOL, self.conn_serve),
             (HIJACK_SYMBOL, self.hijack),
             (ROUND_TRIP_SYMBOL, self.round_trip),
+            (X_NET_ROUND_TRIP_SYMBOL, self.x_net_round_trip),
             (REQUEST_WRITE_SYMBOL, self.request_write),
         ]
         .iter()
@@ -110,6 +113,8 @@ impl FoundSymbols {
             found.hijack = Some(function());
         } else if name == ROUND_TRIP_SYMBOL {
             found.round_trip = Some(function());
+        } else if name == X_NET_ROUND_TRIP_SYMBOL {
+            found.x_net_round_trip = Some(function());
         } else if name == REQUEST_WRITE_SYMBOL {
             found.request_write = Some(function());
         } else if name == WRITE_SUBSET_SYMBOL {

@@ -118,6 +118,11 @@ pub enum Variant {
     CgoPie,
     /// The same, stripped (`-ldflags=-s -w`).
     CgoPieStripped,
+    /// `goxnet`: a server whose `/call` makes its requests with golang.org/x/net/http2's
+    /// Transport, built against Debian's x/net source ([`require_x_net`] first).
+    XNet,
+    /// The same, stripped (`-ldflags=-s -w`).
+    XNetStripped,
 }
 
 impl Variant {
@@ -129,6 +134,7 @@ impl Variant {
             | Variant::CgoPie
             | Variant::CgoPieStripped => "goserver",
             Variant::NoHttp => "gonohttp",
+            Variant::XNet | Variant::XNetStripped => "goxnet",
         };
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
@@ -137,10 +143,10 @@ impl Variant {
 
     fn build_flags(self) -> &'static [&'static str] {
         match self {
-            Variant::Stripped => &["-ldflags=-s -w"],
+            Variant::Stripped | Variant::XNetStripped => &["-ldflags=-s -w"],
             Variant::Pie | Variant::CgoPie => &["-buildmode=pie"],
             Variant::CgoPieStripped => &["-buildmode=pie", "-ldflags=-s -w"],
-            Variant::Default | Variant::NoHttp => &[],
+            Variant::Default | Variant::NoHttp | Variant::XNet => &[],
         }
     }
 
@@ -160,8 +166,46 @@ impl Variant {
             Variant::Pie => "server-pie",
             Variant::CgoPie => "server-cgo-pie",
             Variant::CgoPieStripped => "server-cgo-pie-stripped",
+            Variant::XNet => "xnet",
+            Variant::XNetStripped => "xnet-stripped",
         }
     }
+
+    fn uses_x_net(self) -> bool {
+        matches!(self, Variant::XNet | Variant::XNetStripped)
+    }
+}
+
+/// Where Debian's Go source packages are (`golang-golang-x-net-dev`, `golang-golang-x-text-dev`):
+/// `$HTTP_AUTOINSTRUMENT_GOCODE`, default `/usr/share/gocode/src`. No module proxy is reachable,
+/// so the x/net fixture is built against them.
+pub fn gocode_dir() -> PathBuf {
+    std::env::var_os("HTTP_AUTOINSTRUMENT_GOCODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/gocode/src"))
+}
+
+/// The modules the x/net fixture needs, by path.
+const X_NET_MODULES: [&str; 2] = ["golang.org/x/net", "golang.org/x/text"];
+
+/// Whether golang.org/x/net's source is installed. When it is not: panics under `CI=true`,
+/// otherwise prints a note and returns false so the test can return early.
+pub fn require_x_net() -> bool {
+    let dir = gocode_dir();
+    let missing: Vec<&str> = X_NET_MODULES
+        .into_iter()
+        .filter(|m| !dir.join(m).join("go.mod").is_file())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    super::skip::skip(&format!(
+        "{} not installed in {}; run scripts/setup.sh (apt-get install golang-golang-x-net-dev \
+         golang-golang-x-text-dev)",
+        missing.join(" and "),
+        dir.display()
+    ));
+    false
 }
 
 fn cache_dir() -> PathBuf {
@@ -193,6 +237,11 @@ fn source_hash(dir: &Path, variant: Variant) -> u64 {
     for file in &files {
         feed(file.file_name().unwrap().as_encoded_bytes());
         feed(&std::fs::read(file).expect("readable fixture file"));
+    }
+    if variant.uses_x_net() {
+        // Another release of the x/net package is another fixture.
+        let transport = gocode_dir().join("golang.org/x/net/http2/transport.go");
+        feed(&std::fs::read(&transport).unwrap_or_default());
     }
     hash
 }
@@ -253,6 +302,17 @@ pub fn build_go_server(version: &str, variant: Variant) -> PathBuf {
         );
     };
     go(&["mod", "init", "fixture"]);
+    if variant.uses_x_net() {
+        // The installed source stands in for the module proxy; the version is a placeholder the
+        // replacement overrides.
+        let mut edit = vec!["mod".to_string(), "edit".into()];
+        for module in X_NET_MODULES {
+            let dir = gocode_dir().join(module);
+            edit.push(format!("-require={module}@v0.0.0"));
+            edit.push(format!("-replace={module}={}", dir.display()));
+        }
+        go(&edit.iter().map(String::as_str).collect::<Vec<_>>());
+    }
     // Build to a unique name, then rename: concurrent tests building the same fixture each
     // produce a complete file, and the cache never holds a partial one.
     let partial = work.path().join("fixture.bin");
