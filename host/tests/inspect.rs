@@ -278,6 +278,45 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
             "Go {v}: layout {i} unknown, yet a traceparent write"
         );
     }
+    // HTTP/2 requests: the call of Flush in writeHeaders, and the goroutine ids that lead from
+    // the goroutine writing the headers to the call.
+    let h2_write = inspected
+        .h2_header_write
+        .as_ref()
+        .unwrap_or_else(|| panic!("Go {v}: no call of Flush in (*ClientConn).writeHeaders"));
+    assert!(
+        h2_write.name.ends_with("ClientConn).writeHeaders")
+            && h2_write.entry_offset > 0
+            && h2_write.entry_offset < h2_write.size,
+        "Go {v}: {h2_write:?}"
+    );
+    assert!(
+        o.g_goid != ABSENT && o.g_parent_goid != ABSENT && o.g_goid < o.g_parent_goid,
+        "Go {v}: runtime.g layout: {o:?}"
+    );
+    assert_eq!(
+        inspected.h2_traceparent_write_point(),
+        Some(h2_write),
+        "Go {v}: the HTTP/2 traceparent write"
+    );
+    let h2_unknowns: [fn(&mut GoOffsets); 7] = [
+        |o| o.request_header = ABSENT,
+        |o| o.map_layout = ABSENT,
+        |o| o.bufio_writer_err = ABSENT,
+        |o| o.bufio_writer_buf = ABSENT,
+        |o| o.bufio_writer_n = ABSENT,
+        |o| o.g_goid = ABSENT,
+        |o| o.g_parent_goid = ABSENT,
+    ];
+    for (i, unknown) in h2_unknowns.iter().enumerate() {
+        let mut unverified = inspected.clone();
+        unknown(&mut unverified.offsets);
+        assert_eq!(
+            unverified.h2_traceparent_write_point(),
+            None,
+            "Go {v}: layout {i} unknown, yet an HTTP/2 traceparent write"
+        );
+    }
     // So must the runtime's interface table, which stripped binaries leave as the only source.
     // It may know more: the scan needs DWARF to name a type (context.withoutCancelCtx has no
     // type entry in Go 1.21's DWARF when only its itab is used).
@@ -457,6 +496,15 @@ fn stripped_and_cgo_pie_builds_match_their_unstripped_builds() {
                     .collect()
             };
             assert_eq!(points(&bare), points(&full), "Go {v} {stripped:?}");
+            // The HTTP/2 header write, found from Go's function table alone.
+            let h2_write = |b: &GoBinary| {
+                (b.h2_traceparent_write_point()).map(|f| (f.name.clone(), f.entry_offset))
+            };
+            assert!(
+                h2_write(&bare).is_some(),
+                "Go {v} {stripped:?}: no HTTP/2 write"
+            );
+            assert_eq!(h2_write(&bare), h2_write(&full), "Go {v} {stripped:?}");
             assert_eq!(
                 bare.serve_http.return_offsets, full.serve_http.return_offsets,
                 "Go {v} {stripped:?}"

@@ -26,6 +26,8 @@ struct Case {
     url: String,
     extra: &'static str,
     expect: Expect,
+    /// Made over HTTP/2 (`&proto=h2`, TLS): the header goes into the HEADERS frame.
+    h2: bool,
 }
 
 /// The caller's context in the request sent to A's `/proxy` (case 6).
@@ -65,21 +67,25 @@ fn cases(from: &str) -> Vec<Case> {
             url: http("case=1"),
             extra: "",
             expect: Expect::ClientContext,
+            h2: false,
         },
         Case {
             url: format!("https://127.0.0.1:$PBS/headers?case=2&from={from}"),
             extra: "",
             expect: Expect::ClientContext,
+            h2: false,
         },
         Case {
             url: http("case=3"),
             extra: "&mode=goroutine",
             expect: Expect::ClientContext,
+            h2: false,
         },
         Case {
             url: http("case=4"),
             extra: "",
             expect: Expect::Own(OWN),
+            h2: false,
         },
         Case {
             url: format!(
@@ -88,11 +94,25 @@ fn cases(from: &str) -> Vec<Case> {
             ),
             extra: "",
             expect: Expect::Nothing,
+            h2: false,
         },
         Case {
             url: http("case=6"),
             extra: "",
             expect: Expect::Proxied,
+            h2: false,
+        },
+        Case {
+            url: format!("https://127.0.0.1:$PBS/headers?case=7&from={from}"),
+            extra: "&proto=h2",
+            expect: Expect::ClientContext,
+            h2: true,
+        },
+        Case {
+            url: format!("https://127.0.0.1:$PBS/headers?case=8&from={from}"),
+            extra: "&proto=h2",
+            expect: Expect::Own(OWN),
+            h2: true,
         },
     ]
 }
@@ -421,6 +441,14 @@ fn check_calls(output: &str, spans: &str, caller: &str) {
             field(client, "span").unwrap(),
         );
         let n = format!("{caller} case {n}");
+        let version = if case.h2 { "2" } else { "1.1" };
+        for span in [client, b] {
+            assert_eq!(
+                field(span, "network.protocol.version"),
+                Some(version),
+                "{n}: {span}"
+            );
+        }
         match case.expect {
             Expect::ClientContext => {
                 assert_eq!(

@@ -373,11 +373,12 @@ struct Propagated {
     b_span: ReceivedSpan,
 }
 
-/// A calls B's `/headers` for `case` with `url_base` (and the application's own `traceparent`
-/// when given); returns what B received and the client span and B's span.
+/// A calls B's `/headers` for `case` with `url_base` (over HTTP/2 when `h2`, and with the
+/// application's own `traceparent` when given); returns what B received and the client span and
+/// B's span.
 fn call_headers(
     a: &GoServer,
-    url_base: &str,
+    (url_base, h2): (&str, bool),
     case: u32,
     app_traceparent: Option<&str>,
     spans: &dyn Fn(usize) -> Vec<ReceivedSpan>,
@@ -392,6 +393,9 @@ fn call_headers(
     ];
     if let Some(tp) = app_traceparent {
         args.extend(["--data-urlencode".into(), format!("traceparent={tp}")]);
+    }
+    if h2 {
+        args.extend(["--data-urlencode".into(), "proto=h2".into()]);
     }
     let out = std::process::Command::new("curl")
         .args(&args)
@@ -434,7 +438,7 @@ fn hex_text(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Propagation into B, HTTP/1.1 and HTTPS: on where the kernel lets BPF programs write into
+/// Propagation into B, HTTP/1.1, HTTPS and HTTP/2: on where the kernel lets BPF programs write into
 /// processes (B's span is the child of A's client span, and B received exactly that context, once),
 /// off with a log line where it does not or when switched off (B's span a new root, B received
 /// no header from the agent). Either way the application's own `traceparent` reaches B untouched
@@ -465,12 +469,20 @@ fn propagation(switch: Option<&'static str>) {
     let (a, b) = (&services.a, &services.b);
     let spans = |_| receiver.spans();
     let bases = [
-        format!("http://127.0.0.1:{}", b.http_port),
-        format!("https://127.0.0.1:{}", b.https_port),
+        (format!("http://127.0.0.1:{}", b.http_port), false),
+        (format!("https://127.0.0.1:{}", b.https_port), false),
+        (format!("https://127.0.0.1:{}", b.https_port), true),
     ];
-    for (i, base) in bases.iter().enumerate() {
+    for (i, (base, h2)) in bases.iter().enumerate() {
+        let base = (base.as_str(), *h2);
         let case = 10 + i as u32;
         let p = call_headers(a, base, case, None, &spans);
+        let version = if *h2 { "2" } else { "1.1" };
+        assert_eq!(
+            p.client.attr_str("network.protocol.version"),
+            Some(version),
+            "case {case}"
+        );
         if on {
             let expected = format!(
                 "00-{}-{}-01",

@@ -8,9 +8,10 @@
 mod trace;
 
 pub use trace::{
-    format_traceparent, format_traceparent_line, is_sampled, parent, parse_traceparent,
-    ratio_bound, sampler, write_hex, TraceContext, Traceparent, FLAG_SAMPLED, TRACEPARENT_COPY,
-    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
+    format_traceparent, format_traceparent_hpack, format_traceparent_line, is_sampled, parent,
+    parse_traceparent, ratio_bound, sampler, write_hex, TraceContext, Traceparent, FLAG_SAMPLED,
+    TRACEPARENT_COPY, TRACEPARENT_HPACK_LEN, TRACEPARENT_HPACK_NAME, TRACEPARENT_LEN,
+    TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
 };
 
 /// Offset value meaning "this field does not exist in this binary" (e.g. `Request.Pattern`
@@ -235,6 +236,12 @@ pub struct GoOffsets {
     pub bufio_writer_buf: u64,
     pub bufio_writer_n: u64,
 
+    /// Context propagation into HTTP/2 requests (see the probes' `client_h2_header_write`): where
+    /// `runtime.g` keeps the goroutine's id (`goid`) and its creator's (`parentGoid`), which
+    /// lead from the goroutine writing a request's headers to the call that started it.
+    pub g_goid: u64,
+    pub g_parent_goid: u64,
+
     /// One of `map_layout::*`.
     pub map_layout: u64,
     /// Entries in a map: `hmap.count` (Go <= 1.23) or `Map.used` (Go >= 1.24).
@@ -287,6 +294,23 @@ impl GoOffsets {
             self.bufio_writer_err,
             self.bufio_writer_buf,
             self.bufio_writer_n,
+        ]
+        .iter()
+        .all(|&offset| offset != ABSENT)
+    }
+
+    /// As [`request_writer_known`](Self::request_writer_known), for HTTP/2 requests: the header
+    /// map, the `bufio.Writer` fields the write reads and moves (its itab is not needed: the
+    /// probe sits on a call of `(*bufio.Writer).Flush`), and the goroutine ids.
+    pub fn h2_request_writer_known(&self) -> bool {
+        [
+            self.request_header,
+            self.map_layout,
+            self.bufio_writer_err,
+            self.bufio_writer_buf,
+            self.bufio_writer_n,
+            self.g_goid,
+            self.g_parent_goid,
         ]
         .iter()
         .all(|&offset| offset != ABSENT)
@@ -441,6 +465,9 @@ pub struct ClientCall {
     /// The outgoing `*http.Request`, and its `Header` map (0 when not propagating).
     pub request: u64,
     pub headers: u64,
+    /// The calling goroutine's id, under which an HTTP/2 request's writer finds the call (0 when
+    /// not propagating into HTTP/2 requests).
+    pub goid: u64,
     pub trace: TraceContext,
     /// Whose probes started the call: [`transport::NET_HTTP`] or [`transport::X_NET`].
     pub transport: u64,
@@ -614,14 +641,14 @@ mod tests {
             40 + 40 + 8 * 5 + METHOD_CAP + SCHEME_CAP + HOST_CAP + PATH_CAP + QUERY_CAP
         );
         assert_ne!(size_of::<HttpClientEvent>(), size_of::<HttpServerEvent>());
-        assert_eq!(size_of::<GoOffsets>(), 68 * 8);
+        assert_eq!(size_of::<GoOffsets>(), 70 * 8);
         assert_eq!(size_of::<ContextKey>(), 16);
-        assert_eq!(size_of::<ClientCall>(), 72);
+        assert_eq!(size_of::<ClientCall>(), 80);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 104);
         // Two cache lines per slot.
         assert_eq!(size_of::<InFlightSlot>(), 128);
-        assert_eq!(size_of::<BinaryConfig>(), 8 + 68 * 8);
+        assert_eq!(size_of::<BinaryConfig>(), 8 + 70 * 8);
     }
 
     #[test]

@@ -149,6 +149,25 @@ pub fn format_traceparent_line(context: &TraceContext, out: &mut [u8; TRACEPAREN
     out[TRACEPARENT_LINE_LEN - 1] = b'\n';
 }
 
+/// The header field the probes add to an HTTP/2 request's header block: `traceparent` as an HPACK
+/// literal without indexing, with a literal name (RFC 7541, section 6.2.2), which leaves the
+/// connection's dynamic tables on both sides as they were. A zero byte, the name's length and
+/// the name, the value's length and the value: both lengths fit the 7-bit prefix, and neither
+/// string is Huffman-coded (their `H` bit is 0). HTTP/2 header names are lowercase.
+pub const TRACEPARENT_HPACK_NAME: &[u8; 11] = b"traceparent";
+pub const TRACEPARENT_HPACK_LEN: usize = 3 + TRACEPARENT_HPACK_NAME.len() + TRACEPARENT_LEN;
+
+/// Writes the HPACK field for `context` (see `TRACEPARENT_HPACK_LEN`).
+#[inline(always)]
+pub fn format_traceparent_hpack(context: &TraceContext, out: &mut [u8; TRACEPARENT_HPACK_LEN]) {
+    let name = TRACEPARENT_HPACK_NAME.len();
+    out[0] = 0;
+    out[1] = name as u8;
+    out[2..2 + name].copy_from_slice(TRACEPARENT_HPACK_NAME);
+    out[2 + name] = TRACEPARENT_LEN as u8;
+    write_value(context, &mut out[3 + name..]);
+}
+
 /// Writes `traceparent`'s version-00 value for `context` (55 bytes).
 pub fn format_traceparent(context: &TraceContext, out: &mut [u8; TRACEPARENT_LEN]) {
     write_value(context, out);
@@ -253,6 +272,31 @@ mod tests {
         assert_eq!(parse(later).unwrap().flags, 0);
         let later_exact = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
         assert!(parse(later_exact).is_some());
+    }
+
+    #[test]
+    fn the_http2_field_is_an_hpack_literal_of_the_traceparent() {
+        let context = TraceContext {
+            trace_id: [0xab; 16],
+            span_id: [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
+            flags: FLAG_SAMPLED,
+            ..TraceContext::empty()
+        };
+        let mut field = [0xffu8; TRACEPARENT_HPACK_LEN];
+        format_traceparent_hpack(&context, &mut field);
+        assert_eq!(TRACEPARENT_HPACK_LEN, 69);
+        // Literal header field without indexing, new name (0000 0000), then H=0 and 7-bit lengths.
+        assert_eq!(field[0], 0x00);
+        assert_eq!(field[1], 11);
+        assert_eq!(&field[2..13], b"traceparent");
+        assert_eq!(field[13], 55);
+        let mut value = [0u8; TRACEPARENT_LEN];
+        format_traceparent(&context, &mut value);
+        assert_eq!(&field[14..], &value[..]);
+        assert_eq!(
+            &field[14..],
+            b"00-abababababababababababababababab-0123456789abcdef-01"
+        );
     }
 
     #[test]

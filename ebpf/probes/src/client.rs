@@ -13,6 +13,9 @@
 //! The start finds the call's parent: the server request whose context the call's request
 //! carries (`Request.ctx`, or a context derived from it), else the request the same goroutine
 //! is serving; it then gives the call its trace context. The return writes the call's event.
+//!
+//! With propagation on, one more probe per call writes the call's context into its request as it
+//! leaves: `client_header_write` for HTTP/1.x, `client_h2_header_write` for HTTP/2.
 use aya_ebpf::{
     helpers::{
         bpf_ktime_get_ns,
@@ -24,9 +27,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use http_autoinstrument_common::{
-    client_flags, cookie_transport, counter, format_traceparent_line, parent, transport, write_hex,
-    ClientCall, ContextKey, GoroutineKey, HttpClientEvent, TraceContext, TRACEPARENT_COPY,
-    TRACEPARENT_LEN, TRACEPARENT_LINE_LEN, TRACEPARENT_LINE_PREFIX,
+    client_flags, cookie_transport, counter, format_traceparent_hpack, format_traceparent_line,
+    parent, transport, write_hex, ClientCall, ContextKey, GoroutineKey, HttpClientEvent,
+    TraceContext, TRACEPARENT_COPY, TRACEPARENT_HPACK_LEN, TRACEPARENT_LEN, TRACEPARENT_LINE_LEN,
+    TRACEPARENT_LINE_PREFIX,
 };
 
 use crate::go::{field, read_u64, read_words, Window};
@@ -84,6 +88,7 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
         start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
         request,
         headers: 0,
+        goid: 0,
         trace: TraceContext::empty(),
         transport,
     };
@@ -109,6 +114,15 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
                 },
             };
             let _ = OUTGOING.insert(&ContextKey::new(pid, call.headers), &outgoing, 0);
+            // HTTP/2 writes the request's headers on a goroutine this one starts: it finds the
+            // call by its creator's id.
+            if offsets.h2_request_writer_known() {
+                let goid = read_u64(key.g, offsets.g_goid).unwrap_or(0);
+                if goid != 0 {
+                    call.goid = goid;
+                    let _ = H2_CALLS.insert(&ContextKey::new(pid, goid), &call.headers, 0);
+                }
+            }
         }
     }
     let _ = CLIENT_CALLS.insert(&key, &call, 0);
@@ -279,6 +293,172 @@ fn same_value_but_flags(text: &[u8; TRACEPARENT_COPY], line: &[u8; TRACEPARENT_L
 static TRACEPARENT_LINE: PerCpuArray<[u8; TRACEPARENT_LINE_LEN]> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Calls in flight that may go out over HTTP/2, by the id of their goroutine: their request's
+/// `Header` map, under which `OUTGOING` has their context.
+#[map]
+static H2_CALLS: LruHashMap<ContextKey, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// HTTP/2 frame types and flags the write checks (RFC 9113, section 6).
+const FRAME_HEADER_LEN: u64 = 9;
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_CONTINUATION: u8 = 0x9;
+const FLAG_END_HEADERS: u8 = 0x4;
+const FLAG_PADDED: u8 = 0x8;
+/// The smallest frame size a peer may allow (`SETTINGS_MAX_FRAME_SIZE`'s initial value): a frame
+/// the write makes longer stays within it, whatever the peer set.
+const MIN_MAX_FRAME_SIZE: u64 = 16_384;
+/// Frames the walk through the buffer follows before it gives up.
+const MAX_FRAMES: usize = 4;
+/// Words of a `bufio.Writer` copied at once: its `err`, `buf` and `n` are in the first five.
+const BUFIO_WRITER_WORDS: u64 = 8;
+
+/// Adds `traceparent` to an HTTP/2 request made with net/http's client. `(*ClientConn).writeHeaders`
+/// (the bundled copy of x/net/http2, or net/http/internal/http2) writes the request's HEADERS frame
+/// (and any CONTINUATION frames) into the connection's `bufio.Writer`, then calls its `Flush`: the
+/// probe sits on that call, where the buffer ends with the frame and the writer is the call's
+/// receiver (RAX). It runs on the goroutine the call's `roundTrip` started (`go cs.doRequest`),
+/// whose `parentGoid` names the call's goroutine (`H2_CALLS`).
+///
+/// The buffer is walked frame by frame from its start; only when the walk ends exactly at `n` on
+/// a HEADERS or CONTINUATION frame that ends the header block (unpadded) is the field appended to
+/// that frame (HPACK blocks are a concatenation, `format_traceparent_hpack`), its 24-bit length
+/// raised and `n` moved past it. Not when the request has its own `traceparent`, when the buffer
+/// or the frame has no room, or when a layout the write relies on is not known for the binary
+/// (`GoOffsets::h2_request_writer_known`).
+#[uprobe]
+pub fn client_h2_header_write(ctx: ProbeContext) -> u32 {
+    bump(counter::HEADER_WRITE_HITS);
+    let pid = current_pid();
+    let regs = unsafe { &*ctx.regs };
+    let (writer, g) = (regs.rax, regs.r14);
+    let Some(binary) = binary_of(&ctx) else {
+        bump(counter::UNCONFIGURED_HITS);
+        return 0;
+    };
+    let offsets = binary.offsets;
+    if !offsets.h2_request_writer_known() {
+        return 0;
+    }
+    let Some(parent_goid) = read_u64(g, offsets.g_parent_goid) else {
+        return 0;
+    };
+    let Some(&headers) = (unsafe { H2_CALLS.get(&ContextKey::new(pid, parent_goid)) }) else {
+        return 0;
+    };
+    let Some(context) = (unsafe { OUTGOING.get(&ContextKey::new(pid, headers)) }) else {
+        return 0;
+    };
+    match search_headers(headers, offsets) {
+        Some(found) if found.traceparents == 0 => {}
+        Some(_) => {
+            bump(counter::PROPAGATION_APP_HEADER);
+            return 0;
+        }
+        None => return 0,
+    }
+    // The writer's fields in one read, each checked on its own: LLVM merged the `Option`s of
+    // separate reads into flags in a register that Linux 6.1's verifier took for a pointer.
+    let Some(window) = WINDOWS.get_ptr_mut(WRITER_WINDOW) else {
+        return 0;
+    };
+    let fields = Window::read(unsafe { &mut *window }, writer, BUFIO_WRITER_WORDS);
+    if fields.u64(offsets.bufio_writer_err) != Some(0) {
+        return 0; // a writer that failed writes nothing more
+    }
+    let Some(n) = fields.u64(offsets.bufio_writer_n) else {
+        return 0;
+    };
+    // `buf` is a slice: its pointer, then its length.
+    let Some(data) = fields.u64(offsets.bufio_writer_buf) else {
+        return 0;
+    };
+    let Some(capacity) = fields.u64(field(offsets.bufio_writer_buf, 8)) else {
+        return 0;
+    };
+    if data == 0 || n > capacity {
+        return 0;
+    }
+    // The frames in the buffer, from its start: the last one must end exactly at `n`.
+    let mut at = 0u64;
+    let mut last = 0u64;
+    let mut frame = [0u8; FRAME_HEADER_LEN as usize];
+    for _ in 0..MAX_FRAMES {
+        if at + FRAME_HEADER_LEN > n {
+            break;
+        }
+        let read = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                frame.as_mut_ptr() as *mut _,
+                FRAME_HEADER_LEN as u32,
+                data.wrapping_add(at) as *const _,
+            )
+        };
+        if read != 0 {
+            return 0;
+        }
+        last = at;
+        at += FRAME_HEADER_LEN + frame_length(&frame);
+        if at >= n {
+            break;
+        }
+    }
+    let length = frame_length(&frame);
+    let (kind, flags) = (frame[3], frame[4]);
+    let ends_block = flags & FLAG_END_HEADERS != 0
+        && (kind == FRAME_CONTINUATION || (kind == FRAME_HEADERS && flags & FLAG_PADDED == 0));
+    if at != n || !ends_block {
+        return 0;
+    }
+    let field_len = TRACEPARENT_HPACK_LEN as u64;
+    if capacity - n < field_len || length + field_len > MIN_MAX_FRAME_SIZE {
+        bump(counter::PROPAGATION_NO_ROOM);
+        return 0;
+    }
+    let Some(field) = TRACEPARENT_FIELD.get_ptr_mut(0) else {
+        return 0;
+    };
+    let field = unsafe { &mut *field };
+    format_traceparent_hpack(&context.trace, field);
+    // Its own array: a pointer into the middle of an aligned one is computed with `|`, which
+    // the verifier refuses on a pointer.
+    let raised = length + field_len;
+    let new_length = [(raised >> 16) as u8, (raised >> 8) as u8, raised as u8];
+    let written = n + field_len;
+    // The field first, past `n` where nothing reads it yet; then the frame's length; `n` last.
+    let ok = unsafe {
+        bpf_probe_write_user(
+            data.wrapping_add(n) as *mut _,
+            field.as_ptr() as *const _,
+            TRACEPARENT_HPACK_LEN as u32,
+        ) == 0
+            && bpf_probe_write_user(
+                data.wrapping_add(last) as *mut _,
+                new_length.as_ptr() as *const _,
+                3,
+            ) == 0
+            && bpf_probe_write_user(
+                writer.wrapping_add(offsets.bufio_writer_n) as *mut _,
+                &written as *const u64 as *const _,
+                8,
+            ) == 0
+    };
+    if ok {
+        bump(counter::PROPAGATED);
+    }
+    0
+}
+
+/// A frame's 24-bit length, from its header's first three bytes (big-endian).
+#[inline(always)]
+fn frame_length(header: &[u8; FRAME_HEADER_LEN as usize]) -> u64 {
+    (header[0] as u64) << 16 | (header[1] as u64) << 8 | header[2] as u64
+}
+
+/// The HPACK field being written, per CPU.
+#[map]
+static TRACEPARENT_FIELD: PerCpuArray<[u8; TRACEPARENT_HPACK_LEN]> =
+    PerCpuArray::with_max_entries(1, 0);
+
 #[uprobe]
 pub fn client_call_return(ctx: ProbeContext) -> u32 {
     bump(counter::CLIENT_RETURN_HITS);
@@ -299,6 +479,9 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
     let _ = CLIENT_CALLS.remove(&key);
     if call.headers != 0 {
         let _ = OUTGOING.remove(&ContextKey::new(pid, call.headers));
+    }
+    if call.goid != 0 {
+        let _ = H2_CALLS.remove(&ContextKey::new(pid, call.goid));
     }
     if !call.trace.is_sampled() {
         bump(counter::NOT_SAMPLED);

@@ -159,6 +159,7 @@ pub enum Propagation {
 /// The program that writes `traceparent` (it uses `bpf_probe_write_user`, which a locked-down
 /// kernel refuses at load).
 const HEADER_WRITE_PROGRAM: &str = "client_header_write";
+const H2_HEADER_WRITE_PROGRAM: &str = "client_h2_header_write";
 
 fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<()> {
     let program: &mut UProbe = ebpf
@@ -254,7 +255,9 @@ impl Probes {
             load_program(&mut ebpf, name)?;
         }
         if propagation == Propagation::On {
-            if let Err(e) = load_program(&mut ebpf, HEADER_WRITE_PROGRAM) {
+            let loaded = load_program(&mut ebpf, HEADER_WRITE_PROGRAM)
+                .and_then(|()| load_program(&mut ebpf, H2_HEADER_WRITE_PROGRAM));
+            if let Err(e) = loaded {
                 let error = format!("{e:#}");
                 propagation = Propagation::Off(
                     if error.contains("cannot use helper bpf_probe_write_user") {
@@ -271,8 +274,8 @@ impl Probes {
         }
         match &propagation {
             Propagation::On => tracing::info!(
-                "trace context propagation on: HTTP/1.x requests made with net/http's client \
-                 carry a traceparent header unless the application set its own"
+                "trace context propagation on: HTTP/1.x and HTTP/2 requests made with net/http's \
+                 client carry a traceparent header unless the application set its own"
             ),
             Propagation::Off(why) => tracing::warn!(
                 "trace context propagation off ({why}): called services start new traces unless \
@@ -375,6 +378,11 @@ impl Probes {
             (&self.propagation, binary.traceparent_write_point())
         {
             points.push((HEADER_WRITE_PROGRAM, write, write.entry_offset));
+        }
+        if let (Propagation::On, Some(write)) =
+            (&self.propagation, binary.h2_traceparent_write_point())
+        {
+            points.push((H2_HEADER_WRITE_PROGRAM, write, write.entry_offset));
         }
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic, gopanic.entry_offset));

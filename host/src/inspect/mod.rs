@@ -62,6 +62,14 @@ pub const X_NET_ROUND_TRIP_SYMBOL: &str = "golang.org/x/net/http2.(*Transport).R
 /// own headers: the probe that adds `traceparent` sits on that call.
 pub const REQUEST_WRITE_SYMBOL: &str = "net/http.(*Request).write";
 pub const WRITE_SUBSET_SYMBOL: &str = "net/http.Header.writeSubset";
+/// An HTTP/2 client request's header writer, by Go release (the bundled copy of x/net/http2 until
+/// Go 1.26, net/http/internal/http2 from 1.27), and the `Flush` it ends with: where the probe
+/// adds `traceparent` to the request's header block.
+pub const H2_WRITE_HEADERS_SYMBOLS: [&str; 2] = [
+    "net/http.(*http2ClientConn).writeHeaders",
+    "net/http/internal/http2.(*ClientConn).writeHeaders",
+];
+pub const BUFIO_FLUSH_SYMBOL: &str = "bufio.(*Writer).Flush";
 
 /// A Go release, e.g. `go1.24.11` (release candidates and betas count as patch 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -230,6 +238,9 @@ pub struct GoBinary {
     /// `(*Request).write`, its `entry_offset` set to its call of `Header.writeSubset` with the
     /// request's headers: where the probe adds `traceparent` (HTTP/1.x). `None` when not found.
     pub header_write: Option<Function>,
+    /// `(*ClientConn).writeHeaders`, its `entry_offset` set to its call of `(*bufio.Writer).Flush`:
+    /// where the probe adds `traceparent` (HTTP/2). `None` when not found.
+    pub h2_header_write: Option<Function>,
     /// The type names of `error` values by their itab's link-time address (what a failed
     /// client call's `error.type` says).
     pub error_types: std::collections::HashMap<u64, String>,
@@ -439,19 +450,27 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
     let round_trip = with_returns(ROUND_TRIP_SYMBOL, found.round_trip)?;
     let x_net_round_trip = with_returns(X_NET_ROUND_TRIP_SYMBOL, found.x_net_round_trip)?;
 
-    let header_write = match (found.request_write, found.write_subset) {
-        (Some(write), Some(write_subset)) => {
-            let code = symbols::function_bytes(&elf, &write).map_err(&malformed)?;
-            match probe_points::first_call(write.address, code, write_subset.address) {
-                Some(call) => Some(Function {
-                    entry_offset: call,
-                    ..probe_function(&elf, REQUEST_WRITE_SYMBOL, &write).map_err(&malformed)?
-                }),
-                None => None,
-            }
+    // A function's first call of another, as a probe point (`entry_offset`).
+    let call_point = |caller: Option<(&'static str, symbols::FunctionSymbol)>,
+                      callee: Option<symbols::FunctionSymbol>|
+     -> Result<Option<Function>, InspectError> {
+        let (Some((name, caller)), Some(callee)) = (caller, callee) else {
+            return Ok(None);
+        };
+        let code = symbols::function_bytes(&elf, &caller).map_err(&malformed)?;
+        match probe_points::first_call(caller.address, code, callee.address) {
+            Some(call) => Ok(Some(Function {
+                entry_offset: call,
+                ..probe_function(&elf, name, &caller).map_err(&malformed)?
+            })),
+            None => Ok(None),
         }
-        _ => None,
     };
+    let header_write = call_point(
+        found.request_write.map(|f| (REQUEST_WRITE_SYMBOL, f)),
+        found.write_subset,
+    )?;
+    let h2_header_write = call_point(found.h2_write_headers, found.bufio_flush)?;
 
     let wanted_structs: Vec<&'static str> = offsets::wanted_structs().collect();
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();
@@ -553,6 +572,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         round_trip,
         x_net_round_trip,
         header_write,
+        h2_header_write,
         error_types,
         offsets,
     })
@@ -609,6 +629,15 @@ impl GoBinary {
         self.header_write
             .as_ref()
             .filter(|_| self.offsets.request_writer_known())
+    }
+
+    /// As [`traceparent_write_point`](Self::traceparent_write_point), for HTTP/2 requests:
+    /// `h2_header_write`, only when every layout that write relies on is known
+    /// (`GoOffsets::h2_request_writer_known`).
+    pub fn h2_traceparent_write_point(&self) -> Option<&Function> {
+        self.h2_header_write
+            .as_ref()
+            .filter(|_| self.offsets.h2_request_writer_known())
     }
 
     /// File offsets of the request-end probe.

@@ -35,6 +35,8 @@ const TCP_CONN: &str = "net.TCPConn";
 const NET_CONN: &str = "net.conn";
 const NET_FD: &str = "net.netFD";
 const TCP_ADDR: &str = "net.TCPAddr";
+/// A goroutine: its id and its creator's (`parentGoid`, Go 1.21+).
+const GOROUTINE: &str = "runtime.g";
 
 /// Go <= 1.23 (and 1.24 built with GOEXPERIMENT=noswissmap): bucket maps.
 const HMAP: &str = "runtime.hmap";
@@ -103,6 +105,7 @@ pub const WANTED: &[(&str, &[&str])] = &[
     (NET_CONN, &["fd"]),
     (NET_FD, &["laddr"]),
     (TCP_ADDR, &["Port"]),
+    (GOROUTINE, &["goid", "parentGoid"]),
     (HMAP, &["count", "B", "buckets"]),
     (SWISS_MAP, &["used", "dirPtr", "dirLen"]),
     (SWISS_TABLE, &["groups"]),
@@ -205,6 +208,8 @@ pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, Off
         bufio_writer_buf: optional(BUFIO_WRITER, "buf"),
         bufio_writer_n: optional(BUFIO_WRITER, "n"),
         tcp_addr_port: optional(TCP_ADDR, "Port"),
+        g_goid: optional(GOROUTINE, "goid"),
+        g_parent_goid: optional(GOROUTINE, "parentGoid"),
 
         map_layout: ABSENT,
         map_count: ABSENT,

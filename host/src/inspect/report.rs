@@ -101,6 +101,16 @@ pub fn report(binary: &GoBinary) -> String {
         }
         None => out.push_str("traceparent probe: none (no HTTP/1.x request writer found)\n"),
     }
+    match &binary.h2_header_write {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "HTTP/2 traceparent probe (traces.propagation): {}+{:#x}, its call of bufio.(*Writer).Flush",
+                f.name, f.entry_offset
+            );
+        }
+        None => out.push_str("HTTP/2 traceparent probe: none (no HTTP/2 request writer found)\n"),
+    }
     out.push_str("offsets and addresses read by the probes:\n");
     offsets(&mut out, &binary.offsets);
     out

@@ -10,8 +10,8 @@ use super::request_end::{
     HIJACK_SYMBOL, X_NET_H2_RUN_HANDLER_PREFIX,
 };
 use super::{
-    Elf, GOPANIC_SYMBOL, REQUEST_WRITE_SYMBOL, ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL,
-    WRITE_SUBSET_SYMBOL, X_NET_ROUND_TRIP_SYMBOL,
+    Elf, BUFIO_FLUSH_SYMBOL, GOPANIC_SYMBOL, H2_WRITE_HEADERS_SYMBOLS, REQUEST_WRITE_SYMBOL,
+    ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL, WRITE_SUBSET_SYMBOL, X_NET_ROUND_TRIP_SYMBOL,
 };
 
 /// Where a function symbol says a function is.
@@ -40,6 +40,10 @@ pub struct FoundSymbols {
     /// `(*Request).write` and the `Header.writeSubset` it calls: where `traceparent` is added.
     pub request_write: Option<FunctionSymbol>,
     pub write_subset: Option<FunctionSymbol>,
+    /// `(*ClientConn).writeHeaders` (with the name it was found under) and `(*bufio.Writer).Flush`:
+    /// where `traceparent` is added to HTTP/2 requests.
+    pub h2_write_headers: Option<(&'static str, FunctionSymbol)>,
+    pub bufio_flush: Option<FunctionSymbol>,
     /// golang.org/x/net/http2's server is linked in (see `request_end`).
     pub x_net_h2_server: bool,
     /// `runtime.types`: start of the type descriptors, the base of DWARF's
@@ -79,6 +83,7 @@ impl FoundSymbols {
         .filter_map(|(name, f)| f.as_ref().map(|f| named(name, f)))
         .collect();
         out.extend(self.h2_handler_done.map(|(name, f)| named(name, &f)));
+        out.extend(self.h2_write_headers.map(|(name, f)| named(name, &f)));
         let mut run_handler: Vec<_> = (self.h2_run_handler.iter())
             .map(|f| named("runHandler", f))
             .collect();
@@ -119,6 +124,10 @@ impl FoundSymbols {
             found.request_write = Some(function());
         } else if name == WRITE_SUBSET_SYMBOL {
             found.write_subset = Some(function());
+        } else if let Some(known) = H2_WRITE_HEADERS_SYMBOLS.iter().find(|s| **s == name) {
+            found.h2_write_headers = Some((known, function()));
+        } else if name == BUFIO_FLUSH_SYMBOL {
+            found.bufio_flush = Some(function());
         } else if name.starts_with(X_NET_H2_RUN_HANDLER_PREFIX) {
             found.x_net_h2_server = true;
         } else if name == RUNTIME_TYPES_SYMBOL {
