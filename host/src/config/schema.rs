@@ -39,9 +39,9 @@ pub struct TracesConfig {
     /// `X-Goog-Signature`).
     pub redact_query_parameters: Vec<String>,
     /// Whether client calls carry their trace context to the next service: `traceparent`
-    /// written into outgoing HTTP/1.x requests by the probes. Off by default until the write
-    /// has been verified end to end on a kernel that allows it (this project's CI kernels are
-    /// locked down, which forbids it); `off` writes nothing into traced processes.
+    /// written into outgoing HTTP/1.x and HTTP/2 requests by the probes. On by default, where the
+    /// kernel allows it (a locked-down kernel forbids it: the agent then logs why and goes on
+    /// without); `off` writes nothing into traced processes.
     pub propagation: Propagation,
 }
 
@@ -49,8 +49,8 @@ pub struct TracesConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Propagation {
-    On,
     #[default]
+    On,
     Off,
 }
 
