@@ -11,12 +11,48 @@ use std::path::Path;
 use go_fixtures::{build_go_server, go_versions, require_go, require_x_net, GoToolchain, Variant};
 use http_autoinstrument::inspect::{
     dwarf_layouts, inspect_binary, inspect_bytes, itab_addresses_by_scan,
-    itab_addresses_from_runtime_data, layouts, probed_functions_by_source, FunctionSource,
-    GoBinary, GoVersion, InspectError, LayoutSource, RequestEnd, VersionSource,
+    itab_addresses_from_runtime_data, layouts, probed_functions_by_source, Function,
+    FunctionSource, GoBinary, GoVersion, InspectError, LayoutSource, RequestEnd, VersionSource,
 };
 use http_autoinstrument_common::{map_layout, GoOffsets, ABSENT, WINDOW_WORDS};
 
 /// Checks what the agent relies on in a binary built by `toolchain`.
+/// Whether `f`'s entry probe is on the `push rbp` (0x55) right after its stack check's `jbe`
+/// (`76 xx` or `0F 86 xx xx xx xx`), in the file's bytes `data`: where it runs once per call.
+fn after_stack_check(data: &[u8], f: &Function) -> bool {
+    let at = (f.file_offset + f.entry_offset) as usize;
+    f.entry_offset >= 2
+        && data[at] == 0x55
+        && (data[at - 2] == 0x76 || (f.entry_offset >= 6 && data[at - 6..at - 4] == [0x0f, 0x86]))
+}
+
+/// The write goes in only where every layout it relies on is known: `write_point` finds none in
+/// a copy of `inspected` with any one of them made unknown by `unknowns`.
+fn no_write_without_any_of(
+    inspected: &GoBinary,
+    unknowns: &[fn(&mut GoOffsets)],
+    write_points: fn(&GoBinary) -> usize,
+    v: &str,
+) {
+    for (i, unknown) in unknowns.iter().enumerate() {
+        let mut unverified = inspected.clone();
+        unknown(&mut unverified.offsets);
+        assert_eq!(
+            write_points(&unverified),
+            0,
+            "Go {v}: layout {i} unknown, yet a traceparent write"
+        );
+    }
+}
+
+/// How many probes would write `traceparent` into HTTP/1.x requests, and into HTTP/2 requests.
+fn h1_writes(b: &GoBinary) -> usize {
+    b.traceparent_write_point().iter().count()
+}
+fn h2_writes(b: &GoBinary) -> usize {
+    b.h2_traceparent_write_points().count()
+}
+
 fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
     let data = std::fs::read(binary).unwrap();
     let inspected = inspect_binary(binary)
@@ -49,7 +85,7 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         );
     }
     // Requests end on entry to HTTP/1's finishRequest, HTTP/2's handlerDone and Hijack (the
-    // fixture hijacks), each probe on the stack check's `jbe` (76 or 0F 86), which the kernel
+    // fixture hijacks), each probe on the `push rbp` after the stack check, which the kernel
     // emulates: on a RET every request would cost the service a single step.
     let RequestEnd::AfterHandler(ends) = &inspected.request_end else {
         panic!("Go {v}: requests end at {}", inspected.request_end);
@@ -63,13 +99,12 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         "Go {v}: {names:?}"
     );
     assert_eq!(names[2], "net/http.(*response).Hijack", "Go {v}");
-    for f in ends {
-        let at = (f.file_offset + f.entry_offset) as usize;
-        let is_jbe = data[at] == 0x76 || data[at..at + 2] == [0x0f, 0x86];
+    for f in ends.iter().chain([&inspected.serve_http]) {
         assert!(
-            is_jbe,
-            "Go {v}: {} probe at +{:#x} is not on a jbe",
-            f.name, f.entry_offset
+            after_stack_check(&data, f),
+            "Go {v}: {} probe at +{:#x} is not on the push after the stack check",
+            f.name,
+            f.entry_offset
         );
     }
     assert_eq!(
@@ -269,15 +304,7 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         |o| o.bufio_writer_buf = ABSENT,
         |o| o.bufio_writer_n = ABSENT,
     ];
-    for (i, unknown) in unknowns.iter().enumerate() {
-        let mut unverified = inspected.clone();
-        unknown(&mut unverified.offsets);
-        assert_eq!(
-            unverified.traceparent_write_point(),
-            None,
-            "Go {v}: layout {i} unknown, yet a traceparent write"
-        );
-    }
+    no_write_without_any_of(&inspected, &unknowns, h1_writes, v);
     // HTTP/2 requests: the call of Flush in writeHeaders, and the goroutine ids that lead from
     // the goroutine writing the headers to the call.
     let h2_write = inspected
@@ -295,9 +322,9 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         "Go {v}: runtime.g layout: {o:?}"
     );
     assert_eq!(
-        inspected.h2_traceparent_write_point(),
-        Some(h2_write),
-        "Go {v}: the HTTP/2 traceparent write"
+        inspected.h2_traceparent_write_points().collect::<Vec<_>>(),
+        [h2_write],
+        "Go {v}: the HTTP/2 traceparent write (x/net's is not linked)"
     );
     let h2_unknowns: [fn(&mut GoOffsets); 7] = [
         |o| o.request_header = ABSENT,
@@ -308,15 +335,7 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
         |o| o.g_goid = ABSENT,
         |o| o.g_parent_goid = ABSENT,
     ];
-    for (i, unknown) in h2_unknowns.iter().enumerate() {
-        let mut unverified = inspected.clone();
-        unknown(&mut unverified.offsets);
-        assert_eq!(
-            unverified.h2_traceparent_write_point(),
-            None,
-            "Go {v}: layout {i} unknown, yet an HTTP/2 traceparent write"
-        );
-    }
+    no_write_without_any_of(&inspected, &h2_unknowns, h2_writes, v);
     // So must the runtime's interface table, which stripped binaries leave as the only source.
     // It may know more: the scan needs DWARF to name a type (context.withoutCancelCtx has no
     // type entry in Go 1.21's DWARF when only its itab is used).
@@ -359,8 +378,9 @@ fn go1_24_matches_measured_offsets() {
     // Measured facts (shared notes): ServeHTTP is 198 bytes with one RET at +0x93.
     assert_eq!(inspected.serve_http.size, 198);
     assert_eq!(inspected.serve_http.return_offsets, vec![0x93]);
-    // Disassembled by hand: `cmp rsp, [r14+0x10]` (4 bytes), then the `jbe` the probe goes on.
-    assert_eq!(inspected.serve_http.entry_offset, 4);
+    // Disassembled by hand: `cmp rsp, [r14+0x10]` (4 bytes), `jbe` (6), then the `push rbp` the
+    // probe goes on.
+    assert_eq!(inspected.serve_http.entry_offset, 10);
     let o = inspected.offsets;
     assert_eq!(o.request_request_uri, 0xc0);
 }
@@ -498,7 +518,7 @@ fn stripped_and_cgo_pie_builds_match_their_unstripped_builds() {
             assert_eq!(points(&bare), points(&full), "Go {v} {stripped:?}");
             // The HTTP/2 header write, found from Go's function table alone.
             let h2_write = |b: &GoBinary| {
-                (b.h2_traceparent_write_point()).map(|f| (f.name.clone(), f.entry_offset))
+                (b.h2_traceparent_write_points().next()).map(|f| (f.name.clone(), f.entry_offset))
             };
             assert!(
                 h2_write(&bare).is_some(),
@@ -514,8 +534,8 @@ fn stripped_and_cgo_pie_builds_match_their_unstripped_builds() {
 }
 
 /// golang.org/x/net/http2's `(*Transport).RoundTrip`, where x/net's client calls are probed: its
-/// entry probe on the stack check's `jbe`, its RETs, from the symbol table and, in the stripped
-/// build, from the function table, at the same offsets. net/http's roundTrip is probed too.
+/// entry probe on the `push rbp` after the stack check, its RETs, from the symbol table and, in
+/// the stripped build, from the function table, at the same offsets. net/http's roundTrip is probed too.
 fn x_net_transport_is_found(version: &str) {
     let Some(toolchain) = require_go(version) else {
         return;
@@ -538,10 +558,9 @@ fn x_net_transport_is_found(version: &str) {
         let f = (binary.x_net_round_trip.clone())
             .unwrap_or_else(|| panic!("Go {v} {variant:?}: x/net's RoundTrip not found"));
         assert_eq!(f.name, "golang.org/x/net/http2.(*Transport).RoundTrip");
-        let at = (f.file_offset + f.entry_offset) as usize;
         assert!(
-            f.entry_offset > 0 && (data[at] == 0x76 || data[at..at + 2] == [0x0f, 0x86]),
-            "Go {v} {variant:?}: entry probe at +{:#x} is not on a jbe",
+            after_stack_check(&data, &f),
+            "Go {v} {variant:?}: entry probe at +{:#x} is not after the stack check",
             f.entry_offset
         );
         assert!(!f.return_offsets.is_empty(), "Go {v} {variant:?}: no RET");
@@ -558,7 +577,25 @@ fn x_net_transport_is_found(version: &str) {
             binary.error_types.values().any(|t| t == "*net.OpError"),
             "Go {v} {variant:?}"
         );
-        found.push((f.entry_offset, f.return_offsets));
+        // Its HTTP/2 requests get `traceparent` where x/net's writeHeaders flushes them, beside
+        // net/http's own HTTP/2 writer.
+        let write = (binary.x_net_h2_header_write.clone())
+            .unwrap_or_else(|| panic!("Go {v} {variant:?}: no Flush call in x/net's writeHeaders"));
+        assert_eq!(
+            write.name,
+            "golang.org/x/net/http2.(*ClientConn).writeHeaders"
+        );
+        let call = (write.file_offset + write.entry_offset) as usize;
+        assert_eq!(
+            data[call], 0xe8,
+            "Go {v} {variant:?}: {write:?} is not on a CALL"
+        );
+        let names: Vec<&str> = (binary.h2_traceparent_write_points())
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 2, "Go {v} {variant:?}: {names:?}");
+        assert_eq!(names[1], write.name, "Go {v} {variant:?}");
+        found.push((f.entry_offset, f.return_offsets, write.entry_offset));
     }
     assert_eq!(found[0], found[1], "Go {v}: stripped and unstripped builds");
 }

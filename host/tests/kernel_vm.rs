@@ -5,9 +5,10 @@
 //! tested on every CI run, this test boots Debian 12's Linux 6.1 (no lockdown) under qemu, with an
 //! initramfs holding the agent, busybox and the Go fixture server as B and as three callers A (Go
 //! 1.21, 1.24 and the newest), and checks, for each caller, what B received and the spans both
-//! sides made: the client span's context over HTTP, HTTPS
+//! sides made: the client span's context over HTTP, HTTPS, HTTP/2
 //! and from a goroutine, the application's own header alone, nothing when the buffer is short, a
-//! reverse proxy's copied header replaced; then, sampling at one half, each trace kept or dropped
+//! reverse proxy's copied header replaced; the same context from a fourth caller that uses
+//! golang.org/x/net/http2's Transport; then, sampling at one half, each trace kept or dropped
 //! whole across both services. No root is needed: qemu emulates the machine.
 mod support;
 
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::agent::{skip, AGENT};
-use support::go_fixtures::{build_go_server, require_go, tools_dir, Variant};
+use support::go_fixtures::{build_go_server, require_go, require_x_net, tools_dir, Variant};
 
 /// The whole boot, agent start (attaching under emulation is slow) and requests.
 const VM_TIMEOUT: Duration = Duration::from_secs(1500);
@@ -30,8 +31,11 @@ struct Case {
     h2: bool,
 }
 
-/// The caller's context in the request sent to A's `/proxy` (case 6).
+/// The caller's context in the request sent to A's `/proxy` (cases 6 and 9).
 const CALLER: &str = "00-33333333333333333333333333333333-4444444444444444-01";
+
+/// Where the agent in the VM serves `/metrics`, read between calls for the probes' hits.
+const METRICS_PORT: u16 = 9464;
 
 /// Requests in the sampling run, each A's `/call` to B; the ratio is one half.
 const SAMPLED_CALLS: usize = 40;
@@ -45,9 +49,9 @@ enum Expect {
     /// Nothing: the request line and the first headers leave the writer's buffer less room than
     /// the line needs. B's span starts a trace of its own.
     Nothing,
-    /// A's `/proxy` (httputil.ReverseProxy) forwards a request carrying `CALLER`: the copied
-    /// value is replaced by the proxy's client span, B's parent; A's server span is the caller's
-    /// child.
+    /// A's `/proxy` (httputil.ReverseProxy, over HTTP/1.1 or HTTP/2) forwards a request carrying
+    /// `CALLER`: the copied value is replaced by the proxy's client span, B's parent; A's server
+    /// span is the caller's child.
     Proxied,
 }
 
@@ -59,8 +63,20 @@ const OWN: &str = "00-11111111111111111111111111111111-2222222222222222-01";
 /// buffer (with a 4-digit port, 31), less the caller's `&from=<name>`: short of the 70-byte line.
 const PAD_FOR_NO_ROOM: usize = 3_976;
 
+/// The caller built on golang.org/x/net/http2's Transport (host/tests/fixtures/goxnet).
+const X_NET_CALLER: &str = "svc-xnet";
+
 /// The calls each caller `from` (a service A, by name) makes to B.
 fn cases(from: &str) -> Vec<Case> {
+    if from == X_NET_CALLER {
+        // x/net's own Transport over TLS: its writeHeaders carries the write.
+        return vec![Case {
+            url: format!("https://127.0.0.1:$PBS/headers?case=1&from={from}"),
+            extra: "&via=h2",
+            expect: Expect::ClientContext,
+            h2: true,
+        }];
+    }
     let http = |query: &str| format!("http://127.0.0.1:$PB/headers?{query}&from={from}");
     vec![
         Case {
@@ -112,6 +128,12 @@ fn cases(from: &str) -> Vec<Case> {
             url: format!("https://127.0.0.1:$PBS/headers?case=8&from={from}"),
             extra: "&proto=h2",
             expect: Expect::Own(OWN),
+            h2: true,
+        },
+        Case {
+            url: format!("https://127.0.0.1:$PBS/headers?case=9&from={from}"),
+            extra: "&proto=h2",
+            expect: Expect::Proxied,
             h2: true,
         },
     ]
@@ -187,7 +209,8 @@ fn init_script(callers: &[String]) -> String {
             };
             let request = match case.expect {
                 Expect::Proxied => format!(
-                    "--header 'traceparent: {CALLER}' \"http://127.0.0.1:$PA_{c}/proxy?to={url}\""
+                    "--header 'traceparent: {CALLER}' \"http://127.0.0.1:$PA_{c}/proxy?to={url}{}\"",
+                    case.extra
                 ),
                 _ => format!(
                     "\"http://127.0.0.1:$PA_{c}/call?url={url}{}{own}\"",
@@ -195,8 +218,8 @@ fn init_script(callers: &[String]) -> String {
                 ),
             };
             calls.push_str(&format!(
-                "echo '== case {} {caller}'\nwget -q -O - {request}\n",
-                i + 1
+                "echo '== case {n} {caller}'\nwget -q -O - {request}\nhits 'hits after case {n} {caller}'\n",
+                n = i + 1
             ));
         }
     }
@@ -223,13 +246,26 @@ cd /tmp
 OTEL_SERVICE_NAME=svc-b /svc-b > /tmp/svc-b.log 2>&1 &
 {start}# start_agent OUT ERR: the agent, tracing both services, its spans to OUT and its log to ERR.
 start_agent() {{
-  HTTP_AUTOINSTRUMENT_PROPAGATION=on /agent --exe '/svc-*' > $1 2> $2 &
+  HTTP_AUTOINSTRUMENT_PROPAGATION=on HTTP_AUTOINSTRUMENT_METRICS_ADDRESS=127.0.0.1:{METRICS_PORT} \
+    /agent --exe '/svc-*' > $1 2> $2 &
   AGENT=$!
   i=0
   while n=$(grep -c 'tracing pid' $2 2>/dev/null); [ "${{n:-0}}" -lt {services} ] && [ $i -lt 600 ] && kill -0 $AGENT; do
     sleep 1; i=$((i+1))
   done
   echo "== agent ready after ${{i}}s"
+}}
+# hits NAME: the client probes' hit counters so far, from the agent's /metrics, which publishes
+# them after each scan: read once a second until two readings agree.
+hits() {{
+  echo "== $1"
+  prev=
+  while sleep 1; do
+    now=$(wget -q -O - http://127.0.0.1:{METRICS_PORT}/metrics | grep 'probe_hits_total{{probe="\(client_start\|client_return\|header_write\)"}}')
+    [ "$now" = "$prev" ] && break
+    prev=$now
+  done
+  echo "$now"
 }}
 stop_agent() {{
   sleep 2
@@ -245,6 +281,7 @@ done
 {ports}PB=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' /tmp/svc-b.log)
 PBS=$(sed -n 's/.*https=\([0-9]*\).*/\1/p' /tmp/svc-b.log)
 start_agent /tmp/spans.out /tmp/agent.err
+hits 'hits before the calls'
 {calls}stop_agent
 echo "== spans"
 cat /tmp/spans.out
@@ -336,7 +373,14 @@ fn run_vm(kernel: &Path, busybox: &Path, b: &Path, callers: &[(String, PathBuf)]
     let output = std::fs::read_to_string(&console)
         .unwrap_or_default()
         .replace('\r', "");
-    eprintln!("VM ran {:?}", started.elapsed());
+    // Kept for reading when a check fails (the temporary directory goes with the test).
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel_vm-console.log");
+    let _ = std::fs::write(&kept, &output);
+    eprintln!(
+        "VM ran {:?}; its console: {}",
+        started.elapsed(),
+        kept.display()
+    );
     assert!(
         status.is_some(),
         "the VM did not finish in {VM_TIMEOUT:?}:\n{output}"
@@ -396,6 +440,13 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
     let Some(go) = require_go("1.24") else {
         return;
     };
+    if !require_x_net() {
+        return;
+    }
+    callers.push((
+        X_NET_CALLER.to_string(),
+        build_go_server(&go.version, Variant::XNetStripped),
+    ));
     let b = build_go_server(&go.version, Variant::Stripped);
     let output = run_vm(&kernel, &busybox, &b, &callers);
     assert!(
@@ -408,23 +459,65 @@ fn propagation_on_linux_6_1_writes_the_client_span_into_the_request() {
         "propagation should be on in the VM:\n{log}"
     );
     let spans = section(&output, "spans");
+    let mut before = hits(section(&output, "hits before the calls"));
     for (caller, _) in &callers {
-        check_calls(&output, spans, caller);
+        check_calls(&output, spans, caller, &mut before);
     }
     let stats = final_stats(spans);
     assert!(stats.contains("events_lost=0"), "{stats}");
+    let proxied = (callers.iter())
+        .flat_map(|(caller, _)| cases(caller))
+        .filter(|case| matches!(case.expect, Expect::Proxied))
+        .count();
     assert!(
-        stats.contains(&format!("traceparent_replaced={} ", callers.len())),
-        "one replaced per caller's proxy: {stats}"
+        stats.contains(&format!("traceparent_replaced={proxied} ")),
+        "one replaced per proxied call: {stats}"
     );
     eprintln!("{stats}");
     check_sampling_across_services(section(&output, "sampled spans"), &callers[0].0);
 }
 
-/// What B received from `caller` and the spans of each of its calls (`cases`).
-fn check_calls(output: &str, spans: &str, caller: &str) {
+/// The client probes' hits so far: start and return together, and the header write.
+struct Hits {
+    calls: u64,
+    writes: u64,
+}
+
+/// The hit counters in a `hits` section of the VM's output (lines of `/metrics`).
+fn hits(section: &str) -> Hits {
+    let count = |probe: &str| -> u64 {
+        let series = format!("probe_hits_total{{probe=\"{probe}\"}} ");
+        section
+            .lines()
+            .find_map(|l| Some(l.split_once(&series)?.1.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {series} in {section}"))
+    };
+    Hits {
+        calls: count("client_start") + count("client_return"),
+        writes: count("header_write"),
+    }
+}
+
+/// What B received from `caller` and the spans of each of its calls (`cases`), and the probe hits
+/// each call took (counted from `before`, the hits before the caller's first call).
+fn check_calls(output: &str, spans: &str, caller: &str, before: &mut Hits) {
     for (i, case) in cases(caller).iter().enumerate() {
         let n = i + 1;
+        // One call: exactly one hit of the header write, whatever the protocol, and one each of
+        // the call's start and return, also where Go grows the goroutine's stack on entry (these
+        // calls are each on a fresh connection's goroutine).
+        let after = hits(section(output, &format!("hits after case {n} {caller}")));
+        let (calls, writes) = (after.calls - before.calls, after.writes - before.writes);
+        let protocol = if case.h2 { "HTTP/2" } else { "HTTP/1.1" };
+        eprintln!(
+            "{caller} case {n} ({protocol}): {calls} start/return hits, {writes} header write"
+        );
+        assert_eq!(
+            writes, 1,
+            "{caller} case {n}: one header-write hit per call"
+        );
+        assert_eq!(calls, 2, "{caller} case {n}: start and return");
+        *before = after;
         let marker = format!("case={n}");
         let received: Vec<&str> = section(output, &format!("case {n} {caller}"))
             .lines()
@@ -471,7 +564,9 @@ fn check_calls(output: &str, spans: &str, caller: &str) {
                     "{n}: the copied header replaced by the proxy's client span, once"
                 );
                 assert_eq!(trace, &CALLER[3..35], "{n}: the caller's trace: {client}");
-                let proxy = span_line(spans, caller, "server", &[" url.path=/proxy "])
+                // The proxy's request names B's URL in its query, escaped.
+                let to = format!("case%3D{}%26from%3D{caller}", i + 1);
+                let proxy = span_line(spans, caller, "server", &[" url.path=/proxy ", &to])
                     .unwrap_or_else(|| panic!("{n}: no span of the proxy in\n{spans}"));
                 assert_eq!(field(proxy, "trace"), Some(trace), "{n}: {proxy}");
                 assert_eq!(field(proxy, "parent"), Some(&CALLER[36..52]), "{proxy}");
@@ -516,8 +611,7 @@ fn check_sampling_across_services(spans: &str, caller: &str) {
     }
     eprintln!("sampling at 0.5 across A and B: {kept} of {SAMPLED_CALLS} traces kept whole");
     // Propagation costs each call, sampled or not, one probe hit: the header write (HTTP/1.1
-    // here). The call's own start and return are counted with it (a start hits twice when Go
-    // grows the goroutine's stack on entry, as on these fresh connections' goroutines).
+    // here), beside the call's own start and return.
     let stats = final_stats(spans);
     let stat = |name: &str| -> u64 {
         field(stats, name)
@@ -527,6 +621,7 @@ fn check_sampling_across_services(spans: &str, caller: &str) {
     let calls = SAMPLED_CALLS as u64;
     assert_eq!(stat("header_write_hits"), calls, "{stats}");
     assert_eq!(stat("traceparent_written"), calls, "{stats}");
+    assert_eq!(stat("client_call_hits"), 2 * calls, "{stats}");
     eprintln!(
         "probe hits per call: {:.2} (start and return) + {:.2} (header write)",
         stat("client_call_hits") as f64 / calls as f64,

@@ -154,6 +154,43 @@ fn service<'a>(spans: &'a [ReceivedSpan], name: &str) -> impl Iterator<Item = &'
 }
 
 /// Checks A's server span, its one client span and B's server span for `call`.
+/// A's one client span for `url`: a root when `detached` (a call outside the request), else the
+/// child of A's `server` span in its trace.
+fn one_client_span<'a>(
+    spans: &'a [ReceivedSpan],
+    url: &str,
+    server: &ReceivedSpan,
+    detached: bool,
+    ctx: &str,
+) -> &'a ReceivedSpan {
+    let clients: Vec<&ReceivedSpan> = service(spans, "svc-a")
+        .filter(|s| s.kind == SpanKind::Client && s.attr_str("url.full") == Some(url))
+        .collect();
+    assert_eq!(
+        clients.len(),
+        1,
+        "{ctx}: exactly one client span: {clients:#?}"
+    );
+    let client = clients[0];
+    if detached {
+        assert_ne!(
+            client.trace_id, server.trace_id,
+            "{ctx}: a call outside the request"
+        );
+        assert!(client.parent_span_id.is_empty(), "{ctx}: a root");
+    } else {
+        assert_eq!(
+            client.trace_id, server.trace_id,
+            "{ctx}: the request's trace"
+        );
+        assert_eq!(
+            client.parent_span_id, server.span_id,
+            "{ctx}: child of A's server span"
+        );
+    }
+    client
+}
+
 fn check(spans: &[ReceivedSpan], call: &Call, b: &GoServer, caller: Option<(&[u8], &[u8])>) {
     let ctx = format!(
         "case {} ({} {} {})",
@@ -179,31 +216,7 @@ fn check(spans: &[ReceivedSpan], call: &Call, b: &GoServer, caller: Option<(&[u8
         }
         None => assert!(server.parent_span_id.is_empty(), "{ctx}: A is a root"),
     }
-    let clients: Vec<&ReceivedSpan> = service(spans, "svc-a")
-        .filter(|s| s.kind == SpanKind::Client && s.attr_str("url.full") == Some(call.url.as_str()))
-        .collect();
-    assert_eq!(
-        clients.len(),
-        1,
-        "{ctx}: exactly one client span: {clients:#?}"
-    );
-    let client = clients[0];
-    if call.detached {
-        assert_ne!(
-            client.trace_id, server.trace_id,
-            "{ctx}: a call outside the request"
-        );
-        assert!(client.parent_span_id.is_empty(), "{ctx}: a root");
-    } else {
-        assert_eq!(
-            client.trace_id, server.trace_id,
-            "{ctx}: the request's trace"
-        );
-        assert_eq!(
-            client.parent_span_id, server.span_id,
-            "{ctx}: child of A's server span"
-        );
-    }
+    let client = one_client_span(spans, &call.url, server, call.detached, &ctx);
     assert_eq!(client.name, "GET", "{ctx}");
     assert_eq!(client.attr_str("http.request.method"), Some("GET"), "{ctx}");
     assert_eq!(
@@ -284,6 +297,11 @@ fn a_calls_b(go: &str) {
     }
     let stats = agent.stop();
     eprintln!("go{go}: {stats}");
+    // One hit at each call's start and one at its return, including calls on goroutines whose
+    // stack Go grows on entry; every server request ends where it began.
+    let calls = (without.len() + with.len()) as u64;
+    assert_eq!(stat(&stats, "client_call_hits"), 2 * calls, "{stats}");
+    assert_eq!(stat(&stats, "ends_without_entry"), 0, "{stats}");
 }
 
 #[test]
@@ -615,32 +633,8 @@ fn check_x_net(spans: &[ReceivedSpan], call: &XNetCall, b: &GoServer) {
                     .is_some_and(|q| q.starts_with(&format!("case={}&", call.case)))
         })
         .unwrap_or_else(|| panic!("{ctx}: no server span of A in {spans:#?}"));
-    let clients: Vec<&ReceivedSpan> = service(spans, "svc-a")
-        .filter(|s| {
-            s.kind == SpanKind::Client && s.attr_str("url.full") == Some(call.full.as_str())
-        })
-        .collect();
-    assert_eq!(
-        clients.len(),
-        1,
-        "{ctx}: exactly one client span: {clients:#?}"
-    );
-    let client = clients[0];
-    if call.detached {
-        assert_ne!(
-            client.trace_id, server.trace_id,
-            "{ctx}: outside the request"
-        );
-        assert!(client.parent_span_id.is_empty(), "{ctx}: a root");
-    } else {
-        assert_eq!(
-            client.trace_id, server.trace_id,
-            "{ctx}: the request's trace"
-        );
-        assert_eq!(
-            client.parent_span_id, server.span_id,
-            "{ctx}: child of A's server span"
-        );
+    let client = one_client_span(spans, &call.full, server, call.detached, &ctx);
+    if !call.detached {
         assert!(client.start_unix_nanos >= server.start_unix_nanos, "{ctx}");
         assert!(client.end_unix_nanos <= server.end_unix_nanos, "{ctx}");
     }

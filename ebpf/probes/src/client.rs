@@ -36,7 +36,7 @@ use http_autoinstrument_common::{
 use crate::go::{field, read_u64, read_words, Window};
 use crate::{
     binary_of, bump, current_pid, goroutine_key, in_flight, search_headers, trace, wakeup_flags,
-    EVENTS, PROPAGATE, REQUEST_WINDOW, TRACEPARENT_TEXT, WINDOWS, WRITER_WINDOW,
+    EVENTS, REQUEST_WINDOW, TRACEPARENT_TEXT, WINDOWS, WRITER_WINDOW,
 };
 
 /// Which transport the probe that fired sits in (its cookie's `COOKIE_X_NET`).
@@ -51,12 +51,26 @@ static CLIENT_CALLS: LruHashMap<GoroutineKey, ClientCall> = LruHashMap::with_max
 
 #[uprobe]
 pub fn client_call_start(ctx: ProbeContext) -> u32 {
+    call_start(&ctx, false)
+}
+
+/// `client_call_start` with propagation on: it also keeps the call's context for the header
+/// write probes (`OUTGOING`), and replaces a `traceparent` that a proxy copied from its own
+/// request (see `replace_copied`) before the transport encodes the headers. It writes into the
+/// process, so it is a program of its own: a kernel in lockdown refuses to load it.
+#[uprobe]
+pub fn client_call_start_propagating(ctx: ProbeContext) -> u32 {
+    call_start(&ctx, true)
+}
+
+#[inline(always)]
+fn call_start(ctx: &ProbeContext, propagating: bool) -> u32 {
     bump(counter::CLIENT_ENTRY_HITS);
     let pid = current_pid();
-    let key = goroutine_key(&ctx, pid);
+    let key = goroutine_key(ctx, pid);
     // roundTrip(t *Transport, req *Request): req in RBX.
     let request = unsafe { (*ctx.regs).rbx };
-    let transport = transport_of(&ctx);
+    let transport = transport_of(ctx);
     if let Some(call) = unsafe { CLIENT_CALLS.get(&key) } {
         if call.request == request && call.transport == transport {
             return 0; // entered again by Go's stack growth
@@ -65,7 +79,7 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
             return 0; // inside net/http's call: x/net's Transport serving it
         }
     }
-    let Some(binary) = binary_of(&ctx) else {
+    let Some(binary) = binary_of(ctx) else {
         bump(counter::UNCONFIGURED_HITS);
         return 0;
     };
@@ -84,7 +98,11 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
     // goroutine serving it.
     let parent =
         by_context.or_else(|| in_flight::find(&key).map(|served| unsafe { (*served).trace }));
-    let mut call = ClientCall {
+    let Some(scratch) = START_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let StartScratch { call, outgoing } = unsafe { &mut *scratch };
+    *call = ClientCall {
         start_monotonic_ns: unsafe { bpf_ktime_get_ns() },
         request,
         headers: 0,
@@ -101,19 +119,36 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
             sampled: p.is_sampled(),
         }),
     );
-    if unsafe { core::ptr::read_volatile(&PROPAGATE) } != 0 {
+    if propagating {
         // Where `client_header_write` finds the call's context: by the request's header map,
         // the one value it has in hand where it writes.
         call.headers = read_u64(request, offsets.request_header).unwrap_or(0);
         if call.headers != 0 {
-            let outgoing = Outgoing {
+            *outgoing = Outgoing {
                 trace: call.trace,
                 incoming_parent: match &parent {
                     Some(p) if p.parent == parent::REMOTE => p.parent_span_id,
                     _ => [0; 8],
                 },
+                own_header: own_header::UNKNOWN,
             };
-            let _ = OUTGOING.insert(&ContextKey::new(pid, call.headers), &outgoing, 0);
+            if outgoing.incoming_parent != [0; 8] {
+                // A request that came with a context: its handler may be a proxy that copied it.
+                outgoing.own_header = match search_headers(call.headers, offsets) {
+                    Some(found) if found.traceparents == 0 => own_header::NONE,
+                    Some(found)
+                        if found.traceparents == 1
+                            && replace_copied(outgoing, found.traceparent) =>
+                    {
+                        bump(counter::PROPAGATED);
+                        bump(counter::PROPAGATION_REPLACED);
+                        own_header::REPLACED
+                    }
+                    Some(_) => own_header::APPLICATION,
+                    None => own_header::UNKNOWN,
+                };
+            }
+            let _ = OUTGOING.insert(&ContextKey::new(pid, call.headers), outgoing, 0);
             // HTTP/2 writes the request's headers on a goroutine this one starts: it finds the
             // call by its creator's id.
             if offsets.h2_request_writer_known() {
@@ -125,8 +160,19 @@ pub fn client_call_start(ctx: ProbeContext) -> u32 {
             }
         }
     }
-    let _ = CLIENT_CALLS.insert(&key, &call, 0);
+    let _ = CLIENT_CALLS.insert(&key, call, 0);
     0
+}
+
+/// The call being recorded and its context for the write probes, per CPU: on the stack they
+/// would leave the header search too little of the kernel's 512 bytes.
+#[map]
+static START_SCRATCH: PerCpuArray<StartScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+struct StartScratch {
+    call: ClientCall,
+    outgoing: Outgoing,
 }
 
 /// Calls in flight whose context is to go into their request, by the request's `Header` map.
@@ -142,6 +188,38 @@ struct Outgoing {
     /// when it came with none. An outgoing `traceparent` naming it was copied from the incoming
     /// request (a proxy does that), not made by the application.
     incoming_parent: [u8; 8],
+    /// What the call's start found of a `traceparent` in the request (`own_header`).
+    own_header: u64,
+}
+
+/// A request's own `traceparent`, as the call's start found it: not looked for (the write probe
+/// looks), none, the application's, or a proxy's copy, replaced.
+mod own_header {
+    pub const UNKNOWN: u64 = 0;
+    pub const NONE: u64 = 1;
+    pub const APPLICATION: u64 = 2;
+    pub const REPLACED: u64 = 3;
+}
+
+/// Whether the request already has a `traceparent`, so the write probes add none: as the call's
+/// start found it, else from a search of the request's header map `headers`. Counted here when it
+/// is the application's. `None` when the header map cannot be read.
+#[inline(always)]
+fn has_own_header(
+    context: &Outgoing,
+    headers: u64,
+    offsets: &http_autoinstrument_common::GoOffsets,
+) -> Option<bool> {
+    let has = match context.own_header {
+        own_header::NONE => false,
+        own_header::REPLACED => return Some(true), // counted where it was replaced
+        own_header::APPLICATION => true,
+        _ => search_headers(headers, offsets)?.traceparents != 0,
+    };
+    if has {
+        bump(counter::PROPAGATION_APP_HEADER);
+    }
+    Some(has)
 }
 
 /// Adds `Traceparent: 00-<trace>-<call's span>-<flags>` to an HTTP/1.x request as net/http
@@ -149,9 +227,8 @@ struct Outgoing {
 /// headers, the request line, `Host` and `User-Agent` are in the connection's `bufio.Writer`
 /// and the line goes right after them, in the buffer's free space, with `n` moved past it.
 /// A `traceparent` the request already has stays the only one: the application's own (an SDK's)
-/// is left alone; one a proxy copied from the request it serves (the same trace and caller) is
-/// overwritten in place by the call's, the same length, so the proxy's spans sit on the trace's
-/// path. Nothing is written when the writer is not a `*bufio.Writer` or has failed, when the
+/// is left alone; one a proxy copied from the request it serves was overwritten at the call's
+/// start (`replace_copied`). Nothing is written when the writer is not a `*bufio.Writer` or has failed, when the
 /// buffer has no room for the whole line, or when a layout the write relies on is not known for
 /// the binary (`GoOffsets::request_writer_known`).
 #[uprobe]
@@ -175,18 +252,8 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
     {
         return 0;
     }
-    match search_headers(headers, offsets) {
-        Some(found) if found.traceparents == 0 => {}
-        Some(found) => {
-            if found.traceparents == 1 && replace_copied(context, found.traceparent) {
-                bump(counter::PROPAGATED);
-                bump(counter::PROPAGATION_REPLACED);
-            } else {
-                bump(counter::PROPAGATION_APP_HEADER);
-            }
-            return 0;
-        }
-        None => return 0,
+    if has_own_header(context, headers, offsets) != Some(false) {
+        return 0;
     }
     // bufio.Writer{err error, buf []byte, n int, ...}: a writer that failed writes nothing more.
     let mut buf = [0u64; 2];
@@ -210,18 +277,15 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
     let line = unsafe { &mut *line };
     format_traceparent_line(&context.trace, line);
     let written = n + TRACEPARENT_LINE_LEN as u64;
-    let ok = unsafe {
-        bpf_probe_write_user(
-            data.wrapping_add(n) as *mut _,
-            line.as_ptr() as *const _,
-            TRACEPARENT_LINE_LEN as u32,
-        ) == 0
-            && bpf_probe_write_user(
-                writer.wrapping_add(offsets.bufio_writer_n) as *mut _,
-                &written as *const u64 as *const _,
-                8,
-            ) == 0
-    };
+    let ok = write_user(
+        data.wrapping_add(n),
+        line.as_ptr(),
+        TRACEPARENT_LINE_LEN as u32,
+    ) && write_user(
+        writer.wrapping_add(offsets.bufio_writer_n),
+        &written as *const u64 as *const u8,
+        8,
+    );
     if ok {
         bump(counter::PROPAGATED);
     }
@@ -229,7 +293,9 @@ pub fn client_header_write(ctx: ProbeContext) -> u32 {
 }
 
 /// Overwrites the `traceparent` value at `value` (pointer, length) with the call's context when
-/// it is the one the call's server request came in with; true when it did.
+/// it is the one the call's server request came in with (the same trace and caller: a proxy
+/// copied it); true when it did. In place, the same length, before the transport encodes the
+/// headers (HPACK would not keep the length), so the proxy's spans sit on the trace's path.
 #[inline(always)]
 fn replace_copied(context: &Outgoing, value: (u64, u64)) -> bool {
     let (ptr, len) = value;
@@ -265,7 +331,13 @@ fn replace_copied(context: &Outgoing, value: (u64, u64)) -> bool {
     }
     write_hex(&context.trace.span_id, &mut line[span_hex]);
     let value = unsafe { line.as_ptr().add(prefix) };
-    unsafe { bpf_probe_write_user(ptr as *mut _, value as *const _, TRACEPARENT_LEN as u32) == 0 }
+    write_user(ptr, value, TRACEPARENT_LEN as u32)
+}
+
+/// Writes the `len` bytes at `from` into the traced process at `to`; true when written.
+#[inline(always)]
+fn write_user(to: u64, from: *const u8, len: u32) -> bool {
+    unsafe { bpf_probe_write_user(to as *mut _, from as *const _, len) == 0 }
 }
 
 /// Where a `traceparent` value's parent (span) id starts: after `00-`, 32 hex digits and `-`.
@@ -348,13 +420,8 @@ pub fn client_h2_header_write(ctx: ProbeContext) -> u32 {
     let Some(context) = (unsafe { OUTGOING.get(&ContextKey::new(pid, headers)) }) else {
         return 0;
     };
-    match search_headers(headers, offsets) {
-        Some(found) if found.traceparents == 0 => {}
-        Some(_) => {
-            bump(counter::PROPAGATION_APP_HEADER);
-            return 0;
-        }
-        None => return 0,
+    if has_own_header(context, headers, offsets) != Some(false) {
+        return 0;
     }
     // The writer's fields in one read, each checked on its own: LLVM merged the `Option`s of
     // separate reads into flags in a register that Linux 6.1's verifier took for a pointer.
@@ -425,23 +492,16 @@ pub fn client_h2_header_write(ctx: ProbeContext) -> u32 {
     let new_length = [(raised >> 16) as u8, (raised >> 8) as u8, raised as u8];
     let written = n + field_len;
     // The field first, past `n` where nothing reads it yet; then the frame's length; `n` last.
-    let ok = unsafe {
-        bpf_probe_write_user(
-            data.wrapping_add(n) as *mut _,
-            field.as_ptr() as *const _,
-            TRACEPARENT_HPACK_LEN as u32,
-        ) == 0
-            && bpf_probe_write_user(
-                data.wrapping_add(last) as *mut _,
-                new_length.as_ptr() as *const _,
-                3,
-            ) == 0
-            && bpf_probe_write_user(
-                writer.wrapping_add(offsets.bufio_writer_n) as *mut _,
-                &written as *const u64 as *const _,
-                8,
-            ) == 0
-    };
+    let ok = write_user(
+        data.wrapping_add(n),
+        field.as_ptr(),
+        TRACEPARENT_HPACK_LEN as u32,
+    ) && write_user(data.wrapping_add(last), new_length.as_ptr(), 3)
+        && write_user(
+            writer.wrapping_add(offsets.bufio_writer_n),
+            &written as *const u64 as *const u8,
+            8,
+        );
     if ok {
         bump(counter::PROPAGATED);
     }

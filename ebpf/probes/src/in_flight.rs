@@ -28,9 +28,12 @@ static IN_FLIGHT_OVERFLOW: LruHashMap<GoroutineKey, InFlightRequest> =
     LruHashMap::with_max_entries(4096, 0);
 
 /// Records `request` as the goroutine's request in flight (entry probe): in the goroutine's own
-/// slot of its set if it has one, else in the first finished slot, else in the hash map.
-#[inline(always)]
-pub fn begin(key: &GoroutineKey, request: &InFlightRequest) {
+/// slot of its set if it has one, else in the first finished slot, else in the hash map. False
+/// when the goroutine has this request in flight already (an entry probe on a stack check that
+/// Go ran twice for one call), which stays as it was. Not inlined: the entry probe's stack
+/// would pass the kernel's 512 bytes (`every_program_fits_the_kernels_stack`).
+#[inline(never)]
+pub fn begin(key: &GoroutineKey, request: &InFlightRequest) -> bool {
     let first = InFlightSlot::first_slot(key);
     let mut free: Option<*mut InFlightSlot> = None;
     for way in 0..IN_FLIGHT_WAYS {
@@ -39,10 +42,11 @@ pub fn begin(key: &GoroutineKey, request: &InFlightRequest) {
         };
         let slot_ref = unsafe { &mut *slot };
         if slot_ref.is_for(key) {
-            if !is_reentry(&slot_ref.request, request) {
-                claim(slot_ref, key, request);
+            if is_reentry(&slot_ref.request, request) {
+                return false;
             }
-            return;
+            claim(slot_ref, key, request);
+            return true;
         }
         if free.is_none() && slot_ref.request.request == 0 {
             free = Some(slot);
@@ -50,19 +54,19 @@ pub fn begin(key: &GoroutineKey, request: &InFlightRequest) {
     }
     if let Some(slot) = free {
         claim(unsafe { &mut *slot }, key, request);
-        return;
+        return true;
     }
     match IN_FLIGHT_OVERFLOW.get_ptr_mut(key) {
         Some(old) => {
             let old = unsafe { &mut *old };
-            if !is_reentry(old, request) {
-                // The slot of this goroutine's previous request (finished, or killed by a panic).
-                *old = *request;
+            if is_reentry(old, request) {
+                return false;
             }
+            // The slot of this goroutine's previous request (finished, or killed by a panic).
+            *old = *request;
+            true
         }
-        None => {
-            let _ = IN_FLIGHT_OVERFLOW.insert(key, request, 0);
-        }
+        None => IN_FLIGHT_OVERFLOW.insert(key, request, 0).is_ok(),
     }
 }
 
@@ -79,19 +83,6 @@ fn claim(slot: &mut InFlightSlot, key: &GoroutineKey, request: &InFlightRequest)
 #[inline(always)]
 fn is_reentry(recorded: &InFlightRequest, new: &InFlightRequest) -> bool {
     recorded.request == new.request && recorded.flags & flags::PANICKED as u64 == 0
-}
-
-/// Whether `request` is the goroutine's request in flight already (Go's stack growth enters a
-/// function twice for one call).
-#[inline(always)]
-pub fn is_recorded(key: &GoroutineKey, request: u64) -> bool {
-    match find(key) {
-        Some(recorded) => {
-            let recorded = unsafe { &*recorded };
-            recorded.request == request && recorded.flags & flags::PANICKED as u64 == 0
-        }
-        None => false,
-    }
 }
 
 /// The goroutine's request in flight, if the entry probe recorded one that is not finished.

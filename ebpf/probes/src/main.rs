@@ -132,11 +132,6 @@ static WAKEUP_BYTES: u64 = 512 * EVENT_RECORD_BYTES;
 #[no_mangle]
 static READ_REQUEST: u8 = 1;
 
-/// 1: client calls carry their trace context to the next service (`client::client_header_write`);
-/// set by the agent at load (`propagation: off` leaves it 0).
-#[no_mangle]
-static PROPAGATE: u8 = 0;
-
 /// Whether this event, `unread` bytes waiting with it, takes the backlog past a multiple of
 /// `WAKEUP_BYTES`. Only such an event wakes the agent: one that is already behind is draining, and
 /// waking it on every event would cost the service a wakeup per request until it catches up.
@@ -181,10 +176,6 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     // ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request): rw is an interface (itab in
     // RBX, data in RCX), req is in RDI.
     let request = regs.rdi;
-    if in_flight::is_recorded(&key, request) {
-        // Go's stack growth restarted the function: this call is recorded already.
-        return 0;
-    }
     let (Some(binary), Some(record)) = (binary_of(&ctx), ENTRY_SCRATCH.get_ptr_mut(0)) else {
         bump(counter::UNCONFIGURED_HITS);
         return 0;
@@ -213,8 +204,9 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
             sampled: tp.flags & FLAG_SAMPLED != 0,
         }),
     );
-    in_flight::begin(&key, record);
-    if record.context != 0 {
+    // The probe sits after Go's stack check, so each call hits it once; where it had to go on
+    // the check itself, a call that grew the stack hits it twice, and only the first counts.
+    if in_flight::begin(&key, record) && record.context != 0 {
         let context = ContextKey::new(pid, record.context);
         trace::remember_context(&context, &record.trace);
     }

@@ -156,10 +156,12 @@ pub enum Propagation {
     Off(String),
 }
 
-/// The program that writes `traceparent` (it uses `bpf_probe_write_user`, which a locked-down
-/// kernel refuses at load).
+/// The programs that write `traceparent` (they use `bpf_probe_write_user`, which a locked-down
+/// kernel refuses at load): into HTTP/1.x and HTTP/2 requests, and, at a call's start in place of
+/// `client_call_start`, over a value a proxy copied.
 const HEADER_WRITE_PROGRAM: &str = "client_header_write";
 const H2_HEADER_WRITE_PROGRAM: &str = "client_h2_header_write";
+const PROPAGATING_CLIENT_START_PROGRAM: &str = "client_call_start_propagating";
 
 fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<()> {
     let program: &mut UProbe = ebpf
@@ -228,7 +230,6 @@ impl Probes {
             (true, _) => Propagation::Off(format!("not in probe mode {mode:?}")),
         };
         let mut ebpf = EbpfLoader::new()
-            .override_global("PROPAGATE", &u8::from(propagation == Propagation::On), true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .override_global("SAMPLER", &sampler.mode, true)
             .override_global("SAMPLER_BOUND", &sampler.bound, true)
@@ -255,8 +256,13 @@ impl Probes {
             load_program(&mut ebpf, name)?;
         }
         if propagation == Propagation::On {
-            let loaded = load_program(&mut ebpf, HEADER_WRITE_PROGRAM)
-                .and_then(|()| load_program(&mut ebpf, H2_HEADER_WRITE_PROGRAM));
+            let loaded = [
+                HEADER_WRITE_PROGRAM,
+                H2_HEADER_WRITE_PROGRAM,
+                PROPAGATING_CLIENT_START_PROGRAM,
+            ]
+            .into_iter()
+            .try_for_each(|name| load_program(&mut ebpf, name));
             if let Err(e) = loaded {
                 let error = format!("{e:#}");
                 propagation = Propagation::Off(
@@ -369,8 +375,12 @@ impl Probes {
             let ends = binary.request_end_points();
             points.extend(ends.map(|(f, at)| (programs.request_end, f, at)));
         }
+        let client_start = match self.propagation {
+            Propagation::On => PROPAGATING_CLIENT_START_PROGRAM,
+            Propagation::Off(_) => programs.client_start,
+        };
         for round_trip in binary.round_trip.iter().chain(&binary.x_net_round_trip) {
-            points.push((programs.client_start, round_trip, round_trip.entry_offset));
+            points.push((client_start, round_trip, round_trip.entry_offset));
             let returns = round_trip.return_offsets.iter();
             points.extend(returns.map(|&r| (programs.client_return, round_trip, r)));
         }
@@ -379,10 +389,9 @@ impl Probes {
         {
             points.push((HEADER_WRITE_PROGRAM, write, write.entry_offset));
         }
-        if let (Propagation::On, Some(write)) =
-            (&self.propagation, binary.h2_traceparent_write_point())
-        {
-            points.push((H2_HEADER_WRITE_PROGRAM, write, write.entry_offset));
+        if self.propagation == Propagation::On {
+            let writes = binary.h2_traceparent_write_points();
+            points.extend(writes.map(|w| (H2_HEADER_WRITE_PROGRAM, w, w.entry_offset)));
         }
         if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic, gopanic.entry_offset));

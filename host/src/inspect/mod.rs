@@ -69,6 +69,8 @@ pub const H2_WRITE_HEADERS_SYMBOLS: [&str; 2] = [
     "net/http.(*http2ClientConn).writeHeaders",
     "net/http/internal/http2.(*ClientConn).writeHeaders",
 ];
+/// golang.org/x/net/http2's own copy of that writer, for requests made with its Transport.
+pub const X_NET_H2_WRITE_HEADERS_SYMBOL: &str = "golang.org/x/net/http2.(*ClientConn).writeHeaders";
 pub const BUFIO_FLUSH_SYMBOL: &str = "bufio.(*Writer).Flush";
 
 /// A Go release, e.g. `go1.24.11` (release candidates and betas count as patch 0).
@@ -241,6 +243,9 @@ pub struct GoBinary {
     /// `(*ClientConn).writeHeaders`, its `entry_offset` set to its call of `(*bufio.Writer).Flush`:
     /// where the probe adds `traceparent` (HTTP/2). `None` when not found.
     pub h2_header_write: Option<Function>,
+    /// The same in golang.org/x/net/http2's `(*ClientConn).writeHeaders`: `None` when the program
+    /// does not link x/net's Transport.
+    pub x_net_h2_header_write: Option<Function>,
     /// The type names of `error` values by their itab's link-time address (what a failed
     /// client call's `error.type` says).
     pub error_types: std::collections::HashMap<u64, String>,
@@ -471,6 +476,10 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         found.write_subset,
     )?;
     let h2_header_write = call_point(found.h2_write_headers, found.bufio_flush)?;
+    let x_net_h2_header_write = call_point(
+        (found.x_net_h2_write_headers).map(|f| (X_NET_H2_WRITE_HEADERS_SYMBOL, f)),
+        found.bufio_flush,
+    )?;
 
     let wanted_structs: Vec<&'static str> = offsets::wanted_structs().collect();
     let runtime_type_names: Vec<&'static str> = itabs::runtime_type_names().collect();
@@ -573,6 +582,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, InspectError>
         x_net_round_trip,
         header_write,
         h2_header_write,
+        x_net_h2_header_write,
         error_types,
         offsets,
     })
@@ -632,12 +642,13 @@ impl GoBinary {
     }
 
     /// As [`traceparent_write_point`](Self::traceparent_write_point), for HTTP/2 requests:
-    /// `h2_header_write`, only when every layout that write relies on is known
-    /// (`GoOffsets::h2_request_writer_known`).
-    pub fn h2_traceparent_write_point(&self) -> Option<&Function> {
-        self.h2_header_write
-            .as_ref()
-            .filter(|_| self.offsets.h2_request_writer_known())
+    /// `h2_header_write` and `x_net_h2_header_write`, only when every layout that write relies on
+    /// is known (`GoOffsets::h2_request_writer_known`).
+    pub fn h2_traceparent_write_points(&self) -> impl Iterator<Item = &Function> {
+        let known = self.offsets.h2_request_writer_known();
+        (self.h2_header_write.iter())
+            .chain(&self.x_net_h2_header_write)
+            .filter(move |_| known)
     }
 
     /// File offsets of the request-end probe.

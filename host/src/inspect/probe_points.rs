@@ -6,11 +6,11 @@
 //!
 //! Entry: a uprobe on an instruction the kernel cannot emulate makes it single-step the original
 //! instruction out of line, a second trap. Go functions open with a stack-bound check (`cmp rsp,
-//! [r14+0x10]` then `jbe` to the stack-growth path), and the kernel emulates conditional jumps. So
-//! the entry probe goes on that jump: nothing before it changes a register the probe reads, every
-//! call passes it exactly once (the stack-growth path restarts the function from its first byte,
-//! as it would for a probe there), and it costs a traced service less per request
-//! (docs/benchmarks.md).
+//! [r14+0x10]` then `jbe` to the stack-growth path) and then `push rbp`; the kernel emulates both
+//! conditional jumps and `push` (Linux 6.1 and later). The check runs twice for a call whose
+//! goroutine's stack must grow (the growth path starts the function again from its first byte),
+//! the `push` once. So the entry probe goes on that `push`: one trap per call, and nothing before
+//! it changes a register the probe reads.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 
@@ -49,18 +49,28 @@ pub fn first_call(address: u64, code: &[u8], target: u64) -> Option<u64> {
 /// `g.stackguard0`, what Go's prologue compares the stack pointer with (R14 holds `g`).
 const STACKGUARD0: u64 = 0x10;
 
-/// Offset, relative to the function start, for the entry probe: the conditional jump of Go's
-/// stack-bound check when the function opens with one, else 0 (the first byte).
+/// Offset, relative to the function start, for the entry probe: the `push rbp` that follows Go's
+/// stack-bound check when the function opens with one (else the check's conditional jump, or 0,
+/// the first byte, without a check). The kernel emulates both `push` and `jcc` (no single step),
+/// but only the instruction after the check runs once per call: when the goroutine's stack must
+/// grow, Go runs the check, grows the stack and starts the function again from the top.
 pub fn entry_offset(address: u64, code: &[u8]) -> u64 {
-    let decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut checks_stack = false;
     // The check is at most three instructions (`lea r12, [rsp-N]; cmp r12, [r14+0x10]; jbe`).
-    for instruction in decoder.into_iter().take(3) {
+    for _ in 0..3 {
+        if !decoder.can_decode() {
+            break;
+        }
+        let instruction = decoder.decode();
         if is_conditional_jump(&instruction) {
-            return if checks_stack {
-                instruction.ip() - address
-            } else {
-                0
+            if !checks_stack {
+                return 0;
+            }
+            let next = decoder.can_decode().then(|| decoder.decode());
+            return match next {
+                Some(push) if is_push_of_frame_pointer(&push) => push.ip() - address,
+                _ => instruction.ip() - address,
             };
         }
         if is_stack_bound_compare(&instruction) {
@@ -70,6 +80,13 @@ pub fn entry_offset(address: u64, code: &[u8]) -> u64 {
         }
     }
     0
+}
+
+/// `push rbp`: Go's frame setup, first after the stack check in a function with a frame.
+fn is_push_of_frame_pointer(instruction: &Instruction) -> bool {
+    instruction.mnemonic() == Mnemonic::Push
+        && instruction.op0_kind() == OpKind::Register
+        && instruction.op0_register() == Register::RBP
 }
 
 /// `jcc`: branches the kernel emulates (as it does `jmp` and `call`, but not `ret`).
@@ -126,18 +143,23 @@ mod tests {
     }
 
     #[test]
-    fn entry_goes_on_the_stack_checks_jump() {
+    fn entry_goes_after_the_stack_check() {
         // Go 1.24's ServeHTTP: cmp rsp, [r14+0x10] ; jbe +0x8a ; push rbp
         let small_frame = [
             0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x8a, 0x00, 0x00, 0x00, 0x55,
         ];
-        assert_eq!(entry_offset(0x63f060, &small_frame), 4);
-        // lea r12, [rsp-0x58] ; cmp r12, [r14+0x10] ; jbe +0x100
+        assert_eq!(entry_offset(0x63f060, &small_frame), 10);
+        // lea r12, [rsp-0x58] ; cmp r12, [r14+0x10] ; jbe +0x100 ; push rbp
         let larger_frame = [
             0x4c, 0x8d, 0x64, 0x24, 0xa8, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x00, 0x01, 0x00,
-            0x00,
+            0x00, 0x55,
         ];
-        assert_eq!(entry_offset(0x401000, &larger_frame), 9);
+        assert_eq!(entry_offset(0x401000, &larger_frame), 15);
+        // Without the `push rbp` after it (code cut short, or another instruction): the jump.
+        assert_eq!(entry_offset(0x401000, &larger_frame[..15]), 9);
+        let mut other = larger_frame;
+        other[15] = 0x53; // push rbx
+        assert_eq!(entry_offset(0x401000, &other), 9);
     }
 
     #[test]

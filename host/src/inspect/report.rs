@@ -102,18 +102,23 @@ pub fn report(binary: &GoBinary) -> String {
         None => out.push_str("traceparent probe: none (no HTTP/1.x request writer found)\n"),
     }
     match &binary.h2_header_write {
-        Some(f) => {
-            let _ = writeln!(
-                out,
-                "HTTP/2 traceparent probe (traces.propagation): {}+{:#x}, its call of bufio.(*Writer).Flush",
-                f.name, f.entry_offset
-            );
-        }
+        Some(f) => h2_write_line(&mut out, f),
         None => out.push_str("HTTP/2 traceparent probe: none (no HTTP/2 request writer found)\n"),
+    }
+    if let Some(f) = &binary.x_net_h2_header_write {
+        h2_write_line(&mut out, f);
     }
     out.push_str("offsets and addresses read by the probes:\n");
     offsets(&mut out, &binary.offsets);
     out
+}
+
+fn h2_write_line(out: &mut String, f: &Function) {
+    let _ = writeln!(
+        out,
+        "HTTP/2 traceparent probe (traces.propagation): {}+{:#x}, its call of bufio.(*Writer).Flush",
+        f.name, f.entry_offset
+    );
 }
 
 /// Prints the report of `path`, or returns why the agent cannot trace it.

@@ -6,7 +6,7 @@
 //! compares both placements: rows (b′) and (b)).
 //!
 //! So the request-end probe goes on the entry of the functions net/http calls once a handler has
-//! returned, on the conditional jump of their stack check, which the kernel emulates
+//! returned, on the `push rbp` after their stack check, which the kernel emulates
 //! (`probe_points::entry_offset`): one trap and no single step. They run on the handler's goroutine,
 //! where the entry probe keyed the request:
 //! - HTTP/1: `(*conn).serve` calls `(*response).finishRequest` after ServeHTTP returns.

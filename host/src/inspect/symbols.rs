@@ -11,7 +11,8 @@ use super::request_end::{
 };
 use super::{
     Elf, BUFIO_FLUSH_SYMBOL, GOPANIC_SYMBOL, H2_WRITE_HEADERS_SYMBOLS, REQUEST_WRITE_SYMBOL,
-    ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL, WRITE_SUBSET_SYMBOL, X_NET_ROUND_TRIP_SYMBOL,
+    ROUND_TRIP_SYMBOL, SERVE_HTTP_SYMBOL, WRITE_SUBSET_SYMBOL, X_NET_H2_WRITE_HEADERS_SYMBOL,
+    X_NET_ROUND_TRIP_SYMBOL,
 };
 
 /// Where a function symbol says a function is.
@@ -43,6 +44,8 @@ pub struct FoundSymbols {
     /// `(*ClientConn).writeHeaders` (with the name it was found under) and `(*bufio.Writer).Flush`:
     /// where `traceparent` is added to HTTP/2 requests.
     pub h2_write_headers: Option<(&'static str, FunctionSymbol)>,
+    /// golang.org/x/net/http2's `(*ClientConn).writeHeaders`.
+    pub x_net_h2_write_headers: Option<FunctionSymbol>,
     pub bufio_flush: Option<FunctionSymbol>,
     /// golang.org/x/net/http2's server is linked in (see `request_end`).
     pub x_net_h2_server: bool,
@@ -78,6 +81,7 @@ impl FoundSymbols {
             (ROUND_TRIP_SYMBOL, self.round_trip),
             (X_NET_ROUND_TRIP_SYMBOL, self.x_net_round_trip),
             (REQUEST_WRITE_SYMBOL, self.request_write),
+            (X_NET_H2_WRITE_HEADERS_SYMBOL, self.x_net_h2_write_headers),
         ]
         .iter()
         .filter_map(|(name, f)| f.as_ref().map(|f| named(name, f)))
@@ -126,6 +130,8 @@ impl FoundSymbols {
             found.write_subset = Some(function());
         } else if let Some(known) = H2_WRITE_HEADERS_SYMBOLS.iter().find(|s| **s == name) {
             found.h2_write_headers = Some((known, function()));
+        } else if name == X_NET_H2_WRITE_HEADERS_SYMBOL {
+            found.x_net_h2_write_headers = Some(function());
         } else if name == BUFIO_FLUSH_SYMBOL {
             found.bufio_flush = Some(function());
         } else if name.starts_with(X_NET_H2_RUN_HANDLER_PREFIX) {
