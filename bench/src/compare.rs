@@ -73,6 +73,7 @@ pub fn compare(
                 otlp_endpoint: Some(sink.endpoint.clone()),
                 target: Target::Pid(services[service].pid),
                 metrics_port: None,
+                propagation_off: false,
             };
             let mut agent = Agent::start(build, &run, &dir)?;
             agent.wait_tracing(Duration::from_secs(60))?;

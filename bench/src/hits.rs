@@ -1,7 +1,8 @@
 //! Probe hits per request, counted by the agent's kernel counters on /metrics, for each protocol
 //! a Go server speaks (HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS) and for each protocol its
 //! net/http client calls another service with: requests to the traced service's `/call`, which
-//! makes one call to a second, untraced copy of the fixture per request.
+//! makes one call to a second, untraced copy of the fixture per request. Trace context propagation
+//! is on (as a dry run where the kernel forbids its writes), so its header-write hits count.
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,8 +48,12 @@ pub struct ProbeHits {
     pub request_end_hits: u64,
     pub client_start_hits: u64,
     pub client_return_hits: u64,
+    /// Hits of the programs that add `traceparent` to the request's header bytes.
+    pub header_write_hits: u64,
     pub events: u64,
     pub spans: u64,
+    /// Propagation ran in probe mode `propagation-dry-run` (the kernel forbade its writes).
+    pub dry_run: bool,
 }
 
 impl ProbeHits {
@@ -56,14 +61,20 @@ impl ProbeHits {
         (self.entry_hits + self.request_end_hits) as f64 / self.requests as f64
     }
 
+    pub fn header_writes_per_request(&self) -> f64 {
+        self.header_write_hits as f64 / self.requests as f64
+    }
+
+    /// Every trap a call costs: its start, its return and its header write.
     pub fn client_hits_per_request(&self) -> f64 {
-        (self.client_start_hits + self.client_return_hits) as f64 / self.requests as f64
+        (self.client_start_hits + self.client_return_hits + self.header_write_hits) as f64
+            / self.requests as f64
     }
 }
 
 const PREFIX: &str = "http_autoinstrument_";
 
-fn counters(port: u16) -> Result<[u64; 6]> {
+fn counters(port: u16) -> Result<[u64; 7]> {
     let page = String::from_utf8(get(port, "/metrics")?.body)?;
     let read = |name: &str| -> Result<u64> {
         metric(&page, &format!("{PREFIX}{name}"))
@@ -75,6 +86,7 @@ fn counters(port: u16) -> Result<[u64; 6]> {
         read("probe_hits_total{probe=\"request_end\"}")?,
         read("probe_hits_total{probe=\"client_start\"}")?,
         read("probe_hits_total{probe=\"client_return\"}")?,
+        read("probe_hits_total{probe=\"header_write\"}")?,
         read("kernel_events_submitted_total")?,
         read("spans_exported_total")?,
     ])
@@ -96,7 +108,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
     let callee = Service::start_copy(&bench.server, &bench.work.path().join("service-callee"))?;
     let metrics_port = free_port()?;
     let dir = tempfile::tempdir_in(bench.work.path())?;
-    let mut agent = Agent::start(
+    let (agent, dry_run) = Agent::start_propagating(
         &bench.agent,
         &AgentRun {
             probe_mode: ProbeMode::Full,
@@ -104,10 +116,10 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
             otlp_endpoint: Some(bench.sink.endpoint.clone()),
             target: Target::Pid(service.pid),
             metrics_port: Some(metrics_port),
+            propagation_off: false,
         },
         dir.path(),
     )?;
-    agent.wait_tracing(Duration::from_secs(60))?;
     let http = format!("http://127.0.0.1:{}", service.http_port);
     let https = format!("https://127.0.0.1:{}", service.https_port);
     // The client calls: curl asks the traced service over HTTP/1.1, which calls the copy.
@@ -186,7 +198,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
         let started = Instant::now();
         let after = loop {
             let now = counters(metrics_port)?;
-            if now[5] - before[5] >= expected_spans || started.elapsed() > Duration::from_secs(10) {
+            if now[6] - before[6] >= expected_spans || started.elapsed() > Duration::from_secs(10) {
                 break now;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -199,8 +211,10 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
             request_end_hits: after[1] - before[1],
             client_start_hits: after[2] - before[2],
             client_return_hits: after[3] - before[3],
-            events: after[4] - before[4],
-            spans: after[5] - before[5],
+            header_write_hits: after[4] - before[4],
+            events: after[5] - before[5],
+            spans: after[6] - before[6],
+            dry_run,
         };
         eprintln!("probe hits: {hits:?}");
         ensure!(

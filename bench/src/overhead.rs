@@ -171,6 +171,7 @@ fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Resul
         otlp_endpoint: Some(bench.sink.endpoint.clone()),
         target: Target::Pid(service.pid),
         metrics_port: None,
+        propagation_off: false,
     };
     let agent = |run: AgentRun| -> Result<Instrumentation> {
         let mut agent = Agent::start(&bench.agent, &run, dir)?;

@@ -116,6 +116,9 @@ pub struct AgentRun {
     /// `--pid`; otherwise `--exe` with this glob.
     pub target: Target,
     pub metrics_port: Option<u16>,
+    /// `HTTP_AUTOINSTRUMENT_PROPAGATION=off`; otherwise the agent's default (on where the
+    /// kernel allows it).
+    pub propagation_off: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -164,6 +167,9 @@ impl Agent {
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
             command.env_remove(key);
         }
+        if run.propagation_off {
+            command.env("HTTP_AUTOINSTRUMENT_PROPAGATION", "off");
+        }
         if let Some(endpoint) = &run.otlp_endpoint {
             command
                 .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
@@ -180,6 +186,38 @@ impl Agent {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         Ok(Agent { child, log, out })
+    }
+
+    /// Starts the agent with trace context propagation on: `run` in probe mode `full` where the
+    /// kernel lets BPF programs write into processes, otherwise in `propagation-dry-run` (the
+    /// same programs without the writes). Waits until it traces; true when it is the dry run.
+    pub fn start_propagating(binary: &Path, run: &AgentRun, work: &Path) -> Result<(Agent, bool)> {
+        let full = AgentRun {
+            probe_mode: ProbeMode::Full,
+            propagation_off: false,
+            ..run.clone()
+        };
+        let mut agent = Agent::start(binary, &full, work)?;
+        let log = agent.wait_tracing(Duration::from_secs(60))?;
+        if log.contains("trace context propagation on") {
+            return Ok((agent, false));
+        }
+        terminate(&mut agent.child);
+        ensure!(
+            log.contains("trace context propagation off (the kernel"),
+            "the agent did not switch propagation on, and not for the kernel's sake:\n{log}"
+        );
+        let dry_run = AgentRun {
+            probe_mode: ProbeMode::PropagationDryRun,
+            ..full
+        };
+        let mut agent = Agent::start(binary, &dry_run, work)?;
+        let log = agent.wait_tracing(Duration::from_secs(60))?;
+        ensure!(
+            log.contains("trace context propagation on as a dry run"),
+            "the agent in probe mode propagation-dry-run did not switch propagation on:\n{log}"
+        );
+        Ok((agent, true))
     }
 
     pub fn pid(&self) -> u32 {

@@ -33,6 +33,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<ResourceRun>> {
             otlp_endpoint: Some(bench.sink.endpoint.clone()),
             target: Target::Pid(service.pid),
             metrics_port: None,
+            propagation_off: false,
         };
         let mut agent = Agent::start(&bench.agent, &run, dir.path())?;
         agent.wait_tracing(Duration::from_secs(60))?;

@@ -40,6 +40,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<StartupRun>> {
         otlp_endpoint: None,
         target: Target::Exe(binary.clone()),
         metrics_port: None,
+        propagation_off: false,
     };
     let mut agent = Agent::start(&bench.agent, &run, dir.path())?;
     let stdout = agent.child().stdout.take().context("agent stdout")?;

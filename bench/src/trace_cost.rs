@@ -1,7 +1,8 @@
 //! What connected traces cost the probes, from the kernel's per-program accounting: the BPF run
 //! time per server request with and without an incoming `traceparent`, and per client call (the
 //! traced service's `/call` to an untraced copy of it) the floor's bare counting programs on the
-//! client points against the agent's client programs. Every configuration runs in every round,
+//! client points against the agent's client programs, with trace context propagation off and on
+//! (on: the programs that also write `traceparent` into the outgoing request). Every configuration runs in every round,
 //! in turns whose order alternates from round to round, so the host's drift between rounds falls
 //! on all of them alike.
 use std::path::Path;
@@ -26,6 +27,13 @@ pub const TRACEPARENT: &str =
 const SERVER_PROGRAMS: [&str; 2] = ["serve_http_entry", "request_end"];
 /// The agent's programs on `net/http.(*Transport).roundTrip`'s entry and RETs.
 const CLIENT_PROGRAMS: [&str; 2] = ["client_call_start", "client_call_return"];
+/// The same with propagation on, and the programs on the HTTP/1 and HTTP/2 header writes.
+const PROPAGATING_CLIENT_PROGRAMS: [&str; 4] = [
+    "client_call_start_propagating",
+    "client_call_return",
+    "client_header_write",
+    "client_h2_header_write",
+];
 /// The floor's counting programs on the same client points (`--probe-mode count`).
 const FLOOR_CLIENT_PROGRAMS: [&str; 2] = ["count_client_start", "count_client_return"];
 
@@ -43,8 +51,11 @@ pub enum Config {
     ServerTraceparent,
     /// Calls made by the traced service; the floor's counting programs on the client points.
     ClientFloor,
-    /// The same calls; the agent's client programs.
+    /// The same calls; the agent's client programs, propagation off.
     ClientAgent,
+    /// The same calls; propagation on (where the kernel forbids the writes, the same programs in
+    /// probe mode `propagation-dry-run`: everything but the write itself).
+    ClientPropagation,
 }
 
 impl Config {
@@ -53,7 +64,8 @@ impl Config {
             Config::ServerNoTraceparent => "without `traceparent` (each span a new root)",
             Config::ServerTraceparent => "with a valid `traceparent` (each span joins its trace)",
             Config::ClientFloor => "floor: counting programs on the client points",
-            Config::ClientAgent => "agent: client spans",
+            Config::ClientAgent => "agent: client spans, propagation off",
+            Config::ClientPropagation => "agent: client spans, propagation on",
         }
     }
 
@@ -62,6 +74,7 @@ impl Config {
             Config::ServerNoTraceparent | Config::ServerTraceparent => &SERVER_PROGRAMS,
             Config::ClientFloor => &FLOOR_CLIENT_PROGRAMS,
             Config::ClientAgent => &CLIENT_PROGRAMS,
+            Config::ClientPropagation => &PROPAGATING_CLIENT_PROGRAMS,
         }
     }
 }
@@ -76,6 +89,8 @@ pub struct TraceCostRun {
     pub ns_per_request: f64,
     /// How many times they ran per request or call.
     pub runs_per_request: f64,
+    /// Propagation on in probe mode `propagation-dry-run`: the kernel forbade the writes.
+    pub dry_run: bool,
 }
 
 /// Median (min – max) over the rounds of `config`'s ns per request.
@@ -104,26 +119,38 @@ pub fn difference(
     }))
 }
 
-/// `pair` in round `round`'s order: as given in odd rounds, swapped in even ones.
-fn in_turn(pair: [Config; 2], round: usize) -> [Config; 2] {
-    if round % 2 == 1 {
-        pair
-    } else {
-        [pair[1], pair[0]]
+/// `configs` in round `round`'s order: as given in odd rounds, reversed in even ones.
+fn in_turn<const N: usize>(mut configs: [Config; N], round: usize) -> [Config; N] {
+    if round.is_multiple_of(2) {
+        configs.reverse();
     }
+    configs
 }
 
-fn start_agent(bench: &Bench, mode: ProbeMode, service: &Service, dir: &Path) -> Result<Agent> {
+/// Starts the agent for `config`'s programs; true when it runs propagation as a dry run.
+fn start_agent(
+    bench: &Bench,
+    config: Config,
+    service: &Service,
+    dir: &Path,
+) -> Result<(Agent, bool)> {
     let run = AgentRun {
-        probe_mode: mode,
+        probe_mode: match config {
+            Config::ClientFloor => ProbeMode::Count,
+            _ => ProbeMode::Full,
+        },
         plugins: None,
         otlp_endpoint: Some(bench.sink.endpoint.clone()),
         target: Target::Pid(service.pid),
         metrics_port: None,
+        propagation_off: config == Config::ClientAgent,
     };
+    if config == Config::ClientPropagation {
+        return Agent::start_propagating(&bench.agent, &run, dir);
+    }
     let mut agent = Agent::start(&bench.agent, &run, dir)?;
     agent.wait_tracing(Duration::from_secs(60))?;
-    Ok(agent)
+    Ok((agent, false))
 }
 
 /// Runs `load` with the kernel's accounting on; `config`'s programs of `agent` must have run
@@ -133,6 +160,7 @@ fn accounted(
     scheme: Scheme,
     config: Config,
     round: usize,
+    dry_run: bool,
     load: impl FnOnce() -> Result<WrkResult>,
 ) -> Result<TraceCostRun> {
     let programs = config.programs();
@@ -158,6 +186,7 @@ fn accounted(
         wrk,
         ns_per_request: ran.run_time_ns as f64 / wrk.requests as f64,
         runs_per_request: ran.run_count as f64 / wrk.requests as f64,
+        dry_run,
     };
     eprintln!(
         "trace cost: round {round} {} {:<58} {:>9.0} req/s {:>6.0} ns/request ({:.2} runs)",
@@ -197,7 +226,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
     for round in 1..=s.rounds {
         // Server requests: one agent, both header configurations in turn.
         let dir = tempfile::tempdir_in(bench.work.path())?;
-        let agent = start_agent(bench, ProbeMode::Full, &service, dir.path())?;
+        let (agent, _) = start_agent(bench, Config::ServerNoTraceparent, &service, dir.path())?;
         let joined_before = bench.sink.spans_in_bench_trace();
         let mut with_traceparent = 0;
         for scheme in [Scheme::Http, Scheme::Https] {
@@ -209,7 +238,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
                     Config::ServerTraceparent => &[TRACEPARENT],
                     _ => &[],
                 };
-                let run = accounted(&agent, scheme, config, round, || {
+                let run = accounted(&agent, scheme, config, round, false, || {
                     wrk::run_with(&url, s.probe_time, wrk::CONNECTIONS, headers)
                 })?;
                 if config == Config::ServerTraceparent {
@@ -227,14 +256,15 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
             "{joined} spans joined the incoming trace of {with_traceparent} requests with its \
              traceparent"
         );
-        // Client calls: the floor's agent and the agent, in turn.
-        for config in in_turn([Config::ClientFloor, Config::ClientAgent], round) {
-            let mode = match config {
-                Config::ClientFloor => ProbeMode::Count,
-                _ => ProbeMode::Full,
-            };
+        // Client calls: the floor's agent and the agent's two, in turn.
+        let clients = [
+            Config::ClientFloor,
+            Config::ClientAgent,
+            Config::ClientPropagation,
+        ];
+        for config in in_turn(clients, round) {
             let dir = tempfile::tempdir_in(bench.work.path())?;
-            let agent = start_agent(bench, mode, &service, dir.path())?;
+            let (agent, dry_run) = start_agent(bench, config, &service, dir.path())?;
             for scheme in [Scheme::Http, Scheme::Https] {
                 let url = format!(
                     "http://127.0.0.1:{}/call?url={}",
@@ -242,7 +272,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
                     url(&callee, scheme)
                 );
                 wrk::run_with(&url, s.warmup, CALL_CONNECTIONS, &[])?;
-                let run = accounted(&agent, scheme, config, round, || {
+                let run = accounted(&agent, scheme, config, round, dry_run, || {
                     wrk::run_with(&url, s.probe_time, CALL_CONNECTIONS, &[])
                 })
                 .context("client calls")?;
@@ -269,6 +299,7 @@ pub(crate) fn sample_run(round: usize, config: Config, ns: f64) -> TraceCostRun 
         },
         ns_per_request: ns,
         runs_per_request: 2.0,
+        dry_run: false,
     }
 }
 

@@ -67,8 +67,9 @@ struct RunArgs {
     /// Trace this process (repeatable). With no --exe, --port or --pid: every Go net/http process.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<NonZeroU32>,
-    /// `count` attaches bare counting probes instead (overhead floor for benchmarks; no spans);
-    /// `count-on-rets` the same with the request end on ServeHTTP's RETs.
+    /// For benchmarks: `count` attaches bare counting probes instead (overhead floor; no spans);
+    /// `count-on-rets` the same with the request end on ServeHTTP's RETs; `bookkeeping` reads
+    /// nothing of the traced process; `propagation-dry-run` runs propagation without its writes.
     #[arg(long, value_enum, default_value = "full")]
     probe_mode: ProbeMode,
     /// How often /proc is scanned for new and exited processes [default: 250].

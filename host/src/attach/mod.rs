@@ -46,6 +46,11 @@ pub enum ProbeMode {
     /// the ring buffer, and spans with no HTTP fields. Only for measuring what reading the
     /// request and the response costs (the full probes' run time minus this one's).
     Bookkeeping,
+    /// The real probes with propagation on, whose programs do everything but the writes into the
+    /// traced process (no `traceparent` goes out): what propagation costs the probes, measurable
+    /// where the kernel forbids the writes (lockdown refuses only programs that can reach the
+    /// write helper, and here the verifier sees it never called). Only for benchmarks.
+    PropagationDryRun,
 }
 
 /// The programs of one mode: on a request's start and end, a client call's start and return.
@@ -59,7 +64,7 @@ struct Programs {
 impl ProbeMode {
     fn programs(self) -> Programs {
         match self {
-            ProbeMode::Full | ProbeMode::Bookkeeping => Programs {
+            ProbeMode::Full | ProbeMode::Bookkeeping | ProbeMode::PropagationDryRun => Programs {
                 entry: "serve_http_entry",
                 request_end: "request_end",
                 client_start: "client_call_start",
@@ -220,6 +225,7 @@ impl Probes {
         raise_memlock_limit();
         let mut propagation = match (propagate, mode) {
             (false, _) => Propagation::Off("switched off by the configuration".to_owned()),
+            (_, ProbeMode::PropagationDryRun) => Propagation::On,
             (true, ProbeMode::Full) => match kernel_lockdown() {
                 Some(mode) if mode != "none" => Propagation::Off(format!(
                     "the kernel is locked down ({mode}), which forbids BPF programs to write \
@@ -236,6 +242,11 @@ impl Probes {
             .override_global(
                 "READ_REQUEST",
                 &u8::from(mode != ProbeMode::Bookkeeping),
+                true,
+            )
+            .override_global(
+                "WRITE_USER",
+                &u8::from(mode != ProbeMode::PropagationDryRun),
                 true,
             )
             .map_max_entries("EVENTS", EVENTS_RING_BYTES)
@@ -279,6 +290,10 @@ impl Probes {
             }
         }
         match &propagation {
+            Propagation::On if mode == ProbeMode::PropagationDryRun => tracing::info!(
+                "trace context propagation on as a dry run (probe mode propagation-dry-run): the \
+                 probes do everything but write traceparent into requests"
+            ),
             Propagation::On => tracing::info!(
                 "trace context propagation on: HTTP/1.x and HTTP/2 requests made with net/http's \
                  client carry a traceparent header unless the application set its own"
@@ -393,7 +408,8 @@ impl Probes {
             let writes = binary.h2_traceparent_write_points();
             points.extend(writes.map(|w| (H2_HEADER_WRITE_PROGRAM, w, w.entry_offset)));
         }
-        if let (ProbeMode::Full, Some(gopanic)) = (self.mode, &binary.gopanic) {
+        let full = matches!(self.mode, ProbeMode::Full | ProbeMode::PropagationDryRun);
+        if let (true, Some(gopanic)) = (full, &binary.gopanic) {
             points.push(("gopanic_entry", gopanic, gopanic.entry_offset));
         }
         let scope = match scope {
