@@ -54,6 +54,7 @@ fi
 
 # The traced service: the end-to-end fixture, built with the Go the tests use.
 cp -r host/tests/fixtures/goserver "$WORK/src"
+cp host/tests/fixtures/golisten/*.go "$WORK/src/"
 (cd "$WORK/src" && rm -f go.mod &&
   GOTOOLCHAIN=local GOFLAGS=-mod=mod GOCACHE="$WORK/gocache" "$TOOLS/go$GO_VERSION/bin/go" mod init fixture >/dev/null 2>&1 &&
   GOTOOLCHAIN=local GOCACHE="$WORK/gocache" "$TOOLS/go$GO_VERSION/bin/go" build -o "$WORK/goserver" .)

@@ -196,13 +196,7 @@ fn check(spans: &[ReceivedSpan], call: &Call, b: &GoServer, caller: Option<(&[u8
         "case {} ({} {} {})",
         call.case, call.mode, call.protocol, call.url
     );
-    let server = service(spans, "svc-a")
-        .find(|s| {
-            s.kind == SpanKind::Server
-                && s.attr_str("url.query")
-                    .is_some_and(|q| q.starts_with(&format!("case={}&", call.case)))
-        })
-        .unwrap_or_else(|| panic!("{ctx}: no server span of A in {spans:#?}"));
+    let server = a_server_span(spans, call.case, &ctx);
     match caller {
         Some((trace_id, span_id)) => {
             assert_eq!(
@@ -243,7 +237,32 @@ fn check(spans: &[ReceivedSpan], call: &Call, b: &GoServer, caller: Option<(&[u8
         assert_eq!(client.attr_int("http.response.status_code"), None, "{ctx}");
         return;
     }
+    answered_by_b(spans, client, call.case, call.protocol, b, &ctx);
+}
+
+/// A's server span of the request for case `case`.
+fn a_server_span<'a>(spans: &'a [ReceivedSpan], case: u32, ctx: &str) -> &'a ReceivedSpan {
+    service(spans, "svc-a")
+        .find(|s| {
+            s.kind == SpanKind::Server
+                && s.attr_str("url.query")
+                    .is_some_and(|q| q.starts_with(&format!("case={case}&")))
+        })
+        .unwrap_or_else(|| panic!("{ctx}: no server span of A in {spans:#?}"))
+}
+
+/// The call `client` of case `case` succeeded over `protocol`, and B's process served it: B's
+/// server span.
+fn answered_by_b<'a>(
+    spans: &'a [ReceivedSpan],
+    client: &ReceivedSpan,
+    case: u32,
+    protocol: &str,
+    b: &GoServer,
+    ctx: &str,
+) -> &'a ReceivedSpan {
     assert_ne!(client.status_code, StatusCode::Error, "{ctx}");
+    assert_eq!(client.attr_str("error.type"), None, "{ctx}");
     assert_eq!(
         client.attr_int("http.response.status_code"),
         Some(200),
@@ -251,10 +270,10 @@ fn check(spans: &[ReceivedSpan], call: &Call, b: &GoServer, caller: Option<(&[u8
     );
     assert_eq!(
         client.attr_str("network.protocol.version"),
-        Some(call.protocol),
+        Some(protocol),
         "{ctx}"
     );
-    let path = format!("/users/{}", call.case);
+    let path = format!("/users/{case}");
     let b_span = service(spans, "svc-b")
         .find(|s| s.attr_str("url.path") == Some(path.as_str()))
         .unwrap_or_else(|| panic!("{ctx}: no server span of B"));
@@ -263,6 +282,7 @@ fn check(spans: &[ReceivedSpan], call: &Call, b: &GoServer, caller: Option<(&[u8
         Some(i64::from(b.pid)),
         "{ctx}"
     );
+    b_span
 }
 
 fn a_calls_b(go: &str) {
@@ -626,13 +646,7 @@ fn send_x_net(a: &GoServer, call: &XNetCall) {
 
 fn check_x_net(spans: &[ReceivedSpan], call: &XNetCall, b: &GoServer) {
     let ctx = format!("case {} ({} {})", call.case, call.via, call.url);
-    let server = service(spans, "svc-a")
-        .find(|s| {
-            s.kind == SpanKind::Server
-                && s.attr_str("url.query")
-                    .is_some_and(|q| q.starts_with(&format!("case={}&", call.case)))
-        })
-        .unwrap_or_else(|| panic!("{ctx}: no server span of A in {spans:#?}"));
+    let server = a_server_span(spans, call.case, &ctx);
     let client = one_client_span(spans, &call.full, server, call.detached, &ctx);
     if !call.detached {
         assert!(client.start_unix_nanos >= server.start_unix_nanos, "{ctx}");
@@ -655,27 +669,7 @@ fn check_x_net(spans: &[ReceivedSpan], call: &XNetCall, b: &GoServer) {
         assert_eq!(client.attr_str("network.protocol.version"), None, "{ctx}");
         return;
     }
-    assert_ne!(client.status_code, StatusCode::Error, "{ctx}");
-    assert_eq!(client.attr_str("error.type"), None, "{ctx}");
-    assert_eq!(
-        client.attr_int("http.response.status_code"),
-        Some(200),
-        "{ctx}"
-    );
-    assert_eq!(
-        client.attr_str("network.protocol.version"),
-        Some("2"),
-        "{ctx}"
-    );
-    let path = format!("/users/{}", call.case);
-    let b_span = service(spans, "svc-b")
-        .find(|s| s.attr_str("url.path") == Some(path.as_str()))
-        .unwrap_or_else(|| panic!("{ctx}: no server span of B"));
-    assert_eq!(
-        b_span.resource_int("process.pid"),
-        Some(i64::from(b.pid)),
-        "{ctx}"
-    );
+    let b_span = answered_by_b(spans, client, call.case, "2", b, &ctx);
     assert_eq!(
         b_span.attr_str("network.protocol.version"),
         Some("2"),

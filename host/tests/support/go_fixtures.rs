@@ -126,19 +126,20 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn source_dir(self) -> PathBuf {
-        let name = match self {
+    /// The directories whose `.go` files make the program: its own, and for the servers the
+    /// listeners they share (`golisten`).
+    fn source_dirs(self) -> Vec<PathBuf> {
+        let names: &[&str] = match self {
             Variant::Default
             | Variant::Stripped
             | Variant::Pie
             | Variant::CgoPie
-            | Variant::CgoPieStripped => "goserver",
-            Variant::NoHttp => "gonohttp",
-            Variant::XNet | Variant::XNetStripped => "goxnet",
+            | Variant::CgoPieStripped => &["goserver", "golisten"],
+            Variant::NoHttp => &["gonohttp"],
+            Variant::XNet | Variant::XNetStripped => &["goxnet", "golisten"],
         };
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        names.iter().map(|name| fixtures.join(name)).collect()
     }
 
     fn build_flags(self) -> &'static [&'static str] {
@@ -215,14 +216,23 @@ fn cache_dir() -> PathBuf {
     base.join("go-fixtures")
 }
 
-/// FNV-1a over the fixture's file names and contents: a stable key for the build cache.
-fn source_hash(dir: &Path, variant: Variant) -> u64 {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.expect("readable fixture directory").path())
-        .filter(|p| p.is_file())
+/// The `.go` files of the fixture's directories, in a stable order.
+fn source_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+                .map(|e| e.expect("readable fixture directory").path())
+        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "go"))
         .collect();
     files.sort();
+    files
+}
+
+/// FNV-1a over the fixture's file names and contents: a stable key for the build cache.
+fn source_hash(files: &[PathBuf], variant: Variant) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut feed = |bytes: &[u8]| {
         for &b in bytes {
@@ -234,7 +244,7 @@ fn source_hash(dir: &Path, variant: Variant) -> u64 {
         feed(flag.as_bytes());
     }
     feed(variant.cgo().as_bytes());
-    for file in &files {
+    for file in files {
         feed(file.file_name().unwrap().as_encoded_bytes());
         feed(&std::fs::read(file).expect("readable fixture file"));
     }
@@ -255,7 +265,7 @@ pub fn build_go_server(version: &str, variant: Variant) -> PathBuf {
             "Go {version} is not installed; run scripts/setup.sh (or check with require_go first)"
         )
     });
-    let sources = variant.source_dir();
+    let sources = source_files(&variant.source_dirs());
     let cache = cache_dir();
     std::fs::create_dir_all(&cache).expect("create the fixture cache directory");
     let output = cache.join(format!(
@@ -271,12 +281,9 @@ pub fn build_go_server(version: &str, variant: Variant) -> PathBuf {
     // Build in a private copy with its own go.mod: `go mod init` writes this toolchain's version,
     // so the binary gets this release's default GODEBUG settings (e.g. the Go 1.22 ServeMux).
     let work = tempfile::tempdir_in(&cache).expect("create a fixture build directory");
-    for entry in std::fs::read_dir(&sources).expect("list fixture sources") {
-        let path = entry.expect("fixture source entry").path();
-        if path.extension().is_some_and(|e| e == "go") {
-            std::fs::copy(&path, work.path().join(path.file_name().unwrap()))
-                .expect("copy fixture source");
-        }
+    for path in &sources {
+        std::fs::copy(path, work.path().join(path.file_name().unwrap()))
+            .expect("copy fixture source");
     }
     let go = |args: &[&str]| {
         let out = Command::new(&toolchain.go)
