@@ -223,6 +223,18 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
             case.requests_do.label(),
             case.protocol
         );
+        // Propagation is on: every call's headers pass the write probe once, whether or not it
+        // writes (it does not in the dry run) and whatever the protocol.
+        let writes = match case.requests_do {
+            Requests::CallsOut => requests,
+            Requests::Served => 0,
+        };
+        ensure!(
+            hits.header_write_hits == writes,
+            "{} {}: {writes} header-write hits expected: {hits:?}",
+            case.requests_do.label(),
+            case.protocol
+        );
         out.push(hits);
     }
     agent.stop()?;

@@ -69,6 +69,15 @@ impl Config {
         }
     }
 
+    /// A request's start and end, a call's start and return, and with propagation its header
+    /// write.
+    fn runs_per_request(self) -> u64 {
+        match self {
+            Config::ClientPropagation => 3,
+            _ => 2,
+        }
+    }
+
     fn programs(self) -> &'static [&'static str] {
         match self {
             Config::ServerNoTraceparent | Config::ServerTraceparent => &SERVER_PROGRAMS,
@@ -154,7 +163,7 @@ fn start_agent(
 }
 
 /// Runs `load` with the kernel's accounting on; `config`'s programs of `agent` must have run
-/// twice per request (a request's start and end, a call's start and return).
+/// at least `config.runs_per_request()` times per request.
 fn accounted(
     agent: &Agent,
     scheme: Scheme,
@@ -173,7 +182,7 @@ fn accounted(
         ))
     })?;
     ensure!(
-        wrk.requests > 0 && ran.run_count >= 2 * wrk.requests,
+        wrk.requests > 0 && ran.run_count >= config.runs_per_request() * wrk.requests,
         "{} {config:?}: {programs:?} ran {} times for {} requests",
         scheme.label(),
         ran.run_count,
