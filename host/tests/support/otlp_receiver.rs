@@ -351,6 +351,10 @@ pub struct OtlpReceiver {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     tasks: Tasks,
+    /// While stopped, the two ports bound but not listening: connecting is refused, as to a
+    /// collector that is down, and no other test's receiver is given the port meanwhile (its
+    /// exporter would deliver there).
+    held_ports: Mutex<Vec<TcpSocket>>,
 }
 
 impl OtlpReceiver {
@@ -362,6 +366,7 @@ impl OtlpReceiver {
             grpc_addr: grpc.local_addr().unwrap(),
             http_addr: http.local_addr().unwrap(),
             tasks: Arc::new(Mutex::new(Some(JoinSet::new()))),
+            held_ports: Mutex::new(Vec::new()),
         };
         receiver.serve(grpc);
         receiver.serve(http);
@@ -429,11 +434,19 @@ impl OtlpReceiver {
             set.abort_all();
             while set.join_next().await.is_some() {}
         }
+        let mut held = self.held_ports.lock().unwrap();
+        if held.is_empty() {
+            *held = [self.grpc_addr, self.http_addr]
+                .into_iter()
+                .filter_map(hold_port)
+                .collect();
+        }
     }
 
     /// Listens again on the same two ports.
     pub async fn restart(&self) {
         self.stop().await;
+        self.held_ports.lock().unwrap().clear();
         *self.tasks.lock().unwrap() = Some(JoinSet::new());
         self.serve(bind(self.grpc_addr));
         self.serve(bind(self.http_addr));
@@ -499,6 +512,14 @@ impl Drop for OtlpReceiver {
             set.abort_all();
         }
     }
+}
+
+/// `addr` bound without listening, and without SO_REUSEADDR, so that no other socket may bind it;
+/// `None` when that fails (a connection of the stopped listener still holds the port).
+fn hold_port(addr: SocketAddr) -> Option<TcpSocket> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(addr).ok()?;
+    Some(socket)
 }
 
 fn bind(addr: SocketAddr) -> TcpListener {
