@@ -61,14 +61,18 @@ impl ProbeHits {
         (self.entry_hits + self.request_end_hits) as f64 / self.requests as f64
     }
 
+    /// A call's start and return hits, without its header write.
+    pub fn start_return_hits_per_request(&self) -> f64 {
+        (self.client_start_hits + self.client_return_hits) as f64 / self.requests as f64
+    }
+
     pub fn header_writes_per_request(&self) -> f64 {
         self.header_write_hits as f64 / self.requests as f64
     }
 
     /// Every trap a call costs: its start, its return and its header write.
     pub fn client_hits_per_request(&self) -> f64 {
-        (self.client_start_hits + self.client_return_hits + self.header_write_hits) as f64
-            / self.requests as f64
+        self.start_return_hits_per_request() + self.header_writes_per_request()
     }
 }
 

@@ -2,9 +2,9 @@
 //! time per server request with and without an incoming `traceparent`, and per client call (the
 //! traced service's `/call` to an untraced copy of it) the floor's bare counting programs on the
 //! client points against the agent's client programs, with trace context propagation off and on
-//! (on: the programs that also write `traceparent` into the outgoing request). Every configuration runs in every round,
-//! in turns whose order alternates from round to round, so the host's drift between rounds falls
-//! on all of them alike.
+//! (on: the programs that also write `traceparent` into the outgoing request). Every
+//! configuration runs in every round, in turns whose order alternates from round to round, so the
+//! host's drift between rounds falls on all of them alike.
 use std::path::Path;
 use std::time::Duration;
 

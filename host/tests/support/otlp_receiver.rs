@@ -429,23 +429,25 @@ impl OtlpReceiver {
     /// Closes both listeners and every open connection, like a collector going down.
     /// Received spans are kept.
     pub async fn stop(&self) {
+        self.close().await;
+        *self.held_ports.lock().unwrap() = [self.grpc_addr, self.http_addr]
+            .into_iter()
+            .filter_map(hold_port)
+            .collect();
+    }
+
+    /// Ends the listeners' and connections' tasks.
+    async fn close(&self) {
         let set = self.tasks.lock().unwrap().take();
         if let Some(mut set) = set {
             set.abort_all();
             while set.join_next().await.is_some() {}
         }
-        let mut held = self.held_ports.lock().unwrap();
-        if held.is_empty() {
-            *held = [self.grpc_addr, self.http_addr]
-                .into_iter()
-                .filter_map(hold_port)
-                .collect();
-        }
     }
 
     /// Listens again on the same two ports.
     pub async fn restart(&self) {
-        self.stop().await;
+        self.close().await;
         self.held_ports.lock().unwrap().clear();
         *self.tasks.lock().unwrap() = Some(JoinSet::new());
         self.serve(bind(self.grpc_addr));
