@@ -5,8 +5,8 @@
 //! The probe walks the map's memory with bounded loops. Two layouts exist: Go <= 1.23's buckets
 //! (`runtime.hmap`) and Go >= 1.24's Swiss tables (`internal/runtime/maps`). Both keep entries in
 //! groups of 8 slots; only the group addressing and the order inside a group differ. A group is
-//! copied with one read, so a request pays one read per group plus one per key that is ten
-//! bytes long (the length of `User-Agent`), not several per header. Header keys are canonicalised
+//! copied with one read, so a request pays one read per group plus one per key as long as
+//! `User-Agent` or `Traceparent`, not several per header. Header keys are canonicalised
 //! by Go (`User-Agent`), so a byte comparison suffices.
 use aya_ebpf::helpers::generated::bpf_probe_read_user;
 use http_autoinstrument_common::{map_layout, GoOffsets};
@@ -311,35 +311,26 @@ enum Wanted {
     Neither,
 }
 
-/// Which wanted header the Go string (`ptr`, `len`) names: only keys of their lengths are read.
-/// The key is read as two words with sizes known at compile time (ten bytes, then the eleventh
-/// for `Traceparent`) and compared word by word: no byte loop and no length the verifier has
-/// to bound.
+/// Which wanted header the Go string (`ptr`, `len`) names: only keys of their lengths are read,
+/// each with one read of a size known at compile time, and compared word by word: no byte loop
+/// and no length the verifier has to bound.
 #[inline(always)]
 fn wanted_key(key: &mut [u64; 2], ptr: u64, len: u64) -> Wanted {
-    let expected = if len == USER_AGENT.len() as u64 {
-        USER_AGENT_WORDS
-    } else if len == TRACEPARENT.len() as u64 {
-        TRACEPARENT_WORDS
-    } else {
+    let is_user_agent = len == USER_AGENT.len() as u64;
+    if !is_user_agent && len != TRACEPARENT.len() as u64 {
         return Wanted::Neither;
-    };
+    }
     *key = [0; 2];
-    let bytes = key.as_mut_ptr() as *mut u8;
-    let read = unsafe { bpf_probe_read_user(bytes as *mut _, 10, ptr as *const _) };
-    if read != 0 {
-        return Wanted::Neither;
-    }
-    if len == TRACEPARENT.len() as u64 {
-        let tenth = unsafe { bytes.add(10) };
-        if unsafe { bpf_probe_read_user(tenth as *mut _, 1, (ptr + 10) as *const _) } != 0 {
-            return Wanted::Neither;
-        }
-    }
-    match (*key == expected, len == USER_AGENT.len() as u64) {
-        (true, true) => Wanted::UserAgent,
-        (true, false) => Wanted::Traceparent,
-        (false, _) => Wanted::Neither,
+    let bytes = key.as_mut_ptr() as *mut _;
+    let read = if is_user_agent {
+        unsafe { bpf_probe_read_user(bytes, USER_AGENT.len() as u32, ptr as *const _) }
+    } else {
+        unsafe { bpf_probe_read_user(bytes, TRACEPARENT.len() as u32, ptr as *const _) }
+    };
+    match (read == 0, is_user_agent) {
+        (true, true) if *key == USER_AGENT_WORDS => Wanted::UserAgent,
+        (true, false) if *key == TRACEPARENT_WORDS => Wanted::Traceparent,
+        _ => Wanted::Neither,
     }
 }
 
