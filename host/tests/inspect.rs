@@ -238,6 +238,17 @@ fn check_binary(toolchain: &GoToolchain, binary: &Path) -> GoBinary {
     );
     assert!(
         covers(
+            o.client_response_window_words,
+            &[
+                o.client_response_status,
+                o.client_response_proto_major,
+                o.client_response_proto_minor
+            ]
+        ),
+        "Go {v}: {o:?}"
+    );
+    assert!(
+        covers(
             o.map_window_words,
             &[o.map_count, o.hmap_buckets, o.swiss_dir_len]
         ),

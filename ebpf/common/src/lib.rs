@@ -256,14 +256,15 @@ pub struct GoOffsets {
     pub swiss_table_groups: u64,
     pub swiss_groups_length_mask: u64,
 
-    /// Words of a `Request`, a `response`, an `http2responseWriterState` and a map header the
-    /// probe copies with one read each: through the last field above that it reads of the
+    /// Words of a `Request`, a `response`, an `http2responseWriterState`, a map header, a `URL`
+    /// and a client's `Response` the probe copies with one read each: through the last field above that it reads of the
     /// struct, and no further (see `GoOffsets::set_window_words`).
     pub request_window_words: u64,
     pub response_window_words: u64,
     pub h2_rws_window_words: u64,
     pub map_window_words: u64,
     pub url_window_words: u64,
+    pub client_response_window_words: u64,
 }
 
 /// How many `context.Context` types the probes walk through to find a request's parent span.
@@ -352,6 +353,11 @@ impl GoOffsets {
             string(self.url_host),
             string(self.url_path),
             string(self.url_raw_query),
+        ]);
+        self.client_response_window_words = words_through(&[
+            self.client_response_status,
+            self.client_response_proto_major,
+            self.client_response_proto_minor,
         ]);
         self.map_window_words = words_through(&[
             self.map_count,
@@ -641,14 +647,14 @@ mod tests {
             40 + 40 + 8 * 5 + METHOD_CAP + SCHEME_CAP + HOST_CAP + PATH_CAP + QUERY_CAP
         );
         assert_ne!(size_of::<HttpClientEvent>(), size_of::<HttpServerEvent>());
-        assert_eq!(size_of::<GoOffsets>(), 70 * 8);
+        assert_eq!(size_of::<GoOffsets>(), 71 * 8);
         assert_eq!(size_of::<ContextKey>(), 16);
         assert_eq!(size_of::<ClientCall>(), 80);
         assert_eq!(size_of::<GoroutineKey>(), 16);
         assert_eq!(size_of::<InFlightRequest>(), 104);
         // Two cache lines per slot.
         assert_eq!(size_of::<InFlightSlot>(), 128);
-        assert_eq!(size_of::<BinaryConfig>(), 8 + 70 * 8);
+        assert_eq!(size_of::<BinaryConfig>(), 8 + 71 * 8);
     }
 
     #[test]

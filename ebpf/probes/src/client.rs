@@ -578,12 +578,20 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
     if error_itab != 0 {
         event.flags = client_flags::ERROR;
         event.error_itab = error_itab.wrapping_sub(binary.bias);
-    } else if response != 0 {
-        event.status = read_u64(response, offsets.client_response_status).unwrap_or(0) as u16;
-        event.proto_major =
-            read_u64(response, offsets.client_response_proto_major).unwrap_or(0) as u8;
-        event.proto_minor =
-            read_u64(response, offsets.client_response_proto_minor).unwrap_or(0) as u8;
+    } else if let (true, Some(buffer)) = (response != 0, WINDOWS.get_ptr_mut(REQUEST_WINDOW)) {
+        // Copied with one read; the buffer is the request's below, once these are out of it.
+        let response = Window::read(
+            unsafe { &mut *buffer },
+            response,
+            offsets.client_response_window_words,
+        );
+        event.status = response.u64(offsets.client_response_status).unwrap_or(0) as u16;
+        event.proto_major = response
+            .u64(offsets.client_response_proto_major)
+            .unwrap_or(0) as u8;
+        event.proto_minor = response
+            .u64(offsets.client_response_proto_minor)
+            .unwrap_or(0) as u8;
     }
     event.method.len = 0;
     event.scheme.len = 0;

@@ -225,6 +225,7 @@ pub fn assemble(types: &GoTypes, itabs: &ItabAddresses) -> Result<GoOffsets, Off
         h2_rws_window_words: 0,
         map_window_words: 0,
         url_window_words: 0,
+        client_response_window_words: 0,
     };
     // Where each context type keeps its parent: its embedded or named `Context`, through the
     // embedded `cancelCtx` for the two that embed one.
