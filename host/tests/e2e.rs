@@ -707,11 +707,11 @@ fn traces_a_pie_server_whose_file_was_replaced() {
     agent.stop();
 }
 
-/// A service killed while serving leaves none of its requests behind in the probes' table: the
-/// agent frees their slots when it detaches (nothing else would, and a full table sends requests to
-/// the slower overflow map).
+/// A service killed while serving and calling leaves none of its requests or calls behind in the
+/// probes' tables: the agent frees their slots when it detaches (nothing else would, and a full
+/// table sends requests and calls to the slower overflow maps).
 #[test]
-fn a_service_killed_while_serving_leaves_no_request_behind() {
+fn a_service_killed_while_serving_leaves_no_request_or_call_behind() {
     let Some(newest) = root_and_newest_go() else {
         return;
     };
@@ -720,11 +720,19 @@ fn a_service_killed_while_serving_leaves_no_request_behind() {
     let pid = server.pid;
     let mut agent = Agent::start(&["--pid".into(), pid.to_string()], &[]);
     agent.wait_until_tracing(pid);
-    let url = format!("http://127.0.0.1:{}/sleep?for=30s", server.http_port);
-    let mut clients: Vec<Child> = (0..3)
-        .map(|_| {
+    let sleep = format!("http://127.0.0.1:{}/sleep?for=30s", server.http_port);
+    // Three requests asleep, and one whose handler calls the service's own /sleep: five
+    // requests and a call in flight.
+    let call = format!(
+        "http://127.0.0.1:{0}/call?url=http://127.0.0.1:{0}/sleep%3Ffor%3D30s",
+        server.http_port
+    );
+    let urls = [&sleep, &sleep, &sleep, &call];
+    let mut clients: Vec<Child> = urls
+        .iter()
+        .map(|url| {
             Command::new("curl")
-                .args(["-sS", "-o", "/dev/null", "--max-time", "10", &url])
+                .args(["-sS", "-o", "/dev/null", "--max-time", "10", url])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -738,7 +746,8 @@ fn a_service_killed_while_serving_leaves_no_request_behind() {
         &[
             "process exited",
             &format!("pid={pid}"),
-            "unfinished_requests=3",
+            "unfinished_requests=5",
+            "unfinished_calls=1",
         ],
         Duration::from_secs(10),
     );

@@ -548,60 +548,100 @@ pub fn set_of(address: u64, pid: u32, sets: u32) -> u32 {
     (x >> (64 - sets.trailing_zeros())) as u32
 }
 
-/// The probes' in-flight table: `IN_FLIGHT_SETS` sets of `IN_FLIGHT_WAYS` slots, a goroutine
-/// serving a request in a slot of the set its key hashes to. Goroutines that find every slot of
-/// their set taken by other goroutines' requests go to a hash map instead.
+/// The probes' tables by goroutine (requests in flight, client calls in flight):
+/// `GOROUTINE_SETS` sets of `GOROUTINE_WAYS` slots, a goroutine's request or call in a slot of
+/// the set its key hashes to. Goroutines that find every slot of their set taken by other
+/// goroutines' go to a hash map instead.
 ///
-/// Small on purpose (512 slots of two cache lines), so the lines and pages it spans stay in the
-/// caches and the TLB of a busy service: a table of one slot per set, 16 times as large, made the
-/// entry probe wait for memory on nearly every request (`scripts/bench.sh --compare`; figures in
-/// the commit that sized it).
-pub const IN_FLIGHT_SETS: u32 = 128;
-pub const IN_FLIGHT_WAYS: u32 = 4;
-pub const IN_FLIGHT_SLOTS: u32 = IN_FLIGHT_SETS * IN_FLIGHT_WAYS;
+/// Small on purpose (512 slots of about two cache lines), so the lines and pages it spans stay
+/// in the caches and the TLB of a busy service: a table of one slot per set, 16 times as large,
+/// made the entry probe wait for memory on nearly every request (`scripts/bench.sh --compare`;
+/// figures in the commit that sized it).
+pub const GOROUTINE_SETS: u32 = 128;
+pub const GOROUTINE_WAYS: u32 = 4;
+pub const GOROUTINE_SLOTS: u32 = GOROUTINE_SETS * GOROUTINE_WAYS;
 
-/// One slot of the in-flight table: the goroutine it belongs to, its request, and a check word
-/// written after both, so a slot two CPUs claimed at once (their writes interleaved) reads as
-/// nobody's rather than as a mix of two requests.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct InFlightSlot {
-    pub key: GoroutineKey,
-    pub check: u64,
-    pub request: InFlightRequest,
+/// What a slot of a table by goroutine holds: a request or a call, finished once the probe at
+/// its end has taken it.
+pub trait SlotValue: Copy {
+    /// Whether the end has taken it: the slot waits for its goroutine's next one.
+    fn is_finished(&self) -> bool;
+    /// Its fields that tell one from another, mixed into a word (see `GoroutineSlot::check`).
+    fn check_word(&self) -> u64;
 }
 
-impl InFlightSlot {
+impl SlotValue for InFlightRequest {
+    #[inline(always)]
+    fn is_finished(&self) -> bool {
+        self.request == 0
+    }
+
+    #[inline(always)]
+    fn check_word(&self) -> u64 {
+        self.start_monotonic_ns.rotate_left(31)
+            ^ self.request.rotate_left(47)
+            ^ self.writer_data
+            ^ self.writer_itab.rotate_left(7)
+    }
+}
+
+impl SlotValue for ClientCall {
+    #[inline(always)]
+    fn is_finished(&self) -> bool {
+        self.request == 0
+    }
+
+    #[inline(always)]
+    fn check_word(&self) -> u64 {
+        self.start_monotonic_ns.rotate_left(31)
+            ^ self.request.rotate_left(47)
+            ^ self.transport.rotate_left(7)
+            ^ u64::from_le_bytes(self.trace.span_id)
+    }
+}
+
+/// One slot of a table by goroutine: the goroutine it belongs to, its request or call, and a
+/// check word written after both, so a slot two CPUs claimed at once (their writes interleaved)
+/// reads as nobody's rather than as a mix of two.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoroutineSlot<V> {
+    pub key: GoroutineKey,
+    pub check: u64,
+    pub value: V,
+}
+
+/// The in-flight table's slots: requests between the entry probe and the request's end.
+pub type InFlightSlot = GoroutineSlot<InFlightRequest>;
+/// The client table's slots: calls between their start and their return.
+pub type ClientCallSlot = GoroutineSlot<ClientCall>;
+
+impl<V: SlotValue> GoroutineSlot<V> {
     /// The first slot of `key`'s set.
     #[inline(always)]
     pub fn first_slot(key: &GoroutineKey) -> u32 {
-        set_of(key.g, key.pid, IN_FLIGHT_SETS) * IN_FLIGHT_WAYS
+        set_of(key.g, key.pid, GOROUTINE_SETS) * GOROUTINE_WAYS
     }
 
-    /// The check word of `key` with `request`.
+    /// The check word of `key` with `value`.
     #[inline(always)]
-    pub fn check_of(key: &GoroutineKey, request: &InFlightRequest) -> u64 {
-        key.g
-            ^ (key.pid as u64).rotate_left(17)
-            ^ request.start_monotonic_ns.rotate_left(31)
-            ^ request.request.rotate_left(47)
-            ^ request.writer_data
-            ^ request.writer_itab.rotate_left(7)
+    pub fn check_of(key: &GoroutineKey, value: &V) -> u64 {
+        key.g ^ (key.pid as u64).rotate_left(17) ^ value.check_word()
     }
 
-    /// Whether the slot belongs to `key`'s goroutine (its request may be finished).
+    /// Whether the slot belongs to `key`'s goroutine (its value may be finished).
     #[inline(always)]
     pub fn is_for(&self, key: &GoroutineKey) -> bool {
         self.key.g == key.g && self.key.pid == key.pid
     }
 
-    /// Whether the slot holds a request of `key` that the request-end probe has not taken yet, written
-    /// whole.
+    /// Whether the slot holds a request or call of `key` that its end has not taken yet,
+    /// written whole.
     #[inline(always)]
     pub fn holds(&self, key: &GoroutineKey) -> bool {
         self.is_for(key)
-            && self.request.request != 0
-            && self.check == Self::check_of(key, &self.request)
+            && !self.value.is_finished()
+            && self.check == Self::check_of(key, &self.value)
     }
 }
 
@@ -612,6 +652,7 @@ mod pod {
     unsafe impl aya::Pod for super::GoroutineKey {}
     unsafe impl aya::Pod for super::InFlightRequest {}
     unsafe impl aya::Pod for super::InFlightSlot {}
+    unsafe impl aya::Pod for super::ClientCallSlot {}
     unsafe impl aya::Pod for super::BinaryConfig {}
     unsafe impl aya::Pod for super::ContextKey {}
     unsafe impl aya::Pod for super::ClientCall {}
@@ -654,6 +695,7 @@ mod tests {
         assert_eq!(size_of::<InFlightRequest>(), 104);
         // Two cache lines per slot.
         assert_eq!(size_of::<InFlightSlot>(), 128);
+        assert_eq!(size_of::<ClientCallSlot>(), 104);
         assert_eq!(size_of::<BinaryConfig>(), 8 + 71 * 8);
     }
 
@@ -691,18 +733,18 @@ mod tests {
     }
 
     #[test]
-    fn goroutines_spread_over_the_in_flight_table() {
+    fn goroutines_spread_over_the_tables_by_goroutine() {
         // Goroutine structs are heap objects of one size class: 256 of them, a stride apart, fit
         // in the table's sets about as well as random keys would (~10 left over expected).
         for stride in [384u64, 416, 448, 512, 8192] {
-            let mut in_set = [0u32; IN_FLIGHT_SETS as usize];
+            let mut in_set = [0u32; GOROUTINE_SETS as usize];
             let mut left_over = 0;
             for i in 0..256u64 {
                 let first = InFlightSlot::first_slot(&key(0x00c0_0000_0000 + i * stride));
-                assert_eq!(first % IN_FLIGHT_WAYS, 0);
-                let set = &mut in_set[(first / IN_FLIGHT_WAYS) as usize];
+                assert_eq!(first % GOROUTINE_WAYS, 0);
+                let set = &mut in_set[(first / GOROUTINE_WAYS) as usize];
                 *set += 1;
-                left_over += u32::from(*set > IN_FLIGHT_WAYS);
+                left_over += u32::from(*set > GOROUTINE_WAYS);
             }
             assert!(
                 left_over <= 10,
@@ -717,16 +759,16 @@ mod tests {
         let mut slot = InFlightSlot {
             key: k,
             check: InFlightSlot::check_of(&k, &r),
-            request: r,
+            value: r,
         };
         assert!(slot.holds(&k));
         assert!(!slot.holds(&key(0x00c0_0056_7800)), "another goroutine");
         // Two claims interleaved: this key with another request's start time.
-        slot.request.start_monotonic_ns = 200;
+        slot.value.start_monotonic_ns = 200;
         assert!(!slot.holds(&k));
-        slot.request = r;
-        slot.request.request = 0;
-        slot.check = InFlightSlot::check_of(&k, &slot.request);
+        slot.value = r;
+        slot.value.request = 0;
+        slot.check = InFlightSlot::check_of(&k, &slot.value);
         assert!(!slot.holds(&k), "taken by the request-end probe");
     }
 

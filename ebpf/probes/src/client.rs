@@ -28,12 +28,13 @@ use aya_ebpf::{
 };
 use http_autoinstrument_common::{
     client_flags, cookie_transport, counter, format_traceparent_hpack, format_traceparent_line,
-    parent, transport, write_hex, ClientCall, ContextKey, GoroutineKey, HttpClientEvent,
-    TraceContext, TRACEPARENT_COPY, TRACEPARENT_HPACK_LEN, TRACEPARENT_LEN, TRACEPARENT_LINE_LEN,
+    parent, transport, write_hex, ClientCall, ContextKey, HttpClientEvent, TraceContext,
+    TRACEPARENT_COPY, TRACEPARENT_HPACK_LEN, TRACEPARENT_LEN, TRACEPARENT_LINE_LEN,
     TRACEPARENT_LINE_PREFIX,
 };
 
 use crate::go::{field, read_u64, read_words, Window};
+use crate::in_flight::{Calls, Requests};
 use crate::{
     binary_of, bump, current_pid, goroutine_key, in_flight, search_headers, trace, wakeup_flags,
     EVENTS, REQUEST_WINDOW, TRACEPARENT_TEXT, WINDOWS, WRITER_WINDOW,
@@ -44,10 +45,6 @@ use crate::{
 fn transport_of(ctx: &ProbeContext) -> u64 {
     cookie_transport(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) })
 }
-
-/// Calls between their start and their return, by goroutine.
-#[map]
-static CLIENT_CALLS: LruHashMap<GoroutineKey, ClientCall> = LruHashMap::with_max_entries(8192, 0);
 
 #[uprobe]
 pub fn client_call_start(ctx: ProbeContext) -> u32 {
@@ -71,7 +68,8 @@ fn call_start(ctx: &ProbeContext, propagating: bool) -> u32 {
     // roundTrip(t *Transport, req *Request): req in RBX.
     let request = unsafe { (*ctx.regs).rbx };
     let transport = transport_of(ctx);
-    if let Some(call) = unsafe { CLIENT_CALLS.get(&key) } {
+    if let Some(call) = in_flight::find::<Calls>(&key) {
+        let call = unsafe { &*call };
         if call.request == request && call.transport == transport {
             return 0; // entered again by Go's stack growth
         }
@@ -96,8 +94,8 @@ fn call_start(ctx: &ProbeContext, propagating: bool) -> u32 {
     };
     // A call made with a context unrelated to the request (context.Background()) on the
     // goroutine serving it.
-    let parent =
-        by_context.or_else(|| in_flight::find(&key).map(|served| unsafe { (*served).trace }));
+    let parent = by_context
+        .or_else(|| in_flight::find::<Requests>(&key).map(|served| unsafe { (*served).trace }));
     let Some(scratch) = START_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -160,7 +158,7 @@ fn call_start(ctx: &ProbeContext, propagating: bool) -> u32 {
             }
         }
     }
-    let _ = CLIENT_CALLS.insert(&key, call, 0);
+    in_flight::begin::<Calls>(&key, call);
     0
 }
 
@@ -533,10 +531,11 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
     bump(counter::CLIENT_RETURN_HITS);
     let pid = current_pid();
     let key = goroutine_key(&ctx, pid);
-    let Some(call) = (unsafe { CLIENT_CALLS.get(&key) }).copied() else {
+    let Some(slot) = in_flight::find::<Calls>(&key) else {
         bump(counter::ENDS_WITHOUT_ENTRY);
         return 0;
     };
+    let call = unsafe { *slot };
     let Some(binary) = binary_of(&ctx) else {
         bump(counter::UNCONFIGURED_HITS);
         return 0;
@@ -545,7 +544,8 @@ pub fn client_call_return(ctx: ProbeContext) -> u32 {
         // x/net's Transport returning to net/http's roundTrip, whose own return ends the call.
         return 0;
     }
-    let _ = CLIENT_CALLS.remove(&key);
+    // Finished: the slot waits for the goroutine's next call.
+    unsafe { (*slot).request = 0 };
     if call.headers != 0 {
         let _ = OUTGOING.remove(&ContextKey::new(pid, call.headers));
     }

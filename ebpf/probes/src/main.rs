@@ -206,7 +206,7 @@ pub fn serve_http_entry(ctx: ProbeContext) -> u32 {
     );
     // The probe sits after Go's stack check, so each call hits it once; where it had to go on
     // the check itself, a call that grew the stack hits it twice, and only the first counts.
-    if in_flight::begin(&key, record) && record.context != 0 {
+    if in_flight::begin::<in_flight::Requests>(&key, record) && record.context != 0 {
         let context = ContextKey::new(pid, record.context);
         trace::remember_context(&context, &record.trace);
     }
@@ -294,7 +294,7 @@ pub fn request_end(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let key = goroutine_key(&ctx, pid);
-    let Some(slot) = in_flight::find(&key) else {
+    let Some(slot) = in_flight::find::<in_flight::Requests>(&key) else {
         bump(counter::ENDS_WITHOUT_ENTRY);
         return 0;
     };
@@ -349,7 +349,7 @@ pub fn gopanic_entry(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let key = goroutine_key(&ctx, pid);
-    let Some(slot) = in_flight::find(&key) else {
+    let Some(slot) = in_flight::find::<in_flight::Requests>(&key) else {
         return 0;
     };
     bump(counter::PANICS);

@@ -22,8 +22,9 @@ use aya::programs::uprobe::{
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use http_autoinstrument_common::{
-    counter, probe_cookie, BinaryConfig, GoroutineKey, HttpServerEvent, InFlightSlot, COOKIE_X_NET,
-    EVENT_RECORD_BYTES, IN_FLIGHT_SLOTS, MAX_BINARIES,
+    counter, probe_cookie, BinaryConfig, ClientCallSlot, GoroutineKey, GoroutineSlot,
+    HttpServerEvent, InFlightSlot, SlotValue, COOKIE_X_NET, EVENT_RECORD_BYTES, GOROUTINE_SLOTS,
+    MAX_BINARIES,
 };
 
 use crate::inspect::{Function, GoBinary};
@@ -144,6 +145,7 @@ pub struct Probes {
     binaries: Array<MapData, BinaryConfig>,
     panicked: BpfHashMap<MapData, GoroutineKey, HttpServerEvent>,
     in_flight: Array<MapData, InFlightSlot>,
+    client_calls: Array<MapData, ClientCallSlot>,
     counters: PerCpuArray<MapData, u64>,
     /// Slots never used, or closed for good.
     free_slots: Vec<u32>,
@@ -308,6 +310,8 @@ impl Probes {
         let panicked = BpfHashMap::try_from(ebpf.take_map("PANICKED").context("map PANICKED")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
         let in_flight = Array::try_from(ebpf.take_map("IN_FLIGHT").context("map IN_FLIGHT")?)?;
+        let client_calls =
+            Array::try_from(ebpf.take_map("CLIENT_CALLS").context("map CLIENT_CALLS")?)?;
         let (reaper, reaped_slots) = start_reaper()?;
         Ok(Probes {
             ebpf,
@@ -315,6 +319,7 @@ impl Probes {
             binaries,
             panicked,
             in_flight,
+            client_calls,
             counters,
             // Popped from the end: slot 0 first.
             free_slots: (0..MAX_BINARIES).rev().collect(),
@@ -498,27 +503,19 @@ impl Probes {
         }
     }
 
-    /// Frees the in-flight table's slots of `pid`'s requests that never ended. Nothing else
-    /// would: a slot is reused only by its goroutine or once finished, so every process killed
-    /// while serving would leave its slots taken for good, and a full set sends its goroutines to
-    /// the slower overflow map (whose LRU forgets by itself). Finished slots are left alone:
-    /// they are free already, and another process may be claiming one right now. Returns how
-    /// many were freed.
-    pub fn forget_requests(&mut self, pid: u32) -> usize {
-        let mut freed = 0;
-        for index in 0..IN_FLIGHT_SLOTS {
-            let Ok(mut slot) = self.in_flight.get(&index, 0) else {
-                continue;
-            };
-            if slot.key.pid == pid && slot.request.request != 0 {
-                slot.request.request = 0;
-                slot.request.flags = 0;
-                if self.in_flight.set(index, slot, 0).is_ok() {
-                    freed += 1;
-                }
-            }
-        }
-        freed
+    /// Frees the slots of `pid`'s requests and client calls that never ended, in the probes'
+    /// tables by goroutine. Nothing else would: a slot is reused only by its goroutine or once
+    /// finished, so every process killed while serving or calling would leave its slots taken
+    /// for good, and a full set sends its goroutines to the slower overflow map (whose LRU
+    /// forgets by itself). Finished slots are left alone: they are free already, and another
+    /// process may be claiming one right now. Returns how many requests and calls were freed.
+    pub fn forget_unfinished(&mut self, pid: u32) -> (usize, usize) {
+        let requests = free_slots_of(&mut self.in_flight, pid, |request| {
+            request.request = 0;
+            request.flags = 0;
+        });
+        let calls = free_slots_of(&mut self.client_calls, pid, |call| call.request = 0);
+        (requests, calls)
     }
 
     pub fn counters(&self) -> KernelCounters {
@@ -570,6 +567,30 @@ impl Probes {
             .filter_map(|(key, event)| self.panicked.remove(&key).ok().map(|_| event))
             .collect()
     }
+}
+
+/// Marks `pid`'s unfinished slots of a table by goroutine finished (`finish`); how many.
+fn free_slots_of<V: SlotValue>(
+    table: &mut Array<MapData, GoroutineSlot<V>>,
+    pid: u32,
+    finish: impl Fn(&mut V),
+) -> usize
+where
+    GoroutineSlot<V>: aya::Pod,
+{
+    let mut freed = 0;
+    for index in 0..GOROUTINE_SLOTS {
+        let Ok(mut slot) = table.get(&index, 0) else {
+            continue;
+        };
+        if slot.key.pid == pid && !slot.value.is_finished() {
+            finish(&mut slot.value);
+            if table.set(index, slot, 0).is_ok() {
+                freed += 1;
+            }
+        }
+    }
+    freed
 }
 
 /// Starts the thread that closes links, and returns where to send it work and where it hands

@@ -428,13 +428,18 @@ impl Tracker {
         Ok(newly_attached)
     }
 
-    /// `pid` exited: releases its own probes and its unfinished requests.
+    /// `pid` exited: releases its own probes and its unfinished requests and calls.
     fn forget(&mut self, pid: u32) {
         let Some(file_id) = self.traced.remove(&pid) else {
             return;
         };
-        let unfinished_requests = self.probes.forget_requests(pid);
-        tracing::info!(pid, unfinished_requests, "traced process exited");
+        let (unfinished_requests, unfinished_calls) = self.probes.forget_unfinished(pid);
+        tracing::info!(
+            pid,
+            unfinished_requests,
+            unfinished_calls,
+            "traced process exited"
+        );
         let Some(executable) = self.executables.get_mut(&file_id) else {
             return;
         };
