@@ -257,8 +257,8 @@ pub struct GoOffsets {
     pub swiss_groups_length_mask: u64,
 
     /// Words of a `Request`, a `response`, an `http2responseWriterState`, a map header, a `URL`
-    /// and a client's `Response` the probe copies with one read each: through the last field above that it reads of the
-    /// struct, and no further (see `GoOffsets::set_window_words`).
+    /// and a client's `Response` the probe copies with one read each: through the last field
+    /// above that it reads of the struct, and no further (see `GoOffsets::set_window_words`).
     pub request_window_words: u64,
     pub response_window_words: u64,
     pub h2_rws_window_words: u64,
