@@ -118,6 +118,8 @@ pub struct Bench {
     /// The same server stripped of symbols, for bpftrace (see `overhead::bpftrace_script`).
     pub peer_server: PathBuf,
     pub bpftrace_script: PathBuf,
+    /// bpftrace's name of the entry probe point in `peer_server` (`trace_cost::read_cost_script`).
+    pub peer_entry: String,
     pub built_plugins: PathBuf,
     /// filter, redact and route-template, in chain order.
     pub three_plugins: tempfile::TempDir,
@@ -153,12 +155,14 @@ impl Bench {
             &bpftrace_script,
             overhead::bpftrace_script(&binary, &peer_server),
         )?;
+        let peer_entry = overhead::bpftrace_entry_probe(&binary, &peer_server);
         Ok(Bench {
             settings,
             agent: agent.to_path_buf(),
             server: server.to_path_buf(),
             peer_server,
             bpftrace_script,
+            peer_entry,
             built_plugins: built_plugins.to_path_buf(),
             three_plugins: replay::three_plugin_dir(built_plugins)?,
             plugin_cache,

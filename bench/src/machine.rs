@@ -10,6 +10,9 @@ pub struct Machine {
     pub memory_gib: f64,
     pub kernel: String,
     pub virtualization: String,
+    /// How the kernel guards its returns against speculation (Retbleed, SRSO): on some CPUs
+    /// every kernel function's return then pays for it, and each helper a probe calls has several.
+    pub return_mitigations: String,
     pub tools: Vec<(String, String)>,
 }
 
@@ -75,6 +78,15 @@ pub fn describe(go_version: &str) -> Machine {
                 None => machine,
             }
         },
+        return_mitigations: ["retbleed", "spec_rstack_overflow"]
+            .iter()
+            .map(|name| {
+                let path = format!("/sys/devices/system/cpu/vulnerabilities/{name}");
+                let state = std::fs::read_to_string(path).unwrap_or_else(|_| "not listed".into());
+                format!("{name}: {}", state.trim())
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
         tools: vec![
             ("Go (service)".into(), go_version.into()),
             ("rustc".into(), first_line("rustc", &["--version"])),

@@ -3,7 +3,7 @@
 //! bpftrace peer, over HTTP and HTTPS.
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use http_autoinstrument::inspect::GoBinary;
@@ -104,20 +104,32 @@ pub struct OverheadRun {
     pub check: String,
 }
 
+/// bpftrace's name of a probe at `offset` in the file `binary` (a raw file offset: bpftrace
+/// takes those in a binary without symbols).
+fn bpftrace_probe(binary: &Path, offset: u64) -> String {
+    format!("uprobe:{}:{:#x}", binary.display(), offset)
+}
+
+/// bpftrace's name of the agent's entry probe point (`serverHandler.ServeHTTP`) in `peer_binary`,
+/// the stripped copy of the inspected `binary`.
+pub fn bpftrace_entry_probe(binary: &GoBinary, peer_binary: &Path) -> String {
+    let f = &binary.serve_http;
+    bpftrace_probe(peer_binary, f.file_offset + f.entry_offset)
+}
+
 /// The bpftrace program: the probes on the same file offsets as the agent's (the entry point of
 /// `net/http.serverHandler.ServeHTTP` and the request ends, `GoBinary::request_end_offsets`),
 /// keyed by goroutine (R14 in Go's register ABI), reading `Request.Method` and
 /// `Request.RequestURI` (path and query) with the offsets our inspection found.
 pub fn bpftrace_script(binary: &GoBinary, peer_binary: &Path) -> String {
-    let f = &binary.serve_http;
     let o = &binary.offsets;
-    let at = |offset: u64| format!("uprobe:{}:{:#x}", peer_binary.display(), offset);
+    let at = |offset: u64| bpftrace_probe(peer_binary, offset);
     let mut script = String::new();
     let _ = writeln!(
         script,
         "// Same capture as the agent, by bpftrace: method, target and duration of every request.\n\
          {}\n{{\n  @start[reg(\"r14\")] = nsecs;\n  @req[reg(\"r14\")] = reg(\"di\");\n}}",
-        at(f.file_offset + f.entry_offset)
+        bpftrace_entry_probe(binary, peer_binary)
     );
     let ends: Vec<String> = binary.request_end_offsets().into_iter().map(at).collect();
     let _ = writeln!(
@@ -188,16 +200,9 @@ fn instrument(bench: &Bench, mode: Mode, service: &Service, dir: &Path) -> Resul
         Mode::Bpftrace => {
             let peer = Peer::start(&bench.bpftrace_script, dir)?;
             // Attached once a request shows up in its output.
-            let started = Instant::now();
-            while !peer.printed("/bench-ready") {
+            peer.wait_printed("/bench-ready", dir, || {
                 let _ = crate::http::get(service.http_port, "/bench-ready");
-                ensure!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "bpftrace never printed a request: {}",
-                    std::fs::read_to_string(dir.join("bpftrace.err")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            })?;
             Ok(Instrumentation::Peer(peer))
         }
     }

@@ -285,6 +285,22 @@ impl Peer {
         self.child.id()
     }
 
+    /// Waits until bpftrace has printed `needle`, calling `poke` between looks (a request that
+    /// makes it print); an error with bpftrace's own after a minute.
+    pub fn wait_printed(&self, needle: &str, work: &Path, poke: impl Fn()) -> Result<()> {
+        let started = Instant::now();
+        while !self.printed(needle) {
+            poke();
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "bpftrace never printed {needle:?}: {}",
+                std::fs::read_to_string(work.join("bpftrace.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
     /// Lines printed so far that are requests (`METHOD /path micros`).
     pub fn printed_requests(&self) -> usize {
         std::fs::read_to_string(&self.output)

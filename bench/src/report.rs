@@ -133,6 +133,12 @@ const PIPELINE_TARGETS: [(crate::replay::Stage, &str, f64); 1] = [(
 /// The most BPF run time a server request may take, its `traceparent` read included, in ns.
 const SERVER_BPF_TARGETS: [(Scheme, f64); 2] = [(Scheme::Http, 1300.0), (Scheme::Https, 1500.0)];
 
+/// Reads of the service's memory the agent's server programs make for a request with a
+/// `traceparent`, as section 3 measures it: at the start the request, its header map, the map's
+/// group holding the header, the key, the value slice and the value's text; at the end the
+/// request, the request line, the host, the remote address, the route and the response writer.
+const SERVER_READS_WITH_TRACEPARENT: u64 = 12;
+
 /// A server BPF-time target judged: the medians with and without an incoming `traceparent`
 /// (section 3), judged on the one with it.
 struct ServerBpfTime {
@@ -275,6 +281,11 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
     let _ = writeln!(md, "| memory | {:.1} GiB |", m.memory_gib);
     let _ = writeln!(md, "| kernel | {} |", m.kernel);
     let _ = writeln!(md, "| virtualization | {} |", m.virtualization);
+    let _ = writeln!(
+        md,
+        "| kernel return mitigations | {} |",
+        m.return_mitigations
+    );
     for (tool, version) in &m.tools {
         let _ = writeln!(md, "| {tool} | {version} |");
     }
@@ -318,11 +329,17 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
         if let Some(t) = server_bpf_time(&r.trace_cost, scheme, limit) {
             let _ = writeln!(
                 md,
-                "| {}: BPF run time per server request, `traceparent` read included, ≤ {} ns | {:.0} ns with an incoming `traceparent`, {} without (median, section 3; kernel accounting) | {} |",
+                "| {}: BPF run time per server request, `traceparent` read included, ≤ {} ns | {:.0} ns with an incoming `traceparent`, {} without (median, section 3; kernel accounting){} | {} |",
                 scheme.label(),
                 thousands(limit),
                 t.with_traceparent.median,
                 t.without.map_or("–".into(), |w| format!("{:.0} ns", w.median)),
+                trace_cost::read_ns(&r.trace_cost).map_or(String::new(), |read| format!(
+                    "; its {SERVER_READS_WITH_TRACEPARENT} reads of the service's memory alone \
+                     take {:.0} ns at this host's {:.0} ns a read (section 3)",
+                    read.median * SERVER_READS_WITH_TRACEPARENT as f64,
+                    read.median
+                )),
                 verdict(t.met)
             );
         }
@@ -689,6 +706,35 @@ pub fn write(results: &Results, out: &Path, invocation: &Invocation) -> Result<(
             ),
         ],
     );
+    if let Some(read) = trace_cost::read_ns(tc) {
+        let _ = writeln!(
+            md,
+            "### A read of the service's memory\n\n\
+             What one `bpf_probe_read_user` costs a program on this host, the helper every read of \
+             a traced process goes through: `bpftrace` on the stripped copy of the service at the \
+             agent's entry point, storing the request's address, against the same program \
+             storing the sum of the request's first {reads} words, each read apart. Same load and \
+             rounds as above, HTTP; the programs' time per request.\n\n\
+             | | ns/request |\n|---|---|\n\
+             | {} | {} |\n| {} | {} |\n| one read ((with − without) / {reads}) | {} |\n\n\
+             The server programs read the service {SERVER_READS_WITH_TRACEPARENT} times for a \
+             request with a `traceparent`: at its start the request, its header map, the map's \
+             group holding the header, the key, the value slice and the value's text; at its end \
+             the request, the request line, the host, the remote address, the route and the \
+             response writer. At {:.0} ns a read that is {:.0} ns before anything else they do. \
+             The price is the kernel's: the helper's own checks and the return mitigations of the \
+             Machine table, which make every return from a kernel function cost more on some \
+             CPUs.\n",
+            Config::ReadsNone.label(),
+            cell(Scheme::Http, Config::ReadsNone),
+            Config::Reads.label(),
+            cell(Scheme::Http, Config::Reads),
+            range(Some(read), 0),
+            read.median,
+            read.median * SERVER_READS_WITH_TRACEPARENT as f64,
+            reads = trace_cost::READS,
+        );
+    }
     if tc.iter().any(|r| r.dry_run) {
         let _ = writeln!(
             md,

@@ -2,9 +2,11 @@
 //! time per server request with and without an incoming `traceparent`, and per client call (the
 //! traced service's `/call` to an untraced copy of it) the floor's bare counting programs on the
 //! client points against the agent's client programs, with trace context propagation off and on
-//! (on: the programs that also write `traceparent` into the outgoing request). Every
-//! configuration runs in every round, in turns whose order alternates from round to round, so the
-//! host's drift between rounds falls on all of them alike.
+//! (on: the programs that also write `traceparent` into the outgoing request). Beside them, what
+//! one read of the service's memory costs a BPF program on this host: a bpftrace program on the
+//! agent's entry point with `READS` reads of the request against the same program without them.
+//! Every configuration runs in every round, in turns whose order alternates from round to round,
+//! so the host's drift between rounds falls on all of them alike.
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use serde::Serialize;
 
 use crate::bpfstats;
 use crate::overhead::Scheme;
-use crate::procs::{Agent, AgentRun, ProbeMode, Service, Target};
+use crate::procs::{Agent, AgentRun, Peer, ProbeMode, Service, Target};
 use crate::stats::Summary;
 use crate::wrk::{self, WrkResult};
 use crate::Bench;
@@ -37,6 +39,9 @@ const PROPAGATING_CLIENT_PROGRAMS: [&str; 4] = [
 /// The floor's counting programs on the same client points (`--probe-mode count`).
 const FLOOR_CLIENT_PROGRAMS: [&str; 2] = ["count_client_start", "count_client_return"];
 
+/// Reads of the request in the read-cost program (`Config::Reads`).
+pub const READS: u64 = 8;
+
 /// Open requests for the load on `/call`: the fixture's client keeps 2 idle connections per
 /// host (net/http's default), so with 2 every call reuses one and no call pays for a connection
 /// or a TLS handshake to the callee.
@@ -56,6 +61,12 @@ pub enum Config {
     /// The same calls; propagation on (where the kernel forbids the writes, the same programs in
     /// probe mode `propagation-dry-run`: everything but the write itself).
     ClientPropagation,
+    /// Server requests (HTTP only: a read costs the same in both); a bpftrace program on the
+    /// agent's entry point of the stripped copy that stores the request's address.
+    ReadsNone,
+    /// The same program storing the sum of the request's first `READS` words, each read apart
+    /// (one `bpf_probe_read_user` each, as the agent reads a Go object).
+    Reads,
 }
 
 impl Config {
@@ -66,6 +77,8 @@ impl Config {
             Config::ClientFloor => "floor: counting programs on the client points",
             Config::ClientAgent => "agent: client spans, propagation off",
             Config::ClientPropagation => "agent: client spans, propagation on",
+            Config::ReadsNone => "bpftrace on the request's start, no read",
+            Config::Reads => "bpftrace on the request's start, 8 reads of the request",
         }
     }
 
@@ -74,16 +87,19 @@ impl Config {
     fn runs_per_request(self) -> u64 {
         match self {
             Config::ClientPropagation => 3,
+            Config::ReadsNone | Config::Reads => 1,
             _ => 2,
         }
     }
 
+    /// The agent's programs measured; none for bpftrace's (all of its programs are).
     fn programs(self) -> &'static [&'static str] {
         match self {
             Config::ServerNoTraceparent | Config::ServerTraceparent => &SERVER_PROGRAMS,
             Config::ClientFloor => &FLOOR_CLIENT_PROGRAMS,
             Config::ClientAgent => &CLIENT_PROGRAMS,
             Config::ClientPropagation => &PROPAGATING_CLIENT_PROGRAMS,
+            Config::ReadsNone | Config::Reads => &[],
         }
     }
 }
@@ -128,6 +144,33 @@ pub fn difference(
     }))
 }
 
+/// Median (min – max) over the rounds of one read's ns: (`Reads` − `ReadsNone`) / `READS`.
+pub fn read_ns(runs: &[TraceCostRun]) -> Option<Summary> {
+    let d = difference(runs, Scheme::Http, Config::Reads, Config::ReadsNone)?;
+    let per_read = |ns: f64| ns / READS as f64;
+    Some(Summary {
+        median: per_read(d.median),
+        min: per_read(d.min),
+        max: per_read(d.max),
+        n: d.n,
+    })
+}
+
+/// The bpftrace program of `Config::ReadsNone` (`reads` 0) or `Config::Reads` on `probe`, the
+/// agent's entry point in the stripped copy (`ServeHTTP(sh, rw, req)`: req in RDI). Both store
+/// one value in a map; `BEGIN` prints once every probe is attached.
+pub fn read_cost_script(probe: &str, reads: u64) -> String {
+    let value = if reads == 0 {
+        "reg(\"di\")".to_string()
+    } else {
+        (0..reads)
+            .map(|i| format!("*(uint64*)(reg(\"di\") + {})", i * 8))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    format!("BEGIN {{ printf(\"attached\\n\"); }}\n{probe}\n{{\n  @value = {value};\n}}\n")
+}
+
 /// `configs` in round `round`'s order: as given in odd rounds, reversed in even ones.
 fn in_turn<const N: usize>(mut configs: [Config; N], round: usize) -> [Config; N] {
     if round.is_multiple_of(2) {
@@ -162,28 +205,24 @@ fn start_agent(
     Ok((agent, false))
 }
 
-/// Runs `load` with the kernel's accounting on; `config`'s programs of `agent` must have run
-/// at least `config.runs_per_request()` times per request.
+/// Runs `load` with the kernel's accounting on; the programs `totals` sums must have run at
+/// least `config.runs_per_request()` times per request.
 fn accounted(
-    agent: &Agent,
+    totals: impl Fn() -> Result<bpfstats::ProgramTotals>,
     scheme: Scheme,
     config: Config,
     round: usize,
     dry_run: bool,
     load: impl FnOnce() -> Result<WrkResult>,
 ) -> Result<TraceCostRun> {
-    let programs = config.programs();
     let (wrk, ran) = bpfstats::with_accounting(|| {
-        let before = bpfstats::named_programs_of(agent.pid(), programs)?;
+        let before = totals()?;
         let wrk = load()?;
-        Ok((
-            wrk,
-            bpfstats::named_programs_of(agent.pid(), programs)?.since(before),
-        ))
+        Ok((wrk, totals()?.since(before)))
     })?;
     ensure!(
         wrk.requests > 0 && ran.run_count >= config.runs_per_request() * wrk.requests,
-        "{} {config:?}: {programs:?} ran {} times for {} requests",
+        "{} {config:?}: the programs ran {} times for {} requests",
         scheme.label(),
         ran.run_count,
         wrk.requests
@@ -206,6 +245,11 @@ fn accounted(
         run.runs_per_request
     );
     Ok(run)
+}
+
+/// The totals of `config`'s programs among those `agent` holds.
+fn agent_programs(agent: &Agent, config: Config) -> Result<bpfstats::ProgramTotals> {
+    bpfstats::named_programs_of(agent.pid(), config.programs())
 }
 
 /// Stops `agent`; it must not have lost events when the run requires keeping pace.
@@ -231,6 +275,7 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
     let service = Service::start(&bench.server)?;
     // The callee: its own file, and the agent follows the traced service's pid only.
     let callee = Service::start_copy(&bench.server, &bench.work.path().join("service-called"))?;
+    let peer_service = Service::start(&bench.peer_server)?;
     let mut runs = Vec::new();
     for round in 1..=s.rounds {
         // Server requests: one agent, both header configurations in turn.
@@ -247,7 +292,8 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
                     Config::ServerTraceparent => &[TRACEPARENT],
                     _ => &[],
                 };
-                let run = accounted(&agent, scheme, config, round, false, || {
+                let programs = || agent_programs(&agent, config);
+                let run = accounted(programs, scheme, config, round, false, || {
                     wrk::run_with(&url, s.probe_time, wrk::CONNECTIONS, headers)
                 })?;
                 if config == Config::ServerTraceparent {
@@ -281,13 +327,32 @@ pub fn measure(bench: &Bench) -> Result<Vec<TraceCostRun>> {
                     url(&callee, scheme)
                 );
                 wrk::run_with(&url, s.warmup, CALL_CONNECTIONS, &[])?;
-                let run = accounted(&agent, scheme, config, round, dry_run, || {
+                let programs = || agent_programs(&agent, config);
+                let run = accounted(programs, scheme, config, round, dry_run, || {
                     wrk::run_with(&url, s.probe_time, CALL_CONNECTIONS, &[])
                 })
                 .context("client calls")?;
                 runs.push(run);
             }
             stop(agent, config.label(), s.require_keeping_pace)?;
+        }
+        // One read's price: bpftrace on the stripped copy, without the reads and with them.
+        for config in in_turn([Config::ReadsNone, Config::Reads], round) {
+            let dir = tempfile::tempdir_in(bench.work.path())?;
+            let reads = if config == Config::Reads { READS } else { 0 };
+            let script = dir.path().join("reads.bt");
+            std::fs::write(&script, read_cost_script(&bench.peer_entry, reads))?;
+            let peer = Peer::start(&script, dir.path())?;
+            peer.wait_printed("attached", dir.path(), || {})?;
+            let url = url(&peer_service, Scheme::Http);
+            wrk::run(&url, s.warmup)?;
+            let programs = || bpfstats::programs_of(peer.pid());
+            let run = accounted(programs, Scheme::Http, config, round, false, || {
+                wrk::run_with(&url, s.probe_time, wrk::CONNECTIONS, &[])
+            })
+            .context("the price of a read")?;
+            runs.push(run);
+            peer.stop();
         }
     }
     Ok(runs)
@@ -337,6 +402,40 @@ mod tests {
         let agent = summary(&runs, Scheme::Http, Config::ClientAgent).unwrap();
         assert_eq!((agent.median, agent.n), (650.0, 3));
         assert!(summary(&runs, Scheme::Https, Config::ClientAgent).is_none());
+    }
+
+    #[test]
+    fn a_read_is_the_difference_of_the_two_programs_over_the_reads() {
+        let runs = [
+            sample_run(1, Config::ReadsNone, 250.0),
+            sample_run(1, Config::Reads, 250.0 + 8.0 * 170.0),
+            sample_run(2, Config::Reads, 300.0 + 8.0 * 150.0),
+            sample_run(2, Config::ReadsNone, 300.0),
+        ];
+        let read = read_ns(&runs).unwrap();
+        assert_eq!(
+            (read.min, read.median, read.max, read.n),
+            (150.0, 160.0, 170.0, 2)
+        );
+        assert!(read_ns(&runs[..1]).is_none());
+    }
+
+    #[test]
+    fn the_read_cost_programs_differ_only_in_the_reads() {
+        let probe = "uprobe:/tmp/s:0x1e0";
+        let none = read_cost_script(probe, 0);
+        let two = read_cost_script(probe, 2);
+        assert_eq!(
+            none,
+            "BEGIN { printf(\"attached\\n\"); }\nuprobe:/tmp/s:0x1e0\n{\n  @value = reg(\"di\");\n}\n"
+        );
+        assert_eq!(
+            two,
+            none.replace(
+                "reg(\"di\");",
+                "*(uint64*)(reg(\"di\") + 0) + *(uint64*)(reg(\"di\") + 8);"
+            )
+        );
     }
 
     #[test]
