@@ -198,11 +198,15 @@ pub fn measure(bench: &Bench) -> Result<Vec<ProbeHits>> {
             );
         }
         let expected_spans = requests * case.requests_do.spans();
-        // Spans reach the sink within a poll interval and an export batch.
+        // Spans reach the sink within a poll interval and an export batch; the kernel's
+        // counters reach /metrics at the agent's next scan, which may come after the spans: each
+        // span is one event, so once the events counted are all there, so are the hits.
         let started = Instant::now();
         let after = loop {
             let now = counters(metrics_port)?;
-            if now[6] - before[6] >= expected_spans || started.elapsed() > Duration::from_secs(10) {
+            let all_in =
+                now[6] - before[6] >= expected_spans && now[5] - before[5] >= expected_spans;
+            if all_in || started.elapsed() > Duration::from_secs(10) {
                 break now;
             }
             std::thread::sleep(Duration::from_millis(50));
