@@ -41,6 +41,8 @@ const FLOOR_CLIENT_PROGRAMS: [&str; 2] = ["count_client_start", "count_client_re
 
 /// Reads of the request in the read-cost program (`Config::Reads`).
 pub const READS: u64 = 8;
+// `Config::Reads`'s label names the count.
+const _: () = assert!(READS == 8);
 
 /// Open requests for the load on `/call`: the fixture's client keeps 2 idle connections per
 /// host (net/http's default), so with 2 every call reuses one and no call pays for a connection
